@@ -1,0 +1,25 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+let package = Package(
+    name: "Kofka",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "Kofka", targets: ["Kofka"]),
+        .library(name: "kofka", type: .dynamic, targets: ["KofkaCABI"]),
+        .executable(name: "kofka-cli", targets: ["kofka-cli"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CSQLite", path: "Sources/CSQLite"),
+        .systemLibrary(name: "CKofka", path: "Sources/CKofka"),
+        .target(name: "Kofka", dependencies: ["CSQLite"]),
+        .target(name: "KofkaCABI", dependencies: ["Kofka", "CKofka"]),
+        .executableTarget(name: "kofka-cli", dependencies: [
+            "Kofka", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .testTarget(name: "KofkaTests", dependencies: ["Kofka"]),
+    ]
+)

@@ -1,0 +1,92 @@
+/// The error codes of Kofka. Raw values equal the C enum `kofka_err` in `include/kofka.h`.
+public enum ErrorCode: Int32, Sendable, CaseIterable {
+    case ok = 0
+    case invalidArg = 1
+    case invalidConfig = 2
+    case invalidState = 3
+    case unknownTopic = 4
+    case unknownPartition = 5
+    case topicExists = 6
+    case msgTooLarge = 7
+    case offsetOutOfRange = 8
+    case noOffset = 9
+    case timedOut = 10
+    case storage = 11
+    case outOfOrderSequence = 12
+    case producerFenced = 13
+    case txnTimedOut = 14
+    case rebalanced = 15
+    case closed = 16
+    case unsupported = 17
+    case queueFull = 18
+
+    /// The C name, e.g. `KOFKA_ERR_PRODUCER_FENCED`.
+    public var name: String {
+        switch self {
+        case .ok: "KOFKA_OK"
+        case .invalidArg: "KOFKA_ERR_INVALID_ARG"
+        case .invalidConfig: "KOFKA_ERR_INVALID_CONFIG"
+        case .invalidState: "KOFKA_ERR_INVALID_STATE"
+        case .unknownTopic: "KOFKA_ERR_UNKNOWN_TOPIC"
+        case .unknownPartition: "KOFKA_ERR_UNKNOWN_PARTITION"
+        case .topicExists: "KOFKA_ERR_TOPIC_EXISTS"
+        case .msgTooLarge: "KOFKA_ERR_MSG_TOO_LARGE"
+        case .offsetOutOfRange: "KOFKA_ERR_OFFSET_OUT_OF_RANGE"
+        case .noOffset: "KOFKA_ERR_NO_OFFSET"
+        case .timedOut: "KOFKA_ERR_TIMED_OUT"
+        case .storage: "KOFKA_ERR_STORAGE"
+        case .outOfOrderSequence: "KOFKA_ERR_OUT_OF_ORDER_SEQUENCE"
+        case .producerFenced: "KOFKA_ERR_PRODUCER_FENCED"
+        case .txnTimedOut: "KOFKA_ERR_TXN_TIMED_OUT"
+        case .rebalanced: "KOFKA_ERR_REBALANCED"
+        case .closed: "KOFKA_ERR_CLOSED"
+        case .unsupported: "KOFKA_ERR_UNSUPPORTED"
+        case .queueFull: "KOFKA_ERR_QUEUE_FULL"
+        }
+    }
+
+    /// One sentence describing the code.
+    public var description: String {
+        switch self {
+        case .ok: "Success."
+        case .invalidArg: "An argument is invalid: a NULL pointer, a negative size, a bad name or an unknown storage scheme."
+        case .invalidConfig: "A configuration key is unknown, a value is invalid, or two settings contradict each other."
+        case .invalidState: "The call is not allowed in the handle's current state."
+        case .unknownTopic: "The topic does not exist."
+        case .unknownPartition: "The topic has no such partition."
+        case .topicExists: "The topic already exists."
+        case .msgTooLarge: "The record is larger than message.max.bytes."
+        case .offsetOutOfRange: "The offset is outside the partition's watermarks."
+        case .noOffset: "There is no committed offset and auto.offset.reset is none."
+        case .timedOut: "The operation timed out; for a send the outcome is unknown (request or acknowledgement lost)."
+        case .storage: "The storage backend failed (I/O error, corruption, full disk, or a lock held too long)."
+        case .outOfOrderSequence: "The idempotent producer's sequence number leaves a gap."
+        case .producerFenced: "A newer producer with the same transactional.id or producer id has fenced this one."
+        case .txnTimedOut: "The transaction was aborted because it stayed open longer than transaction.timeout.ms."
+        case .rebalanced: "The consumer is not the owner of the partition in the group's current generation."
+        case .closed: "The broker or handle was closed."
+        case .unsupported: "The operation is not supported."
+        case .queueFull: "The producer queue is full (queue.buffering.max.messages); serve delivery reports and retry."
+        }
+    }
+}
+
+/// An error thrown by Kofka: a code from `include/kofka.h` and a message that names the offending value.
+///
+/// ```swift
+/// do { try broker.createTopic("orders", partitions: 3) }
+/// catch let e as KofkaError where e.code == .topicExists { print(e.message) }
+/// ```
+public struct KofkaError: Error, Sendable, CustomStringConvertible, Equatable {
+    /// The error code.
+    public let code: ErrorCode
+    /// A human message naming the problem.
+    public let message: String
+
+    public init(_ code: ErrorCode, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "\(code.name): \(message)" }
+}

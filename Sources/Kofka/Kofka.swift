@@ -1,0 +1,2 @@
+/// Kofka's version.
+public let version = "0.1.0"

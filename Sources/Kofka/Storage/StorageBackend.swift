@@ -1,0 +1,103 @@
+/// The storage layer under a broker.
+///
+/// A backend stores two things, and nothing else:
+///
+/// * **Partition logs.** Each partition is identified by a *partition number* (`pnum`, a dense
+///   integer the core assigns when a topic is created, `0 ..< 2^23`). A log is an append-only
+///   sequence of records with dense offsets from 0 (`0 ..< 2^40`).
+/// * **A key/value map** of small metadata blobs (topics, producer sequence state, transactions,
+///   groups, committed offsets), with ordered range scans over keys.
+///
+/// Every rule (dedup, fencing, transactions, groups) lives in the core, written against this
+/// protocol; a backend's only duty is to make `write` atomic and isolated — every `put`,
+/// `delete` and `append` inside one `write` call becomes visible together or not at all, across
+/// threads *and processes* — and `read` a consistent snapshot.
+public protocol StorageBackend: AnyObject, Sendable {
+    /// Runs `body` in one exclusive, atomic write transaction (SQLite: `BEGIN IMMEDIATE`).
+    /// If `body` throws, nothing it wrote persists and the error is rethrown. Not reentrant.
+    func write<T>(_ body: (any StorageWriter) throws -> T) throws -> T
+
+    /// Runs `body` on a consistent snapshot. May run concurrently with writers and other readers.
+    func read<T>(_ body: (any StorageReader) throws -> T) throws -> T
+
+    /// A number that changes whenever any writer (in this process or, for a shared file,
+    /// any process) has committed. Cheap: called by every blocking poll.
+    func changeToken() -> UInt64
+
+    /// Blocks until `changeToken()` may differ from `token`, or until `deadline`. It may return
+    /// early (spuriously); callers re-check. In-process commits wake it at once; commits by
+    /// other processes are noticed within a few milliseconds.
+    func waitForChange(since token: UInt64, until deadline: ContinuousClock.Instant)
+
+    /// Wakes every `waitForChange` in this process (used when a handle is closed).
+    func wakeAll()
+
+    /// Releases resources. Later calls throw `KofkaError(.closed, …)`.
+    func close()
+}
+
+/// Reads inside `StorageBackend.read` or `StorageBackend.write`.
+public protocol StorageReader {
+    /// The value stored under `key`, or `nil`.
+    func get(_ key: String) throws -> [UInt8]?
+    /// Every entry with `lower <= key < upper`, in ascending key order (byte order of UTF-8).
+    func scan(from lower: String, to upper: String) throws -> [(key: String, value: [UInt8])]
+    /// The next offset to be written in partition `pnum` (0 for an empty or unknown partition).
+    func highWatermark(_ pnum: Int64) throws -> Int64
+    /// Records of partition `pnum` with `from <= offset < below`, ascending, at most `maxCount`.
+    func readRecords(_ pnum: Int64, from: Int64, below: Int64, maxCount: Int) throws -> [StoredRecord]
+}
+
+/// Writes inside `StorageBackend.write`.
+public protocol StorageWriter: StorageReader {
+    /// Stores `value` under `key`, replacing any earlier value.
+    func put(_ key: String, _ value: [UInt8]) throws
+    /// Removes `key` (no error if absent).
+    func delete(_ key: String) throws
+    /// Appends `records` to partition `pnum` at its high watermark, tagged with `txn`
+    /// (0 = not transactional), and returns the offset of the first one.
+    func append(_ pnum: Int64, _ records: [RecordData], txn: Int64) throws -> Int64
+}
+
+/// A record as the storage keeps it, before it has an offset.
+public struct RecordData: Sendable, Hashable {
+    /// Milliseconds since the epoch (already resolved: never 0-means-now here).
+    public var timestampMs: Int64
+    /// The key, or nil.
+    public var key: [UInt8]?
+    /// The value, or nil.
+    public var value: [UInt8]?
+    /// Headers encoded with `HeaderCodec`, or nil when there are none.
+    public var headers: [UInt8]?
+
+    public init(timestampMs: Int64, key: [UInt8]?, value: [UInt8]?, headers: [UInt8]?) {
+        self.timestampMs = timestampMs
+        self.key = key
+        self.value = value
+        self.headers = headers
+    }
+}
+
+/// A record read back from a partition log.
+public struct StoredRecord: Sendable, Hashable {
+    /// Its offset in the partition.
+    public var offset: Int64
+    /// The transaction that wrote it (0 = none).
+    public var txn: Int64
+    /// Its contents.
+    public var data: RecordData
+
+    public init(offset: Int64, txn: Int64, data: RecordData) {
+        self.offset = offset
+        self.txn = txn
+        self.data = data
+    }
+}
+
+/// Limits shared by every backend.
+public enum StorageLimits {
+    /// Offsets per partition: `0 ..< 2^40`.
+    public static let offsetBits: Int64 = 40
+    /// Partition numbers: `0 ..< 2^23`.
+    public static let maxPartitionNumbers: Int64 = 1 << 23
+}

@@ -1,0 +1,2 @@
+import Kofka
+print("kofka \(Kofka.version)")

@@ -1,0 +1,461 @@
+/*
+ * kofka.h — Kofka: Kafka's delivery semantics as an embeddable library.
+ *
+ * Kofka gives a C program topics, partitions, producers, consumers,
+ * consumer groups, idempotence and transactions on a storage backend chosen
+ * at run time ("memory:" or "sqlite:PATH"). There is no server: a broker is a
+ * handle on a storage backend, and every producer and consumer opened from it
+ * reads and writes that storage directly. Several processes that open the same
+ * SQLite file form one broker.
+ *
+ * Delivery modes (config key "delivery.mode"):
+ *   at-most-once   the producer never retries; the consumer commits before it
+ *                  returns records. Records may be lost, never duplicated.
+ *   at-least-once  (default) the producer retries until acknowledged; the
+ *                  consumer commits what a poll returned at the next poll.
+ *                  Nothing is lost; duplicates are possible.
+ *   exactly-once   an idempotent producer (producer id, epoch, sequence
+ *                  numbers; duplicates are dropped by the broker) plus
+ *                  transactions that make output records and consumer offsets
+ *                  one atomic step; consumers read only committed data.
+ *
+ * ---------------------------------------------------------------------------
+ * Conventions and caveats (read before the first call)
+ * ---------------------------------------------------------------------------
+ *  - Every fallible function returns a kofka_err; KOFKA_OK is 0. Results come
+ *    back through out-parameters, which are left untouched on failure unless
+ *    the function says otherwise.
+ *  - kofka_last_error() returns a human message for the last failure on the
+ *    calling thread ("" after a success). It names the offending value.
+ *  - No function traps, aborts or leaks on bad input: NULL handles and
+ *    pointers, a NULL data pointer with a non-zero length, unknown config
+ *    keys, invalid names and oversized records all return an error code.
+ *  - Config is a NULL-terminated array of alternating keys and values,
+ *    e.g. {"delivery.mode", "exactly-once", "transactional.id", "tx-1", NULL}.
+ *    NULL means all defaults. Unknown keys, invalid values and an odd number
+ *    of entries fail with KOFKA_ERR_INVALID_CONFIG.
+ *  - Handles (kofka_broker, kofka_producer, kofka_consumer) are opaque and
+ *    safe to use from several threads at once, except where a function says
+ *    otherwise. Closing or destroying a NULL handle is a harmless no-op. A
+ *    handle must not be used after it was closed or destroyed.
+ *  - Strings passed in are copied; the library never keeps a caller's pointer
+ *    after a call returns. Memory the library returns is freed with the
+ *    function named at the call that returned it.
+ *  - Delivery callbacks run only on a thread that calls kofka_producer_poll(),
+ *    kofka_flush() or kofka_producer_close(), never on a library thread.
+ *  - Offsets: a partition's offsets are dense, starting at 0. The high
+ *    watermark is the next offset to be written. A committed consumer offset
+ *    is the offset of the next record to read. Transaction markers do not
+ *    occupy offsets; records of aborted transactions do occupy offsets and are
+ *    skipped by read_committed consumers.
+ */
+#ifndef KOFKA_H
+#define KOFKA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/** Status of a call. The numeric values are stable. */
+typedef enum kofka_err {
+    KOFKA_OK = 0,                        /**< success */
+    KOFKA_ERR_INVALID_ARG = 1,           /**< a NULL pointer, negative size, bad name or unknown storage scheme */
+    KOFKA_ERR_INVALID_CONFIG = 2,        /**< unknown config key, invalid value, odd-length array, contradiction */
+    KOFKA_ERR_INVALID_STATE = 3,         /**< the call is not allowed in the handle's current state */
+    KOFKA_ERR_UNKNOWN_TOPIC = 4,         /**< the topic does not exist (and was not auto-created) */
+    KOFKA_ERR_UNKNOWN_PARTITION = 5,     /**< the topic has no such partition */
+    KOFKA_ERR_TOPIC_EXISTS = 6,          /**< kofka_topic_create on an existing topic */
+    KOFKA_ERR_MSG_TOO_LARGE = 7,         /**< key + value + headers exceed message.max.bytes */
+    KOFKA_ERR_OFFSET_OUT_OF_RANGE = 8,   /**< an offset beyond the partition's watermarks */
+    KOFKA_ERR_NO_OFFSET = 9,             /**< no committed offset and auto.offset.reset=none */
+    KOFKA_ERR_TIMED_OUT = 10,            /**< timed out; for a send: outcome unknown (request or ack lost) */
+    KOFKA_ERR_STORAGE = 11,              /**< the storage backend failed: I/O, corruption, disk full, locked */
+    KOFKA_ERR_OUT_OF_ORDER_SEQUENCE = 12,/**< an idempotent batch's sequence number leaves a gap */
+    KOFKA_ERR_PRODUCER_FENCED = 13,      /**< a newer producer with the same producer id / transactional.id exists */
+    KOFKA_ERR_TXN_TIMED_OUT = 14,        /**< the open transaction was aborted after transaction.timeout.ms */
+    KOFKA_ERR_REBALANCED = 15,           /**< the consumer is not (or no longer) the owner in the current generation */
+    KOFKA_ERR_CLOSED = 16,               /**< the handle's broker was closed */
+    KOFKA_ERR_UNSUPPORTED = 17,          /**< not available in this build or on this backend */
+    KOFKA_ERR_QUEUE_FULL = 18            /**< kofka_produce: queue.buffering.max.messages reached; poll and retry */
+} kofka_err;
+
+/**
+ * The message for the last failure on the calling thread.
+ * @return a NUL-terminated string owned by the library, valid until the next
+ *         Kofka call on this thread; "" after a successful call. Never NULL.
+ */
+const char *kofka_last_error(void);
+
+/** The code's name, e.g. "KOFKA_ERR_PRODUCER_FENCED"; a static string.
+ *  An unknown value gives "KOFKA_ERR_UNKNOWN". Never NULL. */
+const char *kofka_err_name(kofka_err err);
+
+/** One sentence describing the code; a static string. Never NULL. */
+const char *kofka_err_desc(kofka_err err);
+
+/** The library version, e.g. "0.1.0"; a static string. */
+const char *kofka_version(void);
+
+/* ------------------------------------------------------------------------ */
+/* Handles and records                                                       */
+/* ------------------------------------------------------------------------ */
+
+typedef struct kofka_broker kofka_broker;     /**< a storage backend opened as a broker */
+typedef struct kofka_producer kofka_producer; /**< a producer on a broker */
+typedef struct kofka_consumer kofka_consumer; /**< a consumer on a broker */
+
+/** Pass as kofka_record.partition to let the partitioner choose. */
+#define KOFKA_PARTITION_ANY (-1)
+
+/** A record header. Names need not be unique; order is kept. */
+typedef struct kofka_header {
+    const char *name;                      /**< NUL-terminated, not NULL */
+    const void *value; size_t value_len;   /**< value may be NULL (then value_len must be 0) */
+} kofka_header;
+
+/** A record to produce. The library copies every byte it needs before the call returns. */
+typedef struct kofka_record {
+    int32_t     partition;    /**< in: a partition or KOFKA_PARTITION_ANY; out: where it went */
+    const void *key;   size_t key_len;     /**< key may be NULL (then key_len must be 0) */
+    const void *value; size_t value_len;   /**< value may be NULL (then value_len must be 0) */
+    const kofka_header *headers; size_t header_count;  /**< in: optional, copied */
+    int64_t     timestamp_ms; /**< in: milliseconds since the epoch; 0 = now */
+    int64_t     offset;       /**< out: offset written, -1 if not known (acks=0) */
+    kofka_err   err;          /**< out: this record's result (batches, delivery reports) */
+} kofka_record;
+
+/** A consumed record. Every pointer in it is owned by the message and stays
+ *  valid until kofka_message_free(). */
+typedef struct kofka_message {
+    const char *topic;        /**< NUL-terminated topic name */
+    int32_t     partition;    /**< partition it was read from */
+    int64_t     offset;       /**< its offset in the partition */
+    int64_t     timestamp_ms; /**< the record's timestamp, ms since the epoch */
+    const void *key;   size_t key_len;     /**< NULL if the record had no key */
+    const void *value; size_t value_len;   /**< NULL if the record had no value */
+    const kofka_header *headers; size_t header_count; /**< NULL / 0 when none */
+} kofka_message;
+
+/* ------------------------------------------------------------------------ */
+/* Broker                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * Opens a broker on a storage backend.
+ *
+ * @param[in]  storage "memory:" (volatile, this handle only) or "sqlite:PATH"
+ *                     (PATH relative or absolute; the file is created if
+ *                     missing; many threads and processes may open it).
+ * @param[in]  config  NULL or a NULL-terminated key/value array. Keys:
+ *                     auto.create.topics.enable (true), num.partitions (1),
+ *                     message.max.bytes (1048576), sqlite.synchronous
+ *                     (full | normal), sqlite.busy.timeout.ms (5000),
+ *                     fault.storage.failure.rate (0.0).
+ * @param[out] out     receives the broker; release with kofka_broker_close().
+ * @return KOFKA_OK;
+ *         KOFKA_ERR_INVALID_ARG  storage or out is NULL, or the scheme is unknown
+ *                                (the message lists the known ones);
+ *         KOFKA_ERR_INVALID_CONFIG an unknown key or invalid value;
+ *         KOFKA_ERR_STORAGE      the file cannot be opened, is not a Kofka
+ *                                database, is corrupt, or has a newer schema.
+ */
+kofka_err kofka_broker_open(const char *storage, const char *const *config, kofka_broker **out);
+
+/**
+ * Closes the broker and frees it. Producers and consumers still open on it get
+ * KOFKA_ERR_CLOSED from then on (they must still be closed to be freed).
+ * Closing NULL is a no-op returning KOFKA_OK.
+ */
+kofka_err kofka_broker_close(kofka_broker *b);
+
+/**
+ * Creates a topic.
+ * @param[in] topic      name matching [A-Za-z0-9._-]{1,249}, not "." or "..".
+ * @param[in] partitions 1 .. 100000.
+ * @return KOFKA_OK; KOFKA_ERR_INVALID_ARG (NULL, bad name, bad count);
+ *         KOFKA_ERR_TOPIC_EXISTS; KOFKA_ERR_STORAGE; KOFKA_ERR_CLOSED.
+ */
+kofka_err kofka_topic_create(kofka_broker *b, const char *topic, int32_t partitions);
+
+/**
+ * Reads a topic's partition count into *partitions.
+ * @return KOFKA_OK; KOFKA_ERR_INVALID_ARG; KOFKA_ERR_UNKNOWN_TOPIC;
+ *         KOFKA_ERR_STORAGE; KOFKA_ERR_CLOSED.
+ */
+kofka_err kofka_topic_partitions(kofka_broker *b, const char *topic, int32_t *partitions);
+
+/**
+ * Reads a partition's watermarks: *low = first offset held, *high = next
+ * offset to be written (includes records of open transactions).
+ * @return KOFKA_OK; KOFKA_ERR_INVALID_ARG; KOFKA_ERR_UNKNOWN_TOPIC;
+ *         KOFKA_ERR_UNKNOWN_PARTITION; KOFKA_ERR_STORAGE; KOFKA_ERR_CLOSED.
+ */
+kofka_err kofka_watermarks(kofka_broker *b, const char *topic, int32_t partition, int64_t *low, int64_t *high);
+
+/* ------------------------------------------------------------------------ */
+/* Producer                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * Creates a producer.
+ *
+ * Config: delivery.mode (at-most-once | at-least-once | exactly-once;
+ * default at-least-once) presets the keys below; explicit keys override it:
+ *   acks (0 | 1 | all), retries, retry.backoff.ms (100), delivery.timeout.ms
+ *   (120000), enable.idempotence, transactional.id, transaction.timeout.ms
+ *   (60000), linger.ms (5), batch.num.messages (10000),
+ *   queue.buffering.max.messages (100000), client.id,
+ *   fault.request.loss.rate, fault.ack.loss.rate (0.0 .. 1.0), fault.seed.
+ * Presets: at-most-once = acks=0, retries=0; at-least-once = acks=all,
+ * retries=2147483647; exactly-once = acks=all, retries=2147483647,
+ * enable.idempotence=true.
+ *
+ * @return KOFKA_OK; KOFKA_ERR_INVALID_ARG (NULL b or out);
+ *         KOFKA_ERR_INVALID_CONFIG (unknown key, invalid value, or a
+ *         contradiction: transactional.id with acks=0, enable.idempotence
+ *         without acks=all); KOFKA_ERR_STORAGE; KOFKA_ERR_CLOSED.
+ */
+kofka_err kofka_producer_new(kofka_broker *b, const char *const *config, kofka_producer **out);
+
+/**
+ * Flushes queued records (waiting up to timeout_ms, -1 = forever, serving
+ * delivery reports on this thread), then frees the producer. An open
+ * transaction is aborted. The handle is freed even when an error is returned.
+ * @return KOFKA_OK; KOFKA_ERR_TIMED_OUT if records were still queued (they
+ *         are failed with KOFKA_ERR_TIMED_OUT in their delivery reports).
+ *         Closing NULL is a no-op.
+ */
+kofka_err kofka_producer_close(kofka_producer *p, int timeout_ms);
+
+/**
+ * Sends one record synchronously: returns when the mode's guarantee for it is
+ * settled (written and acknowledged, deduplicated, or given up on). On return
+ * record->partition, record->offset and record->err are set.
+ * @param[in,out] record see kofka_record; headers and data are copied.
+ * @return KOFKA_OK; KOFKA_ERR_INVALID_ARG (NULL, bad partition/lengths);
+ *         KOFKA_ERR_UNKNOWN_TOPIC; KOFKA_ERR_UNKNOWN_PARTITION;
+ *         KOFKA_ERR_MSG_TOO_LARGE; KOFKA_ERR_TIMED_OUT (gave up, outcome
+ *         unknown); KOFKA_ERR_STORAGE; KOFKA_ERR_OUT_OF_ORDER_SEQUENCE;
+ *         KOFKA_ERR_PRODUCER_FENCED; KOFKA_ERR_INVALID_STATE (transactional
+ *         producer outside a transaction); KOFKA_ERR_TXN_TIMED_OUT;
+ *         KOFKA_ERR_CLOSED.
+ */
+kofka_err kofka_send(kofka_producer *p, const char *topic, kofka_record *record);
+
+/**
+ * Sends count records synchronously, one storage transaction per partition
+ * touched. Each record's partition, offset and err are set.
+ * @return the first record's error, or KOFKA_OK if all succeeded; the same
+ *         codes as kofka_send(). count may be 0 (records may then be NULL).
+ */
+kofka_err kofka_send_batch(kofka_producer *p, const char *topic, kofka_record *records, size_t count);
+
+/**
+ * Queues a copy of the record for asynchronous delivery and returns. A
+ * background writer batches queued records by linger.ms and
+ * batch.num.messages, so many share one storage commit. The outcome arrives
+ * as a delivery report (see kofka_producer_set_delivery_cb).
+ * @param[in] msg_opaque passed back unchanged in the delivery report.
+ * @return KOFKA_OK; KOFKA_ERR_INVALID_ARG; KOFKA_ERR_MSG_TOO_LARGE;
+ *         KOFKA_ERR_QUEUE_FULL (queue.buffering.max.messages records are
+ *         queued or awaiting their report: call kofka_producer_poll and retry);
+ *         KOFKA_ERR_INVALID_STATE (transactional producer outside a
+ *         transaction); KOFKA_ERR_CLOSED.
+ */
+kofka_err kofka_produce(kofka_producer *p, const char *topic, const kofka_record *record, void *msg_opaque);
+
+/**
+ * A delivery report. record->err, record->partition and record->offset are
+ * set; record->key/value point at the library's copy, valid only during the
+ * call. topic is valid only during the call. Runs on the thread that called
+ * kofka_producer_poll / kofka_flush / kofka_producer_close.
+ */
+typedef void (*kofka_delivery_cb)(kofka_producer *p, const char *topic, const kofka_record *record,
+                                  void *msg_opaque, void *cb_opaque);
+
+/** Sets (or, with cb NULL, clears) the delivery report callback.
+ *  @return KOFKA_OK; KOFKA_ERR_INVALID_ARG if p is NULL. */
+kofka_err kofka_producer_set_delivery_cb(kofka_producer *p, kofka_delivery_cb cb, void *cb_opaque);
+
+/**
+ * Serves delivery reports on the calling thread, waiting up to timeout_ms
+ * (0 = do not wait, -1 = until at least one report) for the first one.
+ * @return the number of reports served; -1 if p is NULL.
+ */
+int kofka_producer_poll(kofka_producer *p, int timeout_ms);
+
+/**
+ * Waits until every queued record is delivered or failed, serving delivery
+ * reports on this thread. timeout_ms -1 waits forever.
+ * @return KOFKA_OK; KOFKA_ERR_TIMED_OUT; KOFKA_ERR_INVALID_ARG; KOFKA_ERR_CLOSED.
+ */
+kofka_err kofka_flush(kofka_producer *p, int timeout_ms);
+
+/**
+ * Registers transactional.id with the broker: gets its stable producer id and
+ * bumps the epoch, which fences every earlier producer with the same id and
+ * aborts that producer's open transaction.
+ * @return KOFKA_OK; KOFKA_ERR_INVALID_STATE (no transactional.id, or already
+ *         initialised); KOFKA_ERR_STORAGE; KOFKA_ERR_CLOSED.
+ */
+kofka_err kofka_init_transactions(kofka_producer *p, int timeout_ms);
+
+/**
+ * Opens a transaction.
+ * @return KOFKA_OK; KOFKA_ERR_INVALID_STATE (no transactional.id, before
+ *         kofka_init_transactions, or a transaction already open);
+ *         KOFKA_ERR_PRODUCER_FENCED; KOFKA_ERR_CLOSED.
+ */
+kofka_err kofka_begin_transaction(kofka_producer *p);
+
+/**
+ * Adds the consumer's current positions (for its group, generation and
+ * assignment) to the open transaction: they become the group's committed
+ * offsets if and only if the transaction commits.
+ * @return KOFKA_OK; KOFKA_ERR_INVALID_ARG; KOFKA_ERR_INVALID_STATE (no open
+ *         transaction, or the consumer has no group.id);
+ *         KOFKA_ERR_REBALANCED (the consumer's generation is stale or it no
+ *         longer owns a partition); KOFKA_ERR_PRODUCER_FENCED;
+ *         KOFKA_ERR_TXN_TIMED_OUT; KOFKA_ERR_STORAGE; KOFKA_ERR_CLOSED.
+ */
+kofka_err kofka_send_offsets_to_transaction(kofka_producer *p, kofka_consumer *c, int timeout_ms);
+
+/**
+ * Commits the open transaction: its records become visible to read_committed
+ * consumers and its offsets become committed, atomically.
+ * @return KOFKA_OK; KOFKA_ERR_INVALID_STATE (no open transaction);
+ *         KOFKA_ERR_PRODUCER_FENCED (a newer producer took the id; the
+ *         transaction was aborted); KOFKA_ERR_TXN_TIMED_OUT (it was aborted
+ *         after transaction.timeout.ms); KOFKA_ERR_STORAGE; KOFKA_ERR_CLOSED.
+ */
+kofka_err kofka_commit_transaction(kofka_producer *p, int timeout_ms);
+
+/**
+ * Aborts the open transaction: its records are skipped by read_committed
+ * consumers forever; its offsets are discarded. Consumers are not rewound
+ * (see kofka_seek_to_committed).
+ * @return KOFKA_OK; KOFKA_ERR_INVALID_STATE; KOFKA_ERR_PRODUCER_FENCED;
+ *         KOFKA_ERR_STORAGE; KOFKA_ERR_CLOSED.
+ */
+kofka_err kofka_abort_transaction(kofka_producer *p, int timeout_ms);
+
+/* ------------------------------------------------------------------------ */
+/* Consumer                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * Creates a consumer.
+ * Config: group.id, delivery.mode (at-most-once | at-least-once |
+ * exactly-once), enable.auto.commit, auto.offset.reset (earliest | latest |
+ * none), isolation.level (read_committed | read_uncommitted),
+ * session.timeout.ms (10000), max.poll.records (500),
+ * partition.assignment.strategy (range | roundrobin), client.id.
+ * @return KOFKA_OK; KOFKA_ERR_INVALID_ARG; KOFKA_ERR_INVALID_CONFIG;
+ *         KOFKA_ERR_CLOSED.
+ */
+kofka_err kofka_consumer_new(kofka_broker *b, const char *const *config, kofka_consumer **out);
+
+/**
+ * Joins group.id and subscribes to the topics; the group assigns partitions.
+ * @return KOFKA_OK; KOFKA_ERR_INVALID_ARG (NULL, count 0, bad name);
+ *         KOFKA_ERR_INVALID_STATE (no group.id, or manually assigned);
+ *         KOFKA_ERR_UNKNOWN_TOPIC; KOFKA_ERR_STORAGE; KOFKA_ERR_CLOSED.
+ */
+kofka_err kofka_subscribe(kofka_consumer *c, const char *const *topics, size_t count);
+
+/**
+ * Assigns partitions of a topic manually (no group membership); adds to any
+ * earlier manual assignment. Commits still use group.id when it is set.
+ * @return KOFKA_OK; KOFKA_ERR_INVALID_ARG; KOFKA_ERR_INVALID_STATE
+ *         (subscribed); KOFKA_ERR_UNKNOWN_TOPIC; KOFKA_ERR_UNKNOWN_PARTITION;
+ *         KOFKA_ERR_CLOSED.
+ */
+kofka_err kofka_assign(kofka_consumer *c, const char *topic, const int32_t *partitions, size_t count);
+
+/**
+ * Returns the next record, blocking up to timeout_ms (-1 = forever) and
+ * waking as soon as one is available. *out = NULL when nothing arrived in
+ * time (KOFKA_OK). Free a returned message with kofka_message_free().
+ * @return KOFKA_OK; KOFKA_ERR_INVALID_ARG; KOFKA_ERR_NO_OFFSET;
+ *         KOFKA_ERR_OFFSET_OUT_OF_RANGE; KOFKA_ERR_STORAGE; KOFKA_ERR_CLOSED.
+ */
+kofka_err kofka_poll(kofka_consumer *c, int timeout_ms, kofka_message **out);
+
+/**
+ * Like kofka_poll but returns up to max records (at most max.poll.records)
+ * into out[0 .. *count-1]; each must be freed with kofka_message_free().
+ * *count = 0 when nothing arrived in time.
+ */
+kofka_err kofka_poll_batch(kofka_consumer *c, int timeout_ms, kofka_message **out, size_t max, size_t *count);
+
+/** Frees a message returned by kofka_poll / kofka_poll_batch. NULL is a no-op. */
+void kofka_message_free(kofka_message *m);
+
+/**
+ * Commits the position after every message returned so far, for every
+ * assigned partition.
+ * @return KOFKA_OK; KOFKA_ERR_INVALID_STATE (no group.id);
+ *         KOFKA_ERR_REBALANCED (not the owner in the current generation);
+ *         KOFKA_ERR_STORAGE; KOFKA_ERR_CLOSED.
+ */
+kofka_err kofka_commit(kofka_consumer *c);
+
+/** Commits m->offset + 1 for m's partition. Errors as kofka_commit, plus
+ *  KOFKA_ERR_INVALID_ARG for a NULL message. */
+kofka_err kofka_commit_message(kofka_consumer *c, const kofka_message *m);
+
+/**
+ * Reads the group's committed offset for a partition; *offset = -1 when the
+ * group has none.
+ * @return KOFKA_OK; KOFKA_ERR_INVALID_ARG; KOFKA_ERR_INVALID_STATE (no
+ *         group.id); KOFKA_ERR_UNKNOWN_TOPIC; KOFKA_ERR_UNKNOWN_PARTITION;
+ *         KOFKA_ERR_STORAGE; KOFKA_ERR_CLOSED.
+ */
+kofka_err kofka_committed(kofka_consumer *c, const char *topic, int32_t partition, int64_t *offset);
+
+/**
+ * Reads the consumer's position (next offset it will return) for an
+ * assigned partition; -1 if it has not been fetched from yet.
+ * @return KOFKA_OK; KOFKA_ERR_INVALID_ARG; KOFKA_ERR_INVALID_STATE (not assigned).
+ */
+kofka_err kofka_position(kofka_consumer *c, const char *topic, int32_t partition, int64_t *offset);
+
+/**
+ * Sets the position of an assigned partition. offset may equal the high
+ * watermark (then the consumer waits for new records).
+ * @return KOFKA_OK; KOFKA_ERR_INVALID_ARG; KOFKA_ERR_INVALID_STATE (not
+ *         assigned); KOFKA_ERR_OFFSET_OUT_OF_RANGE; KOFKA_ERR_CLOSED.
+ */
+kofka_err kofka_seek(kofka_consumer *c, const char *topic, int32_t partition, int64_t offset);
+
+/**
+ * Rewinds every assigned partition to the group's committed offset (or the
+ * auto.offset.reset position when there is none).
+ * @return KOFKA_OK; KOFKA_ERR_INVALID_STATE (no group.id); KOFKA_ERR_NO_OFFSET;
+ *         KOFKA_ERR_STORAGE; KOFKA_ERR_CLOSED.
+ */
+kofka_err kofka_seek_to_committed(kofka_consumer *c);
+
+/**
+ * Graceful close: the mode's final commit, leaves the group, frees. The
+ * handle is freed even when an error is returned. Closing NULL is a no-op.
+ */
+kofka_err kofka_consumer_close(kofka_consumer *c);
+
+/**
+ * As if the process died: no commit, no leave; frees the handle. The group
+ * notices after session.timeout.ms. NULL is a no-op.
+ */
+void kofka_consumer_destroy(kofka_consumer *c);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* KOFKA_H */
