@@ -8,7 +8,7 @@ import Glibc
 /// One conformance suite, run against every backend.
 @Suite("StorageConformance")
 struct StorageConformanceTests {
-    static let kinds = ["memory"]
+    static let kinds = ["memory", "sqlite"]
 
     /// A fresh backend of `kind`; `path` is the SQLite file ("" for memory).
     struct Fixture {
@@ -326,5 +326,5 @@ func removeDatabase(_ path: String) {
 }
 
 func makeSQLite(_ path: String) throws -> any StorageBackend {
-    throw KofkaError(.unsupported, "sqlite not yet")
+    try SQLiteStorage(path: path, synchronous: .normal)
 }
