@@ -22,7 +22,7 @@ swift build "${FLAGS[@]}" --product kofka
 swift build "${FLAGS[@]}" --product kofka-cli
 BIN="$(swift build "${FLAGS[@]}" --show-bin-path)"
 
-VERSION="$(sed -n 's/.*kofka_version.*"\([0-9][0-9.]*\)".*/\1/p' include/kofka.h | head -1)"
+VERSION="$(sed -n 's/^public let version = "\(.*\)"/\1/p' Sources/Kofka/Kofka.swift | head -1)"
 VERSION="${VERSION:-0.1.0}"
 
 install -d "$PREFIX/lib/pkgconfig" "$PREFIX/include" "$PREFIX/bin"
