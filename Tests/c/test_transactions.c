@@ -119,7 +119,9 @@ static void transactions(const test_backend *be) {
         CHECK_OK(kofka_init_transactions(p2, 5000)); /* fences p1, aborts its transaction */
         CHECK_ERR(KOFKA_ERR_PRODUCER_FENCED, kofka_commit_transaction(p1, 5000));
         CHECK_CONTAINS(kofka_last_error(), "tx-a");
-        send_values(p1, "zombie-late", 1, KOFKA_ERR_PRODUCER_FENCED);
+        kofka_record late = test_record(NULL, 0, "zombie-late", 11);
+        late.partition = 0;
+        CHECK_ERR2(KOFKA_ERR_PRODUCER_FENCED, KOFKA_ERR_INVALID_STATE, kofka_send(p1, TOPIC, &late));
         CHECK_ERR(KOFKA_ERR_PRODUCER_FENCED, kofka_begin_transaction(p1));
         CHECK_OK(kofka_begin_transaction(p2));
         send_values(p2, "fresh", 2, KOFKA_OK);
@@ -162,15 +164,21 @@ static void offsets_in_transactions(const test_backend *be) {
     CHECK_OK(kofka_init_transactions(p, 5000));
     for (int round = 0; round < 2; round++) {
         CHECK_OK(kofka_begin_transaction(p));
-        kofka_message *ms[5];
-        size_t n = 0;
-        CHECK_OK(kofka_poll_batch(c, 2000, ms, 5, &n));
-        CHECK_EQ(5, n);
-        for (size_t j = 0; j < n; j++) {
-            kofka_record r = test_record(NULL, 0, ms[j]->value, ms[j]->value_len);
-            CHECK_OK(kofka_send(p, "out", &r));
-            kofka_message_free(ms[j]);
+        /* Read 5 input records (max.poll.records=5), write them to "out". */
+        int got = 0;
+        int64_t deadline = test_now_ms() + 5000;
+        while (got < 5 && test_now_ms() < deadline) {
+            kofka_message *ms[5];
+            size_t n = 0;
+            if (!CHECK_OK(kofka_poll_batch(c, 1000, ms, (size_t)(5 - got), &n))) break;
+            for (size_t j = 0; j < n; j++) {
+                kofka_record r = test_record(NULL, 0, ms[j]->value, ms[j]->value_len);
+                CHECK_OK(kofka_send(p, "out", &r));
+                kofka_message_free(ms[j]);
+            }
+            got += (int)n;
         }
+        CHECK_EQ(5, got);
         CHECK_OK(kofka_send_offsets_to_transaction(p, c, 5000));
         int64_t committed = -2;
         if (round == 0) {
