@@ -8,9 +8,10 @@
  *
  *     @@TALLY passed=N failed=M
  *
- * A crash (SIGSEGV, SIGILL from a Swift trap, SIGABRT, ...) prints the tally
- * so far plus a CRASH line naming the last check reached, then re-raises the
- * signal so the process still dies of it (run.sh counts that as a failure).
+ * A crash (SIGSEGV, SIGILL from a Swift trap, SIGABRT, ...) or a hang past
+ * the time budget (SIGALRM) prints the tally so far plus a CRASH/TIMEOUT line
+ * naming the last check reached, then re-raises the signal so the process
+ * still dies of it (run.sh counts that as one more failure).
  *
  * Include this header first: it selects the POSIX feature level.
  */
@@ -149,8 +150,8 @@ static inline void check_write_int(long v) {
 }
 
 static inline void check_on_signal(int sig) {
-    check_write_str("  CRASH signal ");
-    check_write_int(sig);
+    check_write_str(sig == SIGALRM ? "  TIMEOUT (SIGALRM, the test's time budget ran out)" : "  CRASH signal ");
+    if (sig != SIGALRM) check_write_int(sig);
     check_write_str(" after the check at ");
     check_write_str(check_last_file);
     check_write_str(":");
@@ -166,11 +167,19 @@ static inline void check_on_signal(int sig) {
     raise(sig);
 }
 
-/** Call first in main(): installs the crash reporter, line-buffers stdout. */
+/** Seconds a test program may run before SIGALRM reports a hang
+ *  (environment KOFKA_TEST_BUDGET overrides). */
+#define CHECK_DEFAULT_BUDGET_S 40
+
+/** Call first in main(): installs the crash and hang reporter, line-buffers
+ *  stdout, and arms the time budget (a hung call is reported with the
+ *  tally so far instead of being killed silently). */
 static inline void check_init(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
-    int sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGABRT, SIGFPE, SIGTRAP};
+    int sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGABRT, SIGFPE, SIGTRAP, SIGALRM};
     for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) signal(sigs[i], check_on_signal);
+    const char *budget = getenv("KOFKA_TEST_BUDGET");
+    alarm(budget ? (unsigned)atoi(budget) : CHECK_DEFAULT_BUDGET_S);
 }
 
 /** Call last in main(): prints the tally; returns the exit status. */

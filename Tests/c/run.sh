@@ -47,6 +47,7 @@ build() {
 describe_status() {
     local rc="$1"
     if [ "$rc" -eq 124 ]; then echo "timed out after ${TIMEOUT}s"
+    elif [ "$rc" -eq 142 ]; then echo "hung past its time budget (SIGALRM)"
     elif [ "$rc" -gt 128 ]; then echo "crashed: signal $((rc - 128)) ($(kill -l $((rc - 128)) 2>/dev/null || echo ?))"
     else echo "exit status $rc"; fi
 }
@@ -73,7 +74,7 @@ run_test() {
         note=" — $(describe_status "$rc")"
         # A crash or timeout is a failure of its own; the crash handler's
         # tally already counts the crash, a missing tally does not.
-        if [ -z "$tally" ] || { [ "$rc" -ne 1 ] && ! grep -q '^  CRASH' "$out"; }; then
+        if [ -z "$tally" ] || { [ "$rc" -ne 1 ] && ! grep -qE '^  (CRASH|TIMEOUT)' "$out"; }; then
             f=$((f + 1))
         fi
         [ "$f" -eq 0 ] && f=1

@@ -53,7 +53,7 @@ static void broker_open_rejects(void) {
     CHECK_ERR(KOFKA_ERR_INVALID_ARG, kofka_broker_open("memory:", NULL, NULL));
     CHECK_HAS_MESSAGE();
 
-    const char *schemes[] = {"postgres://localhost/x", "memory", "", "mem:", "SQLITE"};
+    const char *schemes[] = {"postgres://localhost/x", "", "mem:", "SQLITE", "file:/tmp/x"};
     for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++) {
         b = SENTINEL_PTR(kofka_broker);
         CHECK_ERR(KOFKA_ERR_INVALID_ARG, kofka_broker_open(schemes[i], NULL, &b));
