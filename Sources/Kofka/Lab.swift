@@ -102,7 +102,14 @@ public enum DeliveryLab {
         defer { try? p.close() }
         var checker = DeliveryChecker()
         let start = monoNs()
-        for i in 1...UInt64(max(1, o.records)) {
+        send(p, topic: topic, ids: 1...UInt64(max(1, o.records)), into: &checker)
+        let secs = Double(monoNs() - start) / 1e9
+        return (checker, Double(o.records) / max(secs, 1e-9))
+    }
+
+    /// Sends each id one by one and records its outcome.
+    public static func send(_ p: Producer, topic: String, ids: ClosedRange<UInt64>, into checker: inout DeliveryChecker) {
+        for i in ids {
             let rec = Record(key: Array("k\(i % 64)".utf8), value: LabValue.encode(i))
             do {
                 let md = try p.send(topic, rec)
@@ -113,8 +120,6 @@ public enum DeliveryLab {
                 checker.sent(i, .failed)
             }
         }
-        let secs = Double(monoNs() - start) / 1e9
-        return (checker, Double(o.records) / max(secs, 1e-9))
     }
 
     /// Reads a whole topic with a read_committed reader; feeds each id to `each`. Returns the record count.
@@ -254,7 +259,7 @@ extension DeliveryLab {
     /// * exactly-once: outputs and offsets in one transaction of `transactionalId` (a kill aborts it).
     /// Runs until `stop()` returns true; throws on errors it cannot handle (the harness restarts it).
     public static func pipelineWorker(_ mode: DeliveryMode, broker: Broker, input: String, output: String, group: String,
-                                      transactionalId: String, options o: Options, stop: () -> Bool) throws {
+                                      transactionalId: String, options o: Options, workMs: Int = 0, stop: () -> Bool) throws {
         let consumer = try broker.consumer(try consumerConfig(mode, group: group, o))
         defer { try? consumer.close() }
         try consumer.subscribe([input])
@@ -269,6 +274,7 @@ extension DeliveryLab {
         while !stop() {
             let msgs = try consumer.pollBatch(max: o.maxPollRecords, timeout: .milliseconds(50))
             if msgs.isEmpty { continue }
+            sleepMs(workMs)   // the "processing" a crash can interrupt
             let out = msgs.map { Record(key: $0.key, value: $0.value) }
             if mode == .exactlyOnce {
                 do {

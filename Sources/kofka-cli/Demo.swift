@@ -136,6 +136,7 @@ struct DemoWorker: ParsableCommand {
     @Option var group: String
     @Option(name: .customLong("transactional-id")) var transactionalId: String
     @Option(name: .customLong("session-timeout-ms")) var sessionTimeoutMs = 300
+    @Option(name: .customLong("work-ms")) var workMs = 0
 
     func run() throws {
         guard let m = DeliveryMode(rawValue: mode) else { throw ValidationError("unknown mode '\(mode)'") }
@@ -144,7 +145,7 @@ struct DemoWorker: ParsableCommand {
         o.sessionTimeoutMs = sessionTimeoutMs
         // Runs until killed (SIGKILL) or terminated (SIGTERM ends the process at once).
         try DeliveryLab.pipelineWorker(m, broker: broker, input: input, output: output, group: group,
-                                       transactionalId: transactionalId, options: o) { false }
+                                       transactionalId: transactionalId, options: o, workMs: workMs) { false }
     }
 }
 
@@ -162,22 +163,34 @@ struct Harness {
         let tin = "\(runId)-\(mode.rawValue)-in", tout = "\(runId)-\(mode.rawValue)-out", group = "\(runId)-\(mode.rawValue)"
         try broker.createTopic(tin, partitions: options.partitions)
         try broker.createTopic(tout, partitions: options.partitions)
-        var (checker, produceRate) = try DeliveryLab.produce(mode, broker: broker, topic: tin, options)
-        var inputCheck = checker
-        let stored = try DeliveryLab.readAll(broker: broker, topic: tin) { id, p in inputCheck.read(id, partition: "\(p)") }
-
         let exe = selfExecutable()
         func spawn(_ slot: Int) throws -> pid_t {
             let args = [exe, "demo-worker", "--storage", storage, "--mode", mode.rawValue, "--input", tin, "--output", tout,
                         "--group", group, "--transactional-id", "\(runId)-\(mode.rawValue)-worker-\(slot)",
-                        "--session-timeout-ms", "\(options.sessionTimeoutMs)"]
+                        "--session-timeout-ms", "\(options.sessionTimeoutMs)", "--work-ms", "10"]
             return try spawnProcess(args)
         }
         var pids = try (0..<workers).map { try spawn($0) }
         var rng = SystemRandomNumberGenerator()
         var killed = 0
         let flowStart = nowMillis()
+        // The producer writes the input in chunks while workers are being killed.
+        let producer = try broker.producer(try DeliveryLab.producerConfig(mode, options))
+        var checker = DeliveryChecker()
+        var nextId: UInt64 = 1
+        let total = UInt64(options.records)
+        var sendNs: Int64 = 0
+        func sendChunk(_ n: UInt64) {
+            guard nextId <= total else { return }
+            let last = min(total, nextId + n - 1)
+            let t0 = nowMillis()
+            DeliveryLab.send(producer, topic: tin, ids: nextId...last, into: &checker)
+            sendNs += nowMillis() - t0
+            nextId = last + 1
+        }
+        let chunk = max(1, total / UInt64(max(1, kills)))
         while killed < kills {
+            sendChunk(chunk)
             usleep(UInt32.random(in: 60_000...250_000, using: &rng))
             let slot = Int.random(in: 0..<workers, using: &rng)
             kill(pids[slot], SIGKILL)
@@ -192,6 +205,11 @@ struct Harness {
                 if waitpid(pids[s], &st, WNOHANG) == pids[s] { pids[s] = try spawn(s) }
             }
         }
+        sendChunk(total)
+        try? producer.close()
+        let produceRate = Double(total) * 1000 / Double(max(1, sendNs))
+        var inputCheck = checker
+        let stored = try DeliveryLab.readAll(broker: broker, topic: tin) { id, p in inputCheck.read(id, partition: "\(p)") }
         // let the survivors finish the input
         let deadline = nowMillis() + Int64(options.timeLimitMs)
         while nowMillis() < deadline {
