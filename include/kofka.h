@@ -264,6 +264,8 @@ kofka_err kofka_send_batch(kofka_producer *p, const char *topic, kofka_record *r
  * as a delivery report (see kofka_producer_set_delivery_cb).
  * @param[in] msg_opaque passed back unchanged in the delivery report.
  * @return KOFKA_OK; KOFKA_ERR_INVALID_ARG; KOFKA_ERR_MSG_TOO_LARGE;
+ *         KOFKA_ERR_UNKNOWN_TOPIC (auto-creation disabled);
+ *         KOFKA_ERR_UNKNOWN_PARTITION (an explicit partition out of range);
  *         KOFKA_ERR_QUEUE_FULL (queue.buffering.max.messages records are
  *         queued or awaiting their report: call kofka_producer_poll and retry);
  *         KOFKA_ERR_INVALID_STATE (transactional producer outside a

@@ -336,8 +336,20 @@ public final class Consumer: @unchecked Sendable {
     public func seekToCommitted() throws {
         try lock.locked {
             try checkOpen()
-            _ = try requireGroup("seek_to_committed")
-            positions = [:]   // resolved again from the committed offsets at the next fetch
+            let group = try requireGroup("seek_to_committed")
+            var fresh: [TopicPartition: Int64] = [:]
+            for tp in assignment {
+                if let c = try broker.committedOffset(group: group, tp) {
+                    fresh[tp] = c
+                    continue
+                }
+                switch config.autoOffsetReset {
+                case .earliest: fresh[tp] = 0
+                case .latest: fresh[tp] = try broker.watermarks(tp.topic, tp.partition).high
+                case .none: throw KofkaError(.noOffset, "no committed offset for \(tp) in group '\(group)' and auto.offset.reset=none")
+                }
+            }
+            positions = fresh
             uncommitted = []
         }
     }
