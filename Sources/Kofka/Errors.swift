@@ -82,10 +82,14 @@ public struct KofkaError: Error, Sendable, CustomStringConvertible, Equatable {
     public let code: ErrorCode
     /// A human message naming the problem.
     public let message: String
+    /// True when trying the same request again may succeed (a lock held by another writer, a
+    /// lost request or acknowledgement); the producer's retry loop uses it.
+    public let retriable: Bool
 
-    public init(_ code: ErrorCode, _ message: String) {
+    public init(_ code: ErrorCode, _ message: String, retriable: Bool = false) {
         self.code = code
         self.message = message
+        self.retriable = retriable
     }
 
     public var description: String { "\(code.name): \(message)" }

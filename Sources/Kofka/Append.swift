@@ -1,0 +1,74 @@
+/// The broker side of a produce request for one partition: the idempotence check, the
+/// transaction bookkeeping and the append, in one storage transaction.
+
+/// Who is writing: the identity an idempotent or transactional producer carries on each request.
+struct ProducerIdentity: Sendable {
+    /// The producer id.
+    var pid: Int64
+    /// Its epoch.
+    var epoch: Int32
+    /// The open transaction's number (0 = not transactional).
+    var txn: Int64
+}
+
+extension Broker {
+    /// Appends `records` to one partition. With `identity` the request carries `baseSeq`: a batch
+    /// already written (one of the last five) is acknowledged again with its original first
+    /// offset and not written twice; a gap is `.outOfOrderSequence`; an older epoch is
+    /// `.producerFenced`. The sequence state is written in the same storage transaction as the
+    /// records. Returns the first offset.
+    func appendRequest(_ meta: TopicMeta, _ partition: Int32, _ records: [RecordData],
+                       identity: ProducerIdentity?, baseSeq: Int32) throws -> Int64 {
+        try checkOpen()
+        let pnum = try pnum(meta, partition)
+        return try storage.write { w in
+            guard let id = identity else { return try w.append(pnum, records, txn: 0) }
+            if id.txn != 0 {
+                try Transactions.checkWritable(w, id, addPartition: pnum)
+            }
+            let key = Keys.sequence(id.pid, pnum)
+            var st = try w.get(key).map(SequenceState.decode)
+            let n = Int32(records.count)
+            if let s = st {
+                if id.epoch < s.epoch {
+                    throw KofkaError(.producerFenced, "producer id \(id.pid) epoch \(id.epoch) is fenced: partition \(meta.name)[\(partition)] has seen epoch \(s.epoch)")
+                }
+                if id.epoch == s.epoch {
+                    if let b = s.batches.first(where: { $0.baseSeq == baseSeq && $0.count == n }) {
+                        return b.baseOffset   // a retry of a batch already written
+                    }
+                    if baseSeq != s.nextSeq {
+                        throw KofkaError(.outOfOrderSequence, "out of order sequence for producer id \(id.pid) on \(meta.name)[\(partition)]: expected \(s.nextSeq), got \(baseSeq)")
+                    }
+                } else {
+                    guard baseSeq == 0 else {
+                        throw KofkaError(.outOfOrderSequence, "out of order sequence for producer id \(id.pid) epoch \(id.epoch) on \(meta.name)[\(partition)]: a new epoch must start at 0, got \(baseSeq)")
+                    }
+                    st = SequenceState(epoch: id.epoch, nextSeq: 0, batches: [])
+                }
+            } else {
+                guard baseSeq == 0 else {
+                    throw KofkaError(.outOfOrderSequence, "out of order sequence for producer id \(id.pid) on \(meta.name)[\(partition)]: no batch seen yet, expected 0, got \(baseSeq)")
+                }
+                st = SequenceState(epoch: id.epoch, nextSeq: 0, batches: [])
+            }
+            let base = try w.append(pnum, records, txn: id.txn)
+            if var s = st {
+                s.nextSeq = baseSeq &+ n
+                s.batches.append(.init(baseSeq: baseSeq, count: n, baseOffset: base))
+                if s.batches.count > SequenceState.window { s.batches.removeFirst(s.batches.count - SequenceState.window) }
+                try w.put(key, s.encode())
+            }
+            if id.txn != 0 {
+                try Transactions.notePartitionWrite(w, id, pnum: pnum, firstOffset: base)
+            }
+            return base
+        }
+    }
+
+    /// A new producer id for a plain idempotent producer (epoch 0).
+    func allocateProducerId() throws -> Int64 {
+        try checkOpen()
+        return try storage.write { w in try w.nextCounter(Keys.nextProducerId) }
+    }
+}

@@ -1,0 +1,248 @@
+/// Consumer groups, kept entirely in storage so members may be threads or processes.
+///
+/// * A member joins with its subscription; any change of membership starts a new generation
+///   with a deterministic assignment (`range` or `roundrobin`), each partition to one member.
+/// * Members heartbeat as they poll; one whose last heartbeat is older than its
+///   `session.timeout.ms` is removed by whichever member notices first.
+/// * A partition's target owner may fetch it only once the previous holder has *released* it
+///   (after committing what its mode requires) or expired, and while no open transaction holds
+///   offsets for it (KIP-447), so two members never work on one partition at once.
+/// * A commit is accepted only from a member of the current generation that holds the
+///   partition; anything else is `.rebalanced`, so a zombie can never move offsets.
+enum Groups {
+    /// Throws `.rebalanced` unless `memberId` is in the current generation and holds every partition.
+    static func checkOwner(_ gs: GroupState, group: String, memberId: String, generation: Int32, partitions: [TopicPartition]) throws {
+        guard gs.member(memberId) != nil else {
+            throw KofkaError(.rebalanced, "member '\(memberId)' is no longer in group '\(group)' (its session expired or it left)")
+        }
+        guard gs.generation == generation else {
+            throw KofkaError(.rebalanced, "group '\(group)' rebalanced: member '\(memberId)' is at generation \(generation), the group at \(gs.generation)")
+        }
+        for tp in partitions where gs.held[tp] != memberId {
+            throw KofkaError(.rebalanced, "member '\(memberId)' of group '\(group)' does not own \(tp) in generation \(gs.generation)")
+        }
+    }
+
+    /// Removes members whose session expired (except `keep`); returns whether any was removed.
+    static func expire(_ gs: inout GroupState, now: Int64, keep: String?) -> Bool {
+        let before = gs.members.count
+        gs.members.removeAll { $0.id != keep && now - $0.lastHeartbeatMs > Int64($0.sessionTimeoutMs) }
+        return gs.members.count != before
+    }
+
+    /// Starts a new generation: recomputes the assignment and drops holds of departed members.
+    static func rebalance(_ gs: inout GroupState, partitionsOf: (String) throws -> Int32?) throws {
+        gs.generation &+= 1
+        let ids = Set(gs.members.map(\.id))
+        gs.held = gs.held.filter { ids.contains($0.value) }
+        gs.assignment = try assign(gs.members, partitionsOf: partitionsOf)
+    }
+
+    /// The deterministic assignment of every subscribed partition to one member.
+    static func assign(_ members: [GroupState.Member], partitionsOf: (String) throws -> Int32?) throws -> [TopicPartition: String] {
+        let sorted = members.sorted { $0.id < $1.id }
+        guard let strategy = sorted.first.map({ AssignmentStrategy(rawValue: $0.strategy) ?? .range }) else { return [:] }
+        let topics = Set(sorted.flatMap(\.topics)).sorted()
+        var result: [TopicPartition: String] = [:]
+        switch strategy {
+        case .range:
+            for t in topics {
+                guard let n = try partitionsOf(t) else { continue }
+                let subs = sorted.filter { $0.topics.contains(t) }
+                let per = Int(n) / subs.count, extra = Int(n) % subs.count
+                var p: Int32 = 0
+                for (i, m) in subs.enumerated() {
+                    for _ in 0..<(per + (i < extra ? 1 : 0)) {
+                        result[TopicPartition(t, p)] = m.id
+                        p += 1
+                    }
+                }
+            }
+        case .roundrobin:
+            var i = 0
+            for t in topics {
+                guard let n = try partitionsOf(t) else { continue }
+                for p in 0..<n {
+                    // the next member, in round-robin order, that subscribes to t
+                    for _ in 0..<sorted.count {
+                        let m = sorted[i % sorted.count]
+                        i += 1
+                        if m.topics.contains(t) {
+                            result[TopicPartition(t, p)] = m.id
+                            break
+                        }
+                    }
+                }
+            }
+        }
+        return result
+    }
+}
+
+/// What a member learns from one round of group maintenance.
+struct GroupView: Sendable {
+    /// False when the member is no longer in the group (expired): it must rejoin.
+    var isMember: Bool
+    var generation: Int32
+    /// The partitions this member holds (may fetch and commit), sorted.
+    var held: [TopicPartition]
+}
+
+extension Broker {
+    private func partitionsLookup(_ r: any StorageReader) -> (String) throws -> Int32? {
+        { t in try r.get(Keys.topic(t)).map { try TopicMeta.decode(t, $0).partitions } }
+    }
+
+    /// Adds a member to `group` and starts a new generation.
+    func joinGroup(_ group: String, member: GroupState.Member) throws -> Int32 {
+        try checkOpen()
+        return try storage.write { w in
+            var gs = try w.get(Keys.group(group)).map(GroupState.decode) ?? GroupState()
+            _ = Groups.expire(&gs, now: member.lastHeartbeatMs, keep: nil)
+            gs.members.removeAll { $0.id == member.id }
+            gs.members.append(member)
+            try Groups.rebalance(&gs, partitionsOf: partitionsLookup(w))
+            try w.put(Keys.group(group), gs.encode())
+            return gs.generation
+        }
+    }
+
+    /// One round of maintenance for a member: heartbeat, expire dead members (rebalancing if
+    /// any), commit `revokeCommits` for partitions the member must give up and release them,
+    /// and claim target partitions that are free.
+    func syncGroup(_ group: String, memberId: String, now: Int64, revokeCommits: [TopicPartition: Int64]) throws -> GroupView {
+        try checkOpen()
+        return try storage.write { w in
+            var gs = try w.get(Keys.group(group)).map(GroupState.decode) ?? GroupState()
+            if Groups.expire(&gs, now: now, keep: memberId) {
+                try Groups.rebalance(&gs, partitionsOf: partitionsLookup(w))
+            }
+            guard let i = gs.members.firstIndex(where: { $0.id == memberId }) else {
+                try w.put(Keys.group(group), gs.encode())
+                return GroupView(isMember: false, generation: gs.generation, held: [])
+            }
+            gs.members[i].lastHeartbeatMs = now
+            for (tp, owner) in gs.held where owner == memberId && gs.assignment[tp] != memberId {
+                if let off = revokeCommits[tp] { try w.putInt64(Keys.offset(group, tp), off) }
+                gs.held[tp] = nil
+            }
+            for (tp, target) in gs.assignment where target == memberId && gs.held[tp] == nil {
+                if try w.get(Keys.pendingOffset(group, tp)) == nil { gs.held[tp] = memberId }
+            }
+            try w.put(Keys.group(group), gs.encode())
+            return GroupView(isMember: true, generation: gs.generation,
+                             held: gs.held.filter { $0.value == memberId }.map(\.key).sorted())
+        }
+    }
+
+    /// Whether a member's view is out of date (a read-only check, so idle polls don't write).
+    func groupNeedsSync(_ r: any StorageReader, _ group: String, memberId: String, generation: Int32, holding: Int, now: Int64) throws -> Bool {
+        guard let b = try r.get(Keys.group(group)) else { return true }
+        let gs = try GroupState.decode(b)
+        if gs.generation != generation { return true }
+        if gs.members.contains(where: { $0.id != memberId && now - $0.lastHeartbeatMs > Int64($0.sessionTimeoutMs) }) { return true }
+        let mine = gs.held.values.filter { $0 == memberId }.count
+        if mine != holding { return true }
+        for (tp, target) in gs.assignment where target == memberId && gs.held[tp] == nil {
+            if try r.get(Keys.pendingOffset(group, tp)) == nil { return true }
+        }
+        return false
+    }
+
+    /// Leaves the group after committing `commits` (for partitions still held), starting a new generation.
+    func leaveGroup(_ group: String, memberId: String, commits: [TopicPartition: Int64]) throws {
+        try checkOpen()
+        try storage.write { w in
+            guard var gs = try w.get(Keys.group(group)).map(GroupState.decode) else { return }
+            for (tp, off) in commits where gs.held[tp] == memberId { try w.putInt64(Keys.offset(group, tp), off) }
+            guard gs.member(memberId) != nil else { return }
+            gs.members.removeAll { $0.id == memberId }
+            _ = Groups.expire(&gs, now: nowMs(), keep: nil)
+            try Groups.rebalance(&gs, partitionsOf: partitionsLookup(w))
+            try w.put(Keys.group(group), gs.encode())
+        }
+    }
+
+    /// Commits offsets for a group: checked against the generation and holds when `memberId` is given.
+    func commitOffsets(_ group: String, memberId: String?, generation: Int32, _ offsets: [TopicPartition: Int64]) throws {
+        try checkOpen()
+        guard !offsets.isEmpty else { return }
+        try storage.write { w in
+            if let memberId {
+                let gs = try w.get(Keys.group(group)).map(GroupState.decode) ?? GroupState()
+                try Groups.checkOwner(gs, group: group, memberId: memberId, generation: generation, partitions: Array(offsets.keys))
+            }
+            for (tp, off) in offsets { try w.putInt64(Keys.offset(group, tp), off) }
+        }
+    }
+
+    /// The group's committed offset for a partition, or nil.
+    public func committedOffset(group: String, _ tp: TopicPartition) throws -> Int64? {
+        try checkOpen()
+        return try storage.read { r in try r.getInt64(Keys.offset(group, tp)) }
+    }
+
+    /// A description of a group for tools: members, their holds, and committed offsets.
+    public func describeGroup(_ group: String) throws -> GroupDescription? {
+        try checkOpen()
+        return try storage.read { r in
+            guard let b = try r.get(Keys.group(group)) else {
+                let offs = try r.scan(from: Keys.offsetRange(group).0, to: Keys.offsetRange(group).1)
+                if offs.isEmpty { return nil }
+                return GroupDescription(name: group, generation: 0, members: [], committed: try Self.decodeOffsets(offs, group))
+            }
+            let gs = try GroupState.decode(b)
+            let offs = try r.scan(from: Keys.offsetRange(group).0, to: Keys.offsetRange(group).1)
+            return GroupDescription(
+                name: group, generation: gs.generation,
+                members: gs.members.sorted { $0.id < $1.id }.map { m in
+                    GroupDescription.Member(id: m.id, clientId: m.clientId, topics: m.topics,
+                                            assigned: gs.assignment.filter { $0.value == m.id }.map(\.key).sorted(),
+                                            held: gs.held.filter { $0.value == m.id }.map(\.key).sorted(),
+                                            lastHeartbeatMs: m.lastHeartbeatMs)
+                },
+                committed: try Self.decodeOffsets(offs, group))
+        }
+    }
+
+    private static func decodeOffsets(_ entries: [(key: String, value: [UInt8])], _ group: String) throws -> [TopicPartition: Int64] {
+        var out: [TopicPartition: Int64] = [:]
+        for e in entries {
+            let parts = e.key.split(separator: "\u{1}", omittingEmptySubsequences: false)
+            guard parts.count == 3, let p = Int64(parts[2], radix: 16) else { continue }
+            var r = BinaryReader(e.value)
+            out[TopicPartition(String(parts[1]), Int32(p))] = try r.i64()
+        }
+        return out
+    }
+
+    /// Every group name in storage.
+    public func groups() throws -> [String] {
+        try checkOpen()
+        return try storage.read { r in
+            var names = Set(try r.scan(from: Keys.groupPrefix, to: "g0").map { String($0.key.dropFirst(2)) })
+            for e in try r.scan(from: "c/", to: "c0") {
+                if let g = e.key.dropFirst(2).split(separator: "\u{1}").first { names.insert(String(g)) }
+            }
+            return names.sorted()
+        }
+    }
+}
+
+/// A consumer group as tools show it.
+public struct GroupDescription: Sendable {
+    public struct Member: Sendable {
+        public var id: String
+        public var clientId: String
+        public var topics: [String]
+        /// Target partitions in this generation.
+        public var assigned: [TopicPartition]
+        /// Partitions it holds now.
+        public var held: [TopicPartition]
+        public var lastHeartbeatMs: Int64
+    }
+    public var name: String
+    public var generation: Int32
+    public var members: [Member]
+    public var committed: [TopicPartition: Int64]
+}

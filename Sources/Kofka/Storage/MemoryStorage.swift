@@ -1,0 +1,228 @@
+/// An in-process, volatile `StorageBackend`: a sorted key/value map and one array per
+/// partition log, guarded by one lock. The fastest backend; its contents vanish with it.
+///
+/// `write` holds the lock for its whole body and keeps an undo log, so a body that throws
+/// leaves nothing behind. `read` takes the same lock (reads are short).
+public final class MemoryStorage: StorageBackend, @unchecked Sendable {
+    // Everything below is guarded by `monitor`.
+    private let monitor = Monitor()
+    /// Values by key.
+    private var values: [String: [UInt8]] = [:]
+    /// Every key of `values`, in UTF-8 byte order (for range scans).
+    private var sortedKeys: [String] = []
+    /// Partition logs by partition number; `logs[p][i].offset == i`.
+    private var logs: [Int64: [StoredRecord]] = [:]
+    /// Bumped by every committed write that changed something.
+    private var token: UInt64 = 0
+    /// Bumped by every commit and every `wakeAll`, so waiters can tell a wakeup from a timeout.
+    private var wakeups: UInt64 = 0
+    private var closed = false
+    /// How to undo the current write, newest last.
+    private var undo: [Undo] = []
+    private var writing = false
+
+    private enum Undo {
+        case truncate(pnum: Int64, count: Int)
+        case restore(key: String, old: [UInt8]?)
+    }
+
+    /// Creates an empty store.
+    public init() {}
+
+    public func write<T>(_ body: (any StorageWriter) throws -> T) throws -> T {
+        try monitor.withLock {
+            guard !closed else { throw KofkaError(.closed, "the memory storage is closed") }
+            guard !writing else { throw KofkaError(.invalidState, "MemoryStorage.write is not reentrant") }
+            writing = true
+            undo.removeAll(keepingCapacity: true)
+            defer { writing = false }
+            let writer = Writer(self)
+            defer { writer.storage = nil }
+            let result: T
+            do {
+                result = try body(writer)
+            } catch {
+                rollback()
+                throw error
+            }
+            if !undo.isEmpty {
+                undo.removeAll(keepingCapacity: true)
+                token &+= 1
+                wakeups &+= 1
+                monitor.broadcast()
+            }
+            return result
+        }
+    }
+
+    public func read<T>(_ body: (any StorageReader) throws -> T) throws -> T {
+        try monitor.withLock {
+            guard !closed else { throw KofkaError(.closed, "the memory storage is closed") }
+            let reader = Writer(self)
+            defer { reader.storage = nil }
+            return try body(reader)
+        }
+    }
+
+    public func changeToken() -> UInt64 {
+        monitor.withLock { token }
+    }
+
+    public func waitForChange(since token: UInt64, until deadline: ContinuousClock.Instant) {
+        monitor.withLock {
+            guard self.token == token, !closed else { return }
+            let seen = wakeups
+            while self.token == token, wakeups == seen, ContinuousClock.now < deadline {
+                monitor.wait(until: deadline)
+            }
+        }
+    }
+
+    public func wakeAll() {
+        monitor.withLock {
+            wakeups &+= 1
+            monitor.broadcast()
+        }
+    }
+
+    public func close() {
+        monitor.withLock {
+            closed = true
+            values = [:]
+            sortedKeys = []
+            logs = [:]
+            wakeups &+= 1
+            monitor.broadcast()
+        }
+    }
+
+    // MARK: - Operations (lock held)
+
+    private func rollback() {
+        while let step = undo.popLast() {
+            switch step {
+            case let .truncate(pnum, count):
+                if count == 0 {
+                    logs[pnum] = nil
+                } else {
+                    logs[pnum]?.removeSubrange(count...)
+                }
+            case let .restore(key, old):
+                if let old { setValue(key, old) } else { removeValue(key) }
+            }
+        }
+    }
+
+    /// The index in `sortedKeys` of the first key `>= key`.
+    private func lowerBound(_ key: String) -> Int {
+        var lo = 0, hi = sortedKeys.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if utf8Less(sortedKeys[mid], key) { lo = mid + 1 } else { hi = mid }
+        }
+        return lo
+    }
+
+    private func setValue(_ key: String, _ value: [UInt8]) {
+        if values.updateValue(value, forKey: key) == nil {
+            sortedKeys.insert(key, at: lowerBound(key))
+        }
+    }
+
+    private func removeValue(_ key: String) {
+        if values.removeValue(forKey: key) != nil {
+            let i = lowerBound(key)
+            if i < sortedKeys.count, sortedKeys[i] == key { sortedKeys.remove(at: i) }
+        }
+    }
+
+    fileprivate func get(_ key: String) -> [UInt8]? { values[key] }
+
+    fileprivate func scan(from lower: String, to upper: String) -> [(key: String, value: [UInt8])] {
+        var out: [(key: String, value: [UInt8])] = []
+        var i = lowerBound(lower)
+        while i < sortedKeys.count, utf8Less(sortedKeys[i], upper) {
+            let key = sortedKeys[i]
+            if let value = values[key] { out.append((key, value)) }
+            i += 1
+        }
+        return out
+    }
+
+    fileprivate func highWatermark(_ pnum: Int64) throws -> Int64 {
+        try checkPartitionNumber(pnum)
+        return Int64(logs[pnum]?.count ?? 0)
+    }
+
+    fileprivate func readRecords(_ pnum: Int64, from: Int64, below: Int64, maxCount: Int) throws -> [StoredRecord] {
+        try checkPartitionNumber(pnum)
+        guard let log = logs[pnum], maxCount > 0 else { return [] }
+        let lo = max(from, 0)
+        let hi = min(below, Int64(log.count), lo + Int64(maxCount))
+        guard lo < hi else { return [] }
+        return Array(log[Int(lo) ..< Int(hi)])
+    }
+
+    fileprivate func put(_ key: String, _ value: [UInt8]) {
+        undo.append(.restore(key: key, old: values[key]))
+        setValue(key, value)
+    }
+
+    fileprivate func delete(_ key: String) {
+        guard let old = values[key] else { return }
+        undo.append(.restore(key: key, old: old))
+        removeValue(key)
+    }
+
+    fileprivate func append(_ pnum: Int64, _ records: [RecordData], txn: Int64) throws -> Int64 {
+        try checkPartitionNumber(pnum)
+        let count = logs[pnum]?.count ?? 0
+        let base = Int64(count)
+        guard !records.isEmpty else { return base }
+        try checkOffsetSpace(pnum, base: base, count: records.count)
+        undo.append(.truncate(pnum: pnum, count: count))
+        // append(contentsOf:) of a lazy map reserves once (with geometric growth) and builds
+        // each StoredRecord in place: one struct copy per record, no intermediate array.
+        logs[pnum, default: []].append(contentsOf: records.indices.lazy.map { i in
+            StoredRecord(offset: base + Int64(i), txn: txn, data: records[i])
+        })
+        return base
+    }
+
+    /// The reader/writer handed to `read` and `write` bodies; detached when the call returns.
+    private final class Writer: StorageWriter {
+        var storage: MemoryStorage?
+        init(_ storage: MemoryStorage) { self.storage = storage }
+
+        private func live() throws -> MemoryStorage {
+            guard let storage else {
+                throw KofkaError(.invalidState, "a storage reader/writer was used after its transaction ended")
+            }
+            return storage
+        }
+
+        func get(_ key: String) throws -> [UInt8]? { try live().get(key) }
+        func scan(from lower: String, to upper: String) throws -> [(key: String, value: [UInt8])] {
+            try live().scan(from: lower, to: upper)
+        }
+        func highWatermark(_ pnum: Int64) throws -> Int64 { try live().highWatermark(pnum) }
+        func readRecords(_ pnum: Int64, from: Int64, below: Int64, maxCount: Int) throws -> [StoredRecord] {
+            try live().readRecords(pnum, from: from, below: below, maxCount: maxCount)
+        }
+        func put(_ key: String, _ value: [UInt8]) throws {
+            let s = try live()
+            guard s.writing else { throw KofkaError(.invalidState, "put inside a read transaction") }
+            s.put(key, value)
+        }
+        func delete(_ key: String) throws {
+            let s = try live()
+            guard s.writing else { throw KofkaError(.invalidState, "delete inside a read transaction") }
+            s.delete(key)
+        }
+        func append(_ pnum: Int64, _ records: [RecordData], txn: Int64) throws -> Int64 {
+            let s = try live()
+            guard s.writing else { throw KofkaError(.invalidState, "append inside a read transaction") }
+            return try s.append(pnum, records, txn: txn)
+        }
+    }
+}

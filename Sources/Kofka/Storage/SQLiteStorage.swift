@@ -1,0 +1,388 @@
+import CSQLite
+
+/// How hard SQLite works to make a commit durable (`PRAGMA synchronous`).
+public enum SQLiteSynchronous: String, Sendable {
+    /// fsync on every commit: an acknowledged write survives power loss.
+    case full
+    /// WAL is synced only at checkpoints: survives a process crash; the last commits may
+    /// roll back on power loss.
+    case normal
+}
+
+/// A `StorageBackend` on one SQLite file in WAL mode, safe for many threads and many processes.
+///
+/// * One writer connection per instance, guarded by a lock; writes run in `BEGIN IMMEDIATE`,
+///   so writers of other processes wait up to `busyTimeoutMs` for each other.
+/// * A small pool of reader connections; each `read` is one deferred transaction (a snapshot),
+///   concurrent with the writer.
+/// * A partition's log lives in `records` at rowids `pnum << 40 | offset`.
+/// * `changeToken` combines this instance's commit counter with `PRAGMA data_version`
+///   (which moves when any other connection or process commits).
+public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
+    /// The database file.
+    public let path: String
+    private let synchronous: SQLiteSynchronous
+    private let busyTimeoutMs: Int
+
+    private let writerLock = Monitor()
+    private var writer: SQLiteConnection?            // guarded by writerLock
+
+    private let poolLock = Monitor()
+    private var idleReaders: [SQLiteConnection] = [] // guarded by poolLock
+    private var closed = false                       // guarded by poolLock
+    private static let maxIdleReaders = 4
+
+    private let watchLock = Monitor()
+    private var watcher: SQLiteConnection?           // guarded by watchLock; reads data_version
+
+    private let signal = Monitor()
+    private var localCommits: UInt64 = 0             // guarded by signal
+    private var wakeups: UInt64 = 0                  // guarded by signal
+
+    /// Opens `path`, creating the file and the schema if missing.
+    ///
+    /// - Throws: `.storage` naming `path` if the file is not a database, is corrupt, belongs to
+    ///   another application, or was written by a newer Kofka.
+    public init(path: String, synchronous: SQLiteSynchronous = .full, busyTimeoutMs: Int = 5000) throws {
+        self.path = path
+        self.synchronous = synchronous
+        self.busyTimeoutMs = max(0, busyTimeoutMs)
+        let w = try openConnection()
+        do {
+            try Self.prepareSchema(w)
+            watcher = try openConnection()
+        } catch {
+            w.close()
+            throw error
+        }
+        writer = w
+    }
+
+    deinit { close() }
+
+    private func openConnection() throws -> SQLiteConnection {
+        try SQLiteConnection(path: path, busyTimeoutMs: busyTimeoutMs, synchronous: synchronous.rawValue.uppercased())
+    }
+
+    // MARK: - StorageBackend
+
+    public func write<T>(_ body: (any StorageWriter) throws -> T) throws -> T {
+        let (result, changed): (T, Bool) = try writerLock.withLock {
+            guard let conn = writer else { throw closedError() }
+            try conn.exec(SQL.beginImmediate)
+            let txn = Transaction(conn, writable: true)
+            defer { txn.conn = nil }
+            do {
+                let result = try body(txn)
+                try conn.exec(SQL.commit)
+                return (result, txn.changed)
+            } catch {
+                if sqlite3_get_autocommit(conn.db) == 0 { try? conn.exec(SQL.rollback) }
+                throw error
+            }
+        }
+        if changed {
+            signal.withLock {
+                localCommits &+= 1
+                wakeups &+= 1
+                signal.broadcast()
+            }
+        }
+        return result
+    }
+
+    public func read<T>(_ body: (any StorageReader) throws -> T) throws -> T {
+        let conn = try acquireReader()
+        defer { releaseReader(conn) }
+        try conn.exec(SQL.begin)
+        let txn = Transaction(conn, writable: false)
+        defer { txn.conn = nil }
+        do {
+            let result = try body(txn)
+            try conn.exec(SQL.commit)
+            return result
+        } catch {
+            if sqlite3_get_autocommit(conn.db) == 0 { try? conn.exec(SQL.rollback) }
+            throw error
+        }
+    }
+
+    public func changeToken() -> UInt64 {
+        let dataVersion: Int64 = watchLock.withLock {
+            guard let watcher else { return 0 }
+            return ((try? watcher.int64(SQL.dataVersion)) ?? nil) ?? 0
+        }
+        let local = signal.withLock { localCommits }
+        return (local << 32) &+ UInt64(truncatingIfNeeded: dataVersion)
+    }
+
+    public func waitForChange(since token: UInt64, until deadline: ContinuousClock.Instant) {
+        while true {
+            let seen = signal.withLock { wakeups }
+            if changeToken() != token || poolLock.withLock({ closed }) { return }
+            let now = ContinuousClock.now
+            if now >= deadline { return }
+            // Short slices: commits by other processes only show in data_version.
+            let slice = min(deadline, now + .milliseconds(2))
+            let woken = signal.withLock {
+                if wakeups == seen { signal.wait(until: slice) }
+                return wakeups != seen
+            }
+            if woken { return }
+        }
+    }
+
+    public func wakeAll() {
+        signal.withLock {
+            wakeups &+= 1
+            signal.broadcast()
+        }
+    }
+
+    public func close() {
+        writerLock.withLock {
+            writer?.close()
+            writer = nil
+        }
+        poolLock.withLock {
+            closed = true
+            for conn in idleReaders { conn.close() }
+            idleReaders = []
+        }
+        watchLock.withLock {
+            watcher?.close()
+            watcher = nil
+        }
+        wakeAll()
+    }
+
+    // MARK: - Connections
+
+    private func closedError() -> KofkaError {
+        KofkaError(.closed, "the SQLite storage \(path) is closed")
+    }
+
+    private func acquireReader() throws -> SQLiteConnection {
+        let idle: SQLiteConnection? = try poolLock.withLock {
+            guard !closed else { throw closedError() }
+            return idleReaders.popLast()
+        }
+        return try idle ?? openConnection()
+    }
+
+    private func releaseReader(_ conn: SQLiteConnection) {
+        let keep = poolLock.withLock {
+            guard !closed, idleReaders.count < Self.maxIdleReaders else { return false }
+            idleReaders.append(conn)
+            return true
+        }
+        if !keep { conn.close() }
+    }
+
+    // MARK: - Schema
+
+    /// "KOFK": marks a file as a Kofka database.
+    static let applicationID: Int64 = 0x4B4F_464B
+    /// The schema version this code writes and reads.
+    static let schemaVersion: Int64 = 1
+
+    private static func prepareSchema(_ conn: SQLiteConnection) throws {
+        // Check before changing anything (the first read also detects a non-database file).
+        try checkOwner(conn)
+        try conn.execOnce("PRAGMA journal_mode=WAL")
+        try conn.exec(SQL.beginImmediate)
+        do {
+            if try checkOwner(conn) {
+                try conn.execOnce(SQL.schema)
+                try conn.execOnce("PRAGMA application_id=\(applicationID); PRAGMA user_version=\(schemaVersion)")
+            }
+            try conn.exec(SQL.commit)
+        } catch {
+            if sqlite3_get_autocommit(conn.db) == 0 { try? conn.exec(SQL.rollback) }
+            throw error
+        }
+    }
+
+    /// Throws unless the file is empty or a Kofka database this code can read; returns true
+    /// when the schema still has to be created.
+    @discardableResult
+    private static func checkOwner(_ conn: SQLiteConnection) throws -> Bool {
+        let app = try conn.int64("PRAGMA application_id") ?? 0
+        let version = try conn.int64("PRAGMA user_version") ?? 0
+        let tables = try conn.int64("SELECT count(*) FROM sqlite_master") ?? 0
+        if app == applicationID {
+            guard version <= schemaVersion else {
+                throw KofkaError(.storage, "\(conn.path) has Kofka schema version \(version); this build reads up to \(schemaVersion)")
+            }
+            return version < schemaVersion
+        }
+        guard app == 0, tables == 0 else {
+            throw KofkaError(.storage, "\(conn.path) is an SQLite database but not a Kofka one (application_id \(app), \(tables) schema objects)")
+        }
+        return true
+    }
+
+    /// Every SQL statement of this backend.
+    enum SQL {
+        static let schema = """
+            CREATE TABLE IF NOT EXISTS kv(key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS records(id INTEGER PRIMARY KEY, ts INTEGER NOT NULL,
+                key BLOB, value BLOB, headers BLOB, txn INTEGER NOT NULL DEFAULT 0);
+            """
+        static let begin = "BEGIN"
+        static let beginImmediate = "BEGIN IMMEDIATE"
+        static let commit = "COMMIT"
+        static let rollback = "ROLLBACK"
+        static let dataVersion = "PRAGMA data_version"
+        static let get = "SELECT value FROM kv WHERE key = ?1"
+        static let put = "INSERT OR REPLACE INTO kv(key, value) VALUES(?1, ?2)"
+        static let delete = "DELETE FROM kv WHERE key = ?1"
+        static let scan = "SELECT key, value FROM kv WHERE key >= ?1 AND key < ?2 ORDER BY key"
+        static let lastID = "SELECT id FROM records WHERE id >= ?1 AND id <= ?2 ORDER BY id DESC LIMIT 1"
+        static let readRecords = """
+            SELECT id, ts, key, value, headers, txn FROM records
+            WHERE id >= ?1 AND id <= ?2 ORDER BY id LIMIT ?3
+            """
+        static let insertRecord = "INSERT INTO records(id, ts, key, value, headers, txn) VALUES(?1, ?2, ?3, ?4, ?5, ?6)"
+    }
+
+    // MARK: - Reader/writer
+
+    /// The reader/writer handed to a `read` or `write` body; detached when the call returns.
+    private final class Transaction: StorageWriter {
+        var conn: SQLiteConnection?
+        let writable: Bool
+        var changed = false
+
+        init(_ conn: SQLiteConnection, writable: Bool) {
+            self.conn = conn
+            self.writable = writable
+        }
+
+        private func live() throws -> SQLiteConnection {
+            guard let conn else {
+                throw KofkaError(.invalidState, "a storage reader/writer was used after its transaction ended")
+            }
+            return conn
+        }
+
+        private func writer(_ op: String) throws -> SQLiteConnection {
+            guard writable else { throw KofkaError(.invalidState, "\(op) inside a read transaction") }
+            return try live()
+        }
+
+        private static func base(_ pnum: Int64) -> Int64 { pnum << StorageLimits.offsetBits }
+
+        func get(_ key: String) throws -> [UInt8]? {
+            let c = try live()
+            let stmt = try c.statement(SQL.get)
+            defer { sqlite3_reset(stmt) }
+            sqliteBindText(stmt, 1, key)
+            guard try c.step(stmt, "get \(key)") else { return nil }
+            return sqliteColumnBlob(stmt, 0) ?? []
+        }
+
+        func scan(from lower: String, to upper: String) throws -> [(key: String, value: [UInt8])] {
+            let c = try live()
+            let stmt = try c.statement(SQL.scan)
+            defer { sqlite3_reset(stmt) }
+            sqliteBindText(stmt, 1, lower)
+            sqliteBindText(stmt, 2, upper)
+            var out: [(key: String, value: [UInt8])] = []
+            while try c.step(stmt, "scan \(lower)..<\(upper)") {
+                out.append((sqliteColumnText(stmt, 0), sqliteColumnBlob(stmt, 1) ?? []))
+            }
+            return out
+        }
+
+        func highWatermark(_ pnum: Int64) throws -> Int64 {
+            try checkPartitionNumber(pnum)
+            let c = try live()
+            let stmt = try c.statement(SQL.lastID)
+            defer { sqlite3_reset(stmt) }
+            let base = Self.base(pnum)
+            sqlite3_bind_int64(stmt, 1, base)
+            sqlite3_bind_int64(stmt, 2, base + ((1 << StorageLimits.offsetBits) - 1))  // inclusive: no overflow
+            guard try c.step(stmt, "high watermark of partition \(pnum)") else { return 0 }
+            return sqlite3_column_int64(stmt, 0) - base + 1
+        }
+
+        func readRecords(_ pnum: Int64, from: Int64, below: Int64, maxCount: Int) throws -> [StoredRecord] {
+            try checkPartitionNumber(pnum)
+            let c = try live()
+            let lo = max(from, 0), hi = min(below, 1 << StorageLimits.offsetBits)
+            guard lo < hi, maxCount > 0 else { return [] }
+            let stmt = try c.statement(SQL.readRecords)
+            defer { sqlite3_reset(stmt) }
+            let base = Self.base(pnum)
+            sqlite3_bind_int64(stmt, 1, base + lo)
+            sqlite3_bind_int64(stmt, 2, base + hi - 1)  // inclusive: no overflow
+            sqlite3_bind_int64(stmt, 3, Int64(maxCount))
+            var out: [StoredRecord] = []
+            out.reserveCapacity(Int(min(Int64(maxCount), hi - lo, 4096)))
+            while try c.step(stmt, "read partition \(pnum)") {
+                out.append(StoredRecord(
+                    offset: sqlite3_column_int64(stmt, 0) - base,
+                    txn: sqlite3_column_int64(stmt, 5),
+                    data: RecordData(
+                        timestampMs: sqlite3_column_int64(stmt, 1),
+                        key: sqliteColumnBlob(stmt, 2),
+                        value: sqliteColumnBlob(stmt, 3),
+                        headers: sqliteColumnBlob(stmt, 4))))
+            }
+            return out
+        }
+
+        func put(_ key: String, _ value: [UInt8]) throws {
+            let c = try writer("put")
+            let stmt = try c.statement(SQL.put)
+            defer { sqlite3_reset(stmt) }
+            sqliteBindText(stmt, 1, key)
+            try sqliteWithBlob(stmt, 2, value) { _ = try c.step(stmt, "put \(key)") }
+            changed = true
+        }
+
+        func delete(_ key: String) throws {
+            let c = try writer("delete")
+            let stmt = try c.statement(SQL.delete)
+            defer { sqlite3_reset(stmt) }
+            sqliteBindText(stmt, 1, key)
+            _ = try c.step(stmt, "delete \(key)")
+            if sqlite3_changes(c.db) > 0 { changed = true }
+        }
+
+        func append(_ pnum: Int64, _ records: [RecordData], txn: Int64) throws -> Int64 {
+            let c = try writer("append")
+            let first = try highWatermark(pnum)
+            guard !records.isEmpty else { return first }
+            try checkOffsetSpace(pnum, base: first, count: records.count)
+            let stmt = try c.statement(SQL.insertRecord)
+            defer {
+                sqlite3_reset(stmt)
+                sqlite3_clear_bindings(stmt)   // drop pointers to the callers' buffers
+            }
+            sqlite3_bind_int64(stmt, 6, txn)   // bindings survive sqlite3_reset
+            var id = Self.base(pnum) + first
+            changed = true
+            try records.withUnsafeBufferPointer { rows in
+                for row in rows {
+                    sqlite3_bind_int64(stmt, 1, id)
+                    sqlite3_bind_int64(stmt, 2, row.timestampMs)
+                    try sqliteWithBlob(stmt, 3, row.key) {
+                        try sqliteWithBlob(stmt, 4, row.value) {
+                            try sqliteWithBlob(stmt, 5, row.headers) {
+                                let rc = sqlite3_step(stmt)
+                                guard rc == SQLITE_DONE else {
+                                    throw c.error(rc, "append to partition \(pnum)")
+                                }
+                                sqlite3_reset(stmt)
+                            }
+                        }
+                    }
+                    id += 1
+                }
+            }
+            return first
+        }
+    }
+}

@@ -1,0 +1,330 @@
+import Testing
+import Dispatch
+#if canImport(Glibc)
+import Glibc
+#endif
+@testable import Kofka
+
+/// One conformance suite, run against every backend.
+@Suite("StorageConformance")
+struct StorageConformanceTests {
+    static let kinds = ["memory", "sqlite"]
+
+    /// A fresh backend of `kind`; `path` is the SQLite file ("" for memory).
+    struct Fixture {
+        let storage: any StorageBackend
+        let path: String
+        func cleanup() {
+            storage.close()
+            if !path.isEmpty { removeDatabase(path) }
+        }
+    }
+
+    static func make(_ kind: String) throws -> Fixture {
+        switch kind {
+        case "memory":
+            return Fixture(storage: MemoryStorage(), path: "")
+        default:
+            let path = tempPath()
+            return Fixture(storage: try makeSQLite(path), path: path)
+        }
+    }
+
+    static func rec(_ ts: Int64, _ key: [UInt8]?, _ value: [UInt8]?, _ headers: [UInt8]? = nil) -> RecordData {
+        RecordData(timestampMs: ts, key: key, value: value, headers: headers)
+    }
+
+    static func batch(_ n: Int, tag: Int = 0) -> [RecordData] {
+        (0..<n).map { i in rec(Int64(i), nil, Array("v\(tag)-\(i)".utf8)) }
+    }
+
+    @Test(arguments: kinds)
+    func offsetsAreDenseFromZeroAcrossBatchesAndPartitions(kind: String) throws {
+        let f = try Self.make(kind); defer { f.cleanup() }
+        #expect(try f.storage.read { try $0.highWatermark(0) } == 0)
+        #expect(try f.storage.read { try $0.highWatermark(12345) } == 0)
+        let a0 = try f.storage.write { try $0.append(0, Self.batch(3), txn: 0) }
+        let b0 = try f.storage.write { try $0.append(1, Self.batch(2), txn: 0) }
+        let (a1, a2, b1) = try f.storage.write { w throws in
+            (try w.append(0, Self.batch(4), txn: 0), try w.append(0, Self.batch(1), txn: 0), try w.append(1, Self.batch(5), txn: 0))
+        }
+        let empty = try f.storage.write { try $0.append(0, [], txn: 0) }
+        #expect([a0, a1, a2, empty] == [0, 3, 7, 8])
+        #expect([b0, b1] == [0, 2])
+        let big = StorageLimits.maxPartitionNumbers - 1
+        #expect(try f.storage.write { try $0.append(big, Self.batch(2), txn: 0) } == 0)
+        try f.storage.read { r throws in
+            #expect(try r.highWatermark(0) == 8)
+            #expect(try r.highWatermark(1) == 7)
+            #expect(try r.highWatermark(2) == 0)
+            #expect(try r.highWatermark(big) == 2)
+            #expect(try r.readRecords(0, from: 0, below: 100, maxCount: 100).map(\.offset) == Array(0..<8))
+            #expect(try r.readRecords(1, from: 0, below: 100, maxCount: 100).map(\.offset) == Array(0..<7))
+            #expect(try r.readRecords(big, from: 0, below: 100, maxCount: 100).map(\.offset) == [0, 1])
+        }
+        #expect(throws: KofkaError.self) { try f.storage.write { try $0.append(-1, Self.batch(1), txn: 0) } }
+        #expect(throws: KofkaError.self) { try f.storage.write { try $0.append(big + 1, Self.batch(1), txn: 0) } }
+    }
+
+    @Test(arguments: kinds)
+    func recordsRoundTripExactlyNullVsEmptyBinaryTimestampsAndTxn(kind: String) throws {
+        let f = try Self.make(kind); defer { f.cleanup() }
+        let binary: [UInt8] = [0, 1, 0, 255, 0, 0x80, 0]
+        let input = [
+            Self.rec(0, nil, nil, nil),
+            Self.rec(1, [], [], []),
+            Self.rec(-5, nil, [], nil),
+            Self.rec(Int64.max, [], nil, []),
+            Self.rec(1_700_000_000_123, binary, binary + binary, [0]),
+            Self.rec(Int64.min, Array(repeating: 7, count: 100_000), [0], nil),
+        ]
+        _ = try f.storage.write { try $0.append(3, Array(input[0..<2]), txn: 0) }
+        _ = try f.storage.write { try $0.append(3, Array(input[2...]), txn: 42) }
+        let out = try f.storage.read { try $0.readRecords(3, from: 0, below: 10, maxCount: 10) }
+        #expect(out.count == input.count)
+        #expect(out.map(\.data) == input)
+        #expect(out.map(\.txn) == [0, 0, 42, 42, 42, 42])
+        #expect(out.map(\.offset) == Array(0..<6))
+        #expect(out[0].data.key == nil && out[1].data.key == [])
+        #expect(out[0].data.value == nil && out[1].data.value == [])
+        #expect(out[0].data.headers == nil && out[1].data.headers == [])
+    }
+
+    @Test(arguments: kinds)
+    func readRecordsHonoursFromBelowAndMaxCount(kind: String) throws {
+        let f = try Self.make(kind); defer { f.cleanup() }
+        _ = try f.storage.write { try $0.append(5, Self.batch(10), txn: 0) }
+        _ = try f.storage.write { try $0.append(6, Self.batch(3), txn: 0) }
+        try f.storage.read { r throws in
+            func offs(_ from: Int64, _ below: Int64, _ max: Int) throws -> [Int64] {
+                try r.readRecords(5, from: from, below: below, maxCount: max).map(\.offset)
+            }
+            #expect(try offs(0, 10, 100) == Array(0..<10))
+            #expect(try offs(3, 7, 100) == [3, 4, 5, 6])
+            #expect(try offs(3, 7, 2) == [3, 4])
+            #expect(try offs(8, 1000, 100) == [8, 9])
+            #expect(try offs(10, 20, 100) == [])
+            #expect(try offs(5, 5, 100) == [])
+            #expect(try offs(7, 3, 100) == [])
+            #expect(try offs(0, 10, 0) == [])
+            #expect(try offs(-3, 2, 100) == [0, 1])
+            let rs = try r.readRecords(5, from: 4, below: 6, maxCount: 10)
+            #expect(rs.map(\.data.value) == [Array("v0-4".utf8), Array("v0-5".utf8)])
+        }
+    }
+
+    @Test(arguments: kinds)
+    func kvPutGetDeleteAndScanInByteOrderOverHalfOpenRanges(kind: String) throws {
+        let f = try Self.make(kind); defer { f.cleanup() }
+        let keys = ["g/b/2", "g/a/1", "t/x", "g/a/0", "g/", "g/a", "h", "g/\u{e9}", "g/z", ""]
+        try f.storage.write { w throws in
+            for (i, k) in keys.enumerated() { try w.put(k, [UInt8(i)]) }
+            try w.put("g/a/1", [])         // overwrite with an empty value
+            try w.put("t/x", [9, 0, 9])    // overwrite
+            try w.delete("h")
+            try w.delete("no-such-key")
+            #expect(try w.get("h") == nil)
+            #expect(try w.get("t/x") == [9, 0, 9])
+        }
+        try f.storage.read { r throws in
+            #expect(try r.get("g/a/1") == [])
+            #expect(try r.get("g/a/0") == [3])
+            #expect(try r.get("") == [9])
+            #expect(try r.get("h") == nil)
+            #expect(try r.get("missing") == nil)
+            let g = try r.scan(from: "g/", to: "g0")
+            #expect(g.map(\.key) == ["g/", "g/a", "g/a/0", "g/a/1", "g/b/2", "g/z", "g/\u{e9}"])
+            #expect(g.map(\.value) == [[4], [5], [3], [], [0], [8], [7]])
+            #expect(try r.scan(from: "g/a/", to: "g/a0").map(\.key) == ["g/a/0", "g/a/1"])
+            #expect(try r.scan(from: "g/a/1", to: "g/b/2").map(\.key) == ["g/a/1"])
+            #expect(try r.scan(from: "x", to: "y").isEmpty)
+            #expect(try r.scan(from: "t", to: "a").isEmpty)
+            #expect(try r.scan(from: "", to: "\u{10FFFF}").count == keys.count - 1)
+        }
+    }
+
+    @Test(arguments: kinds)
+    func aWriteWhoseBodyThrowsLeavesNothingBehind(kind: String) throws {
+        struct Boom: Error {}
+        let f = try Self.make(kind); defer { f.cleanup() }
+        try f.storage.write { w throws in
+            _ = try w.append(0, Self.batch(2), txn: 0)
+            try w.put("keep", [1])
+            try w.put("gone", [2])
+        }
+        let token = f.storage.changeToken()
+        #expect(throws: Boom.self) {
+            try f.storage.write { w throws in
+                _ = try w.append(0, Self.batch(5), txn: 7)
+                _ = try w.append(1, Self.batch(5), txn: 7)
+                _ = try w.append(0, Self.batch(1), txn: 7)
+                try w.put("keep", [9])
+                try w.put("new", [3])
+                try w.delete("gone")
+                #expect(try w.highWatermark(0) == 8)
+                #expect(try w.get("new") == [3])
+                throw Boom()
+            }
+        }
+        try f.storage.read { r throws in
+            #expect(try r.highWatermark(0) == 2)
+            #expect(try r.highWatermark(1) == 0)
+            #expect(try r.readRecords(0, from: 0, below: 100, maxCount: 100).count == 2)
+            #expect(try r.get("keep") == [1])
+            #expect(try r.get("gone") == [2])
+            #expect(try r.get("new") == nil)
+            #expect(try r.scan(from: "", to: "zzz").map(\.key) == ["gone", "keep"])
+        }
+        // The next write lands where the failed one would have.
+        #expect(try f.storage.write { try $0.append(0, Self.batch(1), txn: 0) } == 2)
+        #expect(f.storage.changeToken() != token)
+    }
+
+    @Test(arguments: kinds)
+    func changeTokenChangesAfterAWriteAndWaitForChangeWakesPromptly(kind: String) throws {
+        let f = try Self.make(kind); defer { f.cleanup() }
+        let t0 = f.storage.changeToken()
+        #expect(f.storage.changeToken() == t0)
+        try f.storage.write { try $0.put("a", [1]) }
+        let t1 = f.storage.changeToken()
+        #expect(t1 != t0)
+
+        // A waiter blocked for up to 10 s is woken by a commit on another thread.
+        let storage = f.storage
+        let group = DispatchGroup()
+        let clock = ContinuousClock()
+        let start = clock.now
+        DispatchQueue.global().async(group: group) {
+            usleep(50_000)
+            _ = try? storage.write { try $0.append(0, Self.batch(1), txn: 0) }
+        }
+        var woke = false
+        while clock.now - start < .seconds(10) {
+            storage.waitForChange(since: t1, until: start + .seconds(10))
+            if storage.changeToken() != t1 { woke = true; break }
+        }
+        let elapsed = clock.now - start
+        group.wait()
+        #expect(woke)
+        #expect(elapsed < .seconds(2), "woke after \(elapsed)")
+
+        // wakeAll releases a waiter even though nothing changed.
+        let t2 = storage.changeToken()
+        let wakeStart = clock.now
+        DispatchQueue.global().async(group: group) {
+            usleep(50_000)
+            storage.wakeAll()
+        }
+        storage.waitForChange(since: t2, until: wakeStart + .seconds(10))
+        #expect(clock.now - wakeStart < .seconds(2))
+        group.wait()
+    }
+
+    @Test(arguments: kinds)
+    func waitForChangeTimesOutWhenNothingChanges(kind: String) throws {
+        let f = try Self.make(kind); defer { f.cleanup() }
+        let t = f.storage.changeToken()
+        let clock = ContinuousClock()
+        let start = clock.now
+        f.storage.waitForChange(since: t, until: start + .milliseconds(120))
+        // Spurious early returns are allowed; a loop like every caller's must reach the deadline.
+        while clock.now < start + .milliseconds(120), f.storage.changeToken() == t {
+            f.storage.waitForChange(since: t, until: start + .milliseconds(120))
+        }
+        let elapsed = clock.now - start
+        #expect(f.storage.changeToken() == t)
+        #expect(elapsed >= .milliseconds(120))
+        #expect(elapsed < .seconds(2))
+        // A read-only or empty write changes nothing.
+        _ = try f.storage.read { try $0.get("x") }
+        #expect(f.storage.changeToken() == t)
+        // A deadline in the past returns at once.
+        let past = clock.now
+        f.storage.waitForChange(since: t, until: past - .seconds(1))
+        #expect(clock.now - past < .milliseconds(100))
+    }
+
+    @Test(arguments: kinds)
+    func concurrentWritersFromEightThreadsGetDenseDistinctOffsets(kind: String) throws {
+        let f = try Self.make(kind); defer { f.cleanup() }
+        let storage = f.storage
+        let threads = 8, rounds = 25, perBatch = 4
+        let results = ResultBox()
+        DispatchQueue.concurrentPerform(iterations: threads) { t in
+            for r in 0..<rounds {
+                do {
+                    let base = try storage.write { w throws in
+                        let base = try w.append(9, Self.batch(perBatch, tag: t * 1000 + r), txn: Int64(t))
+                        try w.put("last/\(t)", [UInt8(r)])
+                        return base
+                    }
+                    results.add(base)
+                } catch {
+                    results.fail("\(error)")
+                }
+            }
+        }
+        #expect(results.errors.isEmpty, "\(results.errors.prefix(3))")
+        let bases = results.bases.sorted()
+        #expect(bases == (0..<(threads * rounds)).map { Int64($0 * perBatch) })
+        let all = try storage.read { try $0.readRecords(9, from: 0, below: 1 << 40, maxCount: 1 << 20) }
+        #expect(all.map(\.offset) == (0..<Int64(threads * rounds * perBatch)).map { $0 })
+        #expect(Set(all.map(\.data.value)).count == all.count)
+        // Each batch stayed contiguous and carries its writer's tag.
+        for b in stride(from: 0, to: all.count, by: perBatch) {
+            #expect(Set(all[b..<b + perBatch].map(\.txn)).count == 1)
+        }
+    }
+
+    @Test(arguments: kinds)
+    func useAfterCloseThrowsClosed(kind: String) throws {
+        let f = try Self.make(kind); defer { f.cleanup() }
+        try f.storage.write { try $0.put("k", [1]) }
+        f.storage.close()
+        f.storage.close()   // idempotent
+        #expect { try f.storage.write { try $0.put("k", [2]) } } throws: { ($0 as? KofkaError)?.code == .closed }
+        #expect { try f.storage.read { try $0.get("k") } } throws: { ($0 as? KofkaError)?.code == .closed }
+        _ = f.storage.changeToken()
+        let now = ContinuousClock.now
+        f.storage.waitForChange(since: f.storage.changeToken(), until: now + .seconds(5))
+        #expect(ContinuousClock.now - now < .seconds(1))
+    }
+}
+
+/// Collects results from several threads.
+final class ResultBox: @unchecked Sendable {
+    private let lock = NSLockish()
+    private(set) var bases: [Int64] = []
+    private(set) var errors: [String] = []
+    func add(_ b: Int64) { lock.with { bases.append(b) } }
+    func fail(_ e: String) { lock.with { errors.append(e) } }
+}
+
+final class NSLockish: @unchecked Sendable {
+    private var m = pthread_mutex_t()
+    init() { pthread_mutex_init(&m, nil) }
+    func with<T>(_ body: () -> T) -> T {
+        pthread_mutex_lock(&m); defer { pthread_mutex_unlock(&m) }
+        return body()
+    }
+}
+
+nonisolated(unsafe) private var tempCounter = 0
+private let tempLock = NSLockish()
+
+/// A fresh, non-existent path under /tmp.
+func tempPath() -> String {
+    let n = tempLock.with { tempCounter += 1; return tempCounter }
+    let path = "/tmp/kofka-storage-test-\(getpid())-\(n)-\(UInt32.random(in: 0 ... .max)).db"
+    removeDatabase(path)
+    return path
+}
+
+/// Removes a database file and its WAL/SHM side files.
+func removeDatabase(_ path: String) {
+    for suffix in ["", "-wal", "-shm", "-journal"] { unlink(path + suffix) }
+}
+
+func makeSQLite(_ path: String) throws -> any StorageBackend {
+    try SQLiteStorage(path: path, synchronous: .normal)
+}
