@@ -124,7 +124,7 @@ def test_offsets_sent_to_a_transaction_commit_only_with_it(broker):
     with broker.producer() as p:
         for i in range(6):
             p.send("in", b"%d" % i)
-    c = broker.consumer(group_id="etl", delivery="exactly-once", session_timeout_ms=500)
+    c = broker.consumer(group_id="etl", delivery="exactly-once")
     tp = broker.producer(delivery="exactly-once", transactional_id="etl-tx")
     try:
         c.subscribe(["in"])
