@@ -54,6 +54,9 @@ public final class Producer: @unchecked Sendable {
 
     deinit { queue.stop() }
 
+    /// Throws `.closed` if the producer or its broker is closed.
+    public func checkOpenPublic() throws { try checkOpen() }
+
     func checkOpen() throws {
         if sendLock.locked({ isClosed }) { throw KofkaError(.closed, "the producer is closed") }
         try broker.checkOpen()
@@ -291,16 +294,16 @@ public final class Producer: @unchecked Sendable {
     }
 
     /// Commits the open transaction (after delivering everything queued by `produce`).
-    public func commitTransaction(timeout: Duration? = nil) throws {
+    public func commitTransaction(timeout: Duration? = nil, _ handler: (DeliveryReport) -> Void = { _ in }) throws {
         try checkOpen()
-        try flush(timeout: timeout)
+        try flush(timeout: timeout, handler)
         try endTxn(commit: true)
     }
 
     /// Aborts the open transaction; its records are never visible to read_committed readers.
-    public func abortTransaction(timeout: Duration? = nil) throws {
+    public func abortTransaction(timeout: Duration? = nil, _ handler: (DeliveryReport) -> Void = { _ in }) throws {
         try checkOpen()
-        _ = try? flush(timeout: timeout)
+        _ = try? flush(timeout: timeout, handler)
         try endTxn(commit: false)
     }
 

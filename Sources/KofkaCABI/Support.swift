@@ -53,3 +53,149 @@ enum LastError {
         return empty
     }
 }
+
+// MARK: - Calling into the core
+
+/// Runs `body`, maps a thrown `KofkaError` to its code and records its message for
+/// `kofka_last_error()`; clears the message on success.
+@inline(__always)
+func run(_ body: () throws -> Void) -> kofka_err {
+    do {
+        try body()
+        LastError.clear()
+        return KOFKA_OK
+    } catch let e as KofkaError {
+        LastError.set(e.message)
+        return kofka_err(rawValue: UInt32(bitPattern: e.code.rawValue))
+    } catch {
+        LastError.set("unexpected error: \(error)")
+        return KOFKA_ERR_STORAGE
+    }
+}
+
+func invalidArg(_ what: String) -> KofkaError { KofkaError(.invalidArg, what) }
+
+/// A required non-NULL pointer argument.
+@inline(__always)
+func need<T>(_ p: T?, _ name: String, _ fn: String) throws -> T {
+    guard let p else { throw invalidArg("\(fn): \(name) is NULL") }
+    return p
+}
+
+/// A NUL-terminated string argument.
+func string(_ p: UnsafePointer<CChar>?, _ name: String, _ fn: String) throws -> String {
+    String(cString: try need(p, name, fn))
+}
+
+/// A NULL-terminated key/value config array → pairs; an odd count is `.invalidConfig`.
+func configPairs(_ config: UnsafePointer<UnsafePointer<CChar>?>?) throws -> [(String, String)] {
+    guard let config else { return [] }
+    var out: [(String, String)] = []
+    var i = 0
+    while let k = config[i] {
+        guard let v = config[i + 1] else {
+            throw KofkaError(.invalidConfig, "config array has an odd number of entries: key '\(String(cString: k))' has no value")
+        }
+        out.append((String(cString: k), String(cString: v)))
+        i += 2
+        if i > 100_000 { throw KofkaError(.invalidConfig, "config array is not NULL-terminated (more than 50000 pairs)") }
+    }
+    return out
+}
+
+/// Bytes from a (pointer, length) pair: NULL with length 0 is nil; NULL with a length is an error.
+func bytes(_ p: UnsafeRawPointer?, _ len: Int, _ name: String) throws -> [UInt8]? {
+    guard let p else {
+        if len != 0 { throw invalidArg("\(name) is NULL but \(name)_len is \(len)") }
+        return nil
+    }
+    return Array(UnsafeRawBufferPointer(start: p, count: len))
+}
+
+/// Converts a C record to a core `Record`, checking every pointer and length first. Lengths
+/// larger than `maxBytes` fail before any byte is read.
+func convertRecord(_ r: kofka_record, maxBytes: Int) throws -> Record {
+    guard r.partition >= -1 else {
+        throw invalidArg("invalid partition \(r.partition): expected a partition number or KOFKA_PARTITION_ANY (-1)")
+    }
+    var total = r.key_len.addingReportingOverflow(r.value_len)
+    if total.overflow || total.partialValue > maxBytes {
+        throw KofkaError(.msgTooLarge, "record of key_len \(r.key_len) + value_len \(r.value_len) bytes exceeds message.max.bytes (\(maxBytes))")
+    }
+    var headers: [Header] = []
+    if r.header_count > 0 {
+        guard let hs = r.headers else { throw invalidArg("headers is NULL but header_count is \(r.header_count)") }
+        guard r.header_count <= maxBytes else {
+            throw KofkaError(.msgTooLarge, "header_count \(r.header_count) exceeds message.max.bytes (\(maxBytes))")
+        }
+        headers.reserveCapacity(r.header_count)
+        for i in 0..<r.header_count {
+            let h = hs[i]
+            guard let name = h.name else { throw invalidArg("header \(i) has a NULL name") }
+            total = total.partialValue.addingReportingOverflow(h.value_len)
+            if total.overflow || total.partialValue > maxBytes {
+                throw KofkaError(.msgTooLarge, "record with header \(i) value_len \(h.value_len) exceeds message.max.bytes (\(maxBytes))")
+            }
+            headers.append(Header(String(cString: name), try bytes(h.value, h.value_len, "header '\(String(cString: name))' value")))
+        }
+    }
+    return Record(partition: r.partition == -1 ? nil : r.partition,
+                  key: try bytes(r.key, r.key_len, "key"),
+                  value: try bytes(r.value, r.value_len, "value"),
+                  headers: headers, timestampMs: r.timestamp_ms)
+}
+
+/// A timeout in milliseconds (negative = forever) as a `Duration?`.
+func duration(_ ms: Int32) -> Duration? { ms < 0 ? nil : .milliseconds(Int64(ms)) }
+
+/// The error code of a result, as the C enum.
+func code(_ e: KofkaError) -> kofka_err { kofka_err(rawValue: UInt32(bitPattern: e.code.rawValue)) }
+
+// MARK: - Handles
+
+/// What a `kofka_producer *` points at: the core producer plus the C delivery callback.
+final class ProducerBox {
+    let producer: Producer
+    var cb: kofka_delivery_cb?
+    var cbOpaque: UnsafeMutableRawPointer?
+    init(_ p: Producer) { producer = p }
+}
+
+@inline(__always) func retain<T: AnyObject>(_ o: T) -> OpaquePointer { OpaquePointer(Unmanaged.passRetained(o).toOpaque()) }
+@inline(__always) func object<T: AnyObject>(_ p: OpaquePointer, _: T.Type) -> T { Unmanaged<T>.fromOpaque(UnsafeRawPointer(p)).takeUnretainedValue() }
+@inline(__always) func release<T: AnyObject>(_ p: OpaquePointer, _: T.Type) { Unmanaged<T>.fromOpaque(UnsafeRawPointer(p)).release() }
+
+// MARK: - Messages
+
+/// Packs a message into one malloc'd block: the struct, the header array, then the bytes.
+/// `kofka_message_free` frees the block.
+func makeMessage(_ m: Message) -> UnsafeMutablePointer<kofka_message>? {
+    let topic = Array(m.topic.utf8)
+    let names = m.headers.map { Array($0.name.utf8) }
+    var size = MemoryLayout<kofka_message>.stride + MemoryLayout<kofka_header>.stride * m.headers.count
+    size += topic.count + 1 + (m.key?.count ?? 0) + (m.value?.count ?? 0)
+    for (i, h) in m.headers.enumerated() { size += names[i].count + 1 + (h.value?.count ?? 0) }
+    guard let raw = malloc(size) else { return nil }
+    let msg = raw.bindMemory(to: kofka_message.self, capacity: 1)
+    let hdrs = (raw + MemoryLayout<kofka_message>.stride).bindMemory(to: kofka_header.self, capacity: max(1, m.headers.count))
+    var cursor = UnsafeMutableRawPointer(hdrs + m.headers.count)
+    func put(_ b: [UInt8], nul: Bool) -> UnsafeRawPointer {
+        let start = cursor
+        b.withUnsafeBytes { if let base = $0.baseAddress { cursor.copyMemory(from: base, byteCount: b.count) } }
+        cursor += b.count
+        if nul { cursor.storeBytes(of: 0, as: UInt8.self); cursor += 1 }
+        return UnsafeRawPointer(start)
+    }
+    let topicPtr = put(topic, nul: true).assumingMemoryBound(to: CChar.self)
+    let keyPtr = m.key.map { put($0, nul: false) }
+    let valuePtr = m.value.map { put($0, nul: false) }
+    for (i, h) in m.headers.enumerated() {
+        let n = put(names[i], nul: true).assumingMemoryBound(to: CChar.self)
+        let v = h.value.map { put($0, nul: false) }
+        (hdrs + i).initialize(to: kofka_header(name: n, value: v, value_len: h.value?.count ?? 0))
+    }
+    msg.initialize(to: kofka_message(topic: topicPtr, partition: m.partition, offset: m.offset, timestamp_ms: m.timestampMs,
+                                     key: keyPtr, key_len: m.key?.count ?? 0, value: valuePtr, value_len: m.value?.count ?? 0,
+                                     headers: m.headers.isEmpty ? nil : UnsafePointer(hdrs), header_count: m.headers.count))
+    return msg
+}
