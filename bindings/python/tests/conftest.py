@@ -15,6 +15,22 @@ if PACKAGE_ROOT not in sys.path:
 import kofka  # noqa: E402
 
 
+TEST_DEADLINE_S = 60
+
+
+@pytest.fixture(autouse=True)
+def _deadline():
+    """A hung library call must fail the run loudly, not hang it: after
+    TEST_DEADLINE_S seconds in one test, dump every thread's stack and exit."""
+    import faulthandler
+
+    faulthandler.dump_traceback_later(TEST_DEADLINE_S, exit=True)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+
+
 @pytest.fixture(params=["memory", "sqlite"])
 def storage(request: pytest.FixtureRequest, tmp_path) -> str:
     """The storage string: "memory:" or "sqlite:<tmp file>"."""

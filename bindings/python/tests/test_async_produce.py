@@ -90,16 +90,18 @@ def test_a_successful_report_carries_no_error_and_the_metadata(broker):
 
 
 def test_a_failed_delivery_reports_the_error_to_the_callback(broker):
-    broker.create_topic("onepart", partitions=1)
+    broker.create_topic("lossy", partitions=1)
     reports = []
-    with broker.producer() as p:
-        p.produce("onepart", b"x", partition=5, on_delivery=lambda err, md: reports.append((err, md)))
+    lossy = {"fault.request.loss.rate": 1.0, "retries": 0, "fault.seed": 1}
+    with broker.producer(config=lossy) as p:
+        p.produce("lossy", b"x", partition=0, on_delivery=lambda err, md: reports.append((err, md)))
         p.flush()
     assert len(reports) == 1
     err, md = reports[0]
-    assert isinstance(err, kofka.UnknownPartitionError)
-    assert err.code == 5
-    assert md.topic == "onepart" and md.offset == -1
+    assert isinstance(err, kofka.TimedOutError)
+    assert err.code == 10 and err.name == "KOFKA_ERR_TIMED_OUT"
+    assert md.topic == "lossy" and md.partition == 0 and md.offset == -1
+    assert broker.watermarks("lossy", 0) == (0, 0)
 
 
 def test_full_queue_raises_queue_full_until_polled(broker):
