@@ -15,20 +15,35 @@ if PACKAGE_ROOT not in sys.path:
 import kofka  # noqa: E402
 
 
-TEST_DEADLINE_S = 60
+TEST_DEADLINE_S = float(os.environ.get("KOFKA_TEST_DEADLINE_S", "60"))
+_report_file = None
+
+
+def pytest_configure(config):
+    """Keep a handle on the real stderr (output capture is paused here)."""
+    global _report_file
+    _report_file = os.fdopen(os.dup(2), "w")
 
 
 @pytest.fixture(autouse=True)
-def _deadline():
+def _deadline(request):
     """A hung library call must fail the run loudly, not hang it: after
-    TEST_DEADLINE_S seconds in one test, dump every thread's stack and exit."""
+    TEST_DEADLINE_S seconds in one test, print every thread's stack and exit."""
     import faulthandler
 
-    faulthandler.dump_traceback_later(TEST_DEADLINE_S, exit=True)
+    out = _report_file or sys.stderr
+    armed = True
+    try:
+        out.write("")
+        out.flush()
+        faulthandler.dump_traceback_later(TEST_DEADLINE_S, exit=True, file=out)
+    except (ValueError, OSError, AttributeError):
+        armed = False
     try:
         yield
     finally:
-        faulthandler.cancel_dump_traceback_later()
+        if armed:
+            faulthandler.cancel_dump_traceback_later()
 
 
 @pytest.fixture(params=["memory", "sqlite"])
