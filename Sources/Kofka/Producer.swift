@@ -23,7 +23,7 @@ public final class Producer: @unchecked Sendable {
 
     /// Serialises requests that carry sequence numbers, and guards the fault link's random source.
     private let sendLock = Monitor()
-    /// Guards the fault link's random source.
+    /// Guards the fault link's random source and `isClosed` (never held while calling out).
     private let rngLock = Monitor()
     private var rng: SplitMix64
     /// The idempotent identity (pid -1 until known).
@@ -58,7 +58,7 @@ public final class Producer: @unchecked Sendable {
     public func checkOpenPublic() throws { try checkOpen() }
 
     func checkOpen() throws {
-        if sendLock.locked({ isClosed }) { throw KofkaError(.closed, "the producer is closed") }
+        if rngLock.locked({ isClosed }) { throw KofkaError(.closed, "the producer is closed") }
         try broker.checkOpen()
     }
 
@@ -228,7 +228,9 @@ public final class Producer: @unchecked Sendable {
             throw KofkaError(.invalidState, "init_transactions needs transactional.id to be set")
         }
         try sendLock.locked {
-            if case .open = txnState { throw KofkaError(.invalidState, "init_transactions with a transaction open") }
+            guard case .uninitialized = txnState else {
+                throw KofkaError(.invalidState, "init_transactions was already called on this producer")
+            }
             let (p, e) = try broker.initTransactions(tid)
             pid = p
             epoch = e
@@ -389,7 +391,7 @@ public final class Producer: @unchecked Sendable {
 
     /// Flushes (up to `timeout`), aborts an open transaction, and closes. Idempotent.
     public func close(timeout: Duration? = nil, _ handler: (DeliveryReport) -> Void = { _ in }) throws {
-        if sendLock.locked({ isClosed }) { return }
+        if rngLock.locked({ isClosed }) { return }
         let flushed = broker.closed ? true : queue.drain(deadline: timeout.map { monoNs() &+ $0.nanoseconds }, handler)
         queue.stop()
         queue.failAll(KofkaError(.timedOut, "the producer was closed before the record was delivered"))
@@ -399,7 +401,7 @@ public final class Producer: @unchecked Sendable {
             return false
         }
         if open && !broker.closed { try? endTxn(commit: false) }
-        sendLock.locked { isClosed = true }
+        rngLock.locked { isClosed = true }
         if !flushed { throw KofkaError(.timedOut, "close timed out: records were still queued") }
     }
 

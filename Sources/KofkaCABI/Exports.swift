@@ -119,7 +119,11 @@ private func setResult(_ r: UnsafeMutablePointer<kofka_record>, _ result: Result
 
 @c @implementation
 public func kofka_send(_ p: OpaquePointer?, _ topic: UnsafePointer<CChar>?, _ record: UnsafeMutablePointer<kofka_record>?) -> kofka_err {
-    kofka_send_batch(p, topic, record, record == nil ? 0 : 1)
+    guard record != nil else {
+        LastError.set("kofka_send: record is NULL")
+        return KOFKA_ERR_INVALID_ARG
+    }
+    return kofka_send_batch(p, topic, record, 1)
 }
 
 @c @implementation
@@ -285,9 +289,9 @@ public func kofka_poll_batch(_ c: OpaquePointer?, _ timeout_ms: Int32, _ out: Un
     run {
         let consumer = object(try need(c, "consumer", "kofka_poll_batch"), Consumer.self)
         let n = try need(count, "count", "kofka_poll_batch")
-        n.pointee = 0
         guard max > 0 else { throw invalidArg("kofka_poll_batch: max is \(max); at least 1 is needed") }
         let out = try need(out, "out", "kofka_poll_batch")
+        n.pointee = 0
         let msgs = try consumer.pollBatch(max: max, timeout: duration(timeout_ms))
         for (i, m) in msgs.enumerated() {
             guard let msg = makeMessage(m) else {

@@ -328,3 +328,167 @@ func removeDatabase(_ path: String) {
 func makeSQLite(_ path: String) throws -> any StorageBackend {
     try SQLiteStorage(path: path, synchronous: .normal)
 }
+
+// MARK: - SQLite only
+
+extension StorageConformanceTests {
+    static func storageError(_ error: any Error, mentioning path: String, _ words: String...) -> Bool {
+        guard let e = error as? KofkaError, e.code == .storage, e.message.contains(path) else { return false }
+        return words.allSatisfy { e.message.lowercased().contains($0.lowercased()) }
+    }
+
+    @Test func sqliteDataPersistsAcrossCloseAndReopen() throws {
+        let path = tempPath(); defer { removeDatabase(path) }
+        do {
+            let s = try SQLiteStorage(path: path)
+            try s.write { w in
+                _ = try w.append(4, Self.batch(3), txn: 5)
+                try w.put("topic/a", [1, 2, 3])
+            }
+            s.close()
+        }
+        let s = try SQLiteStorage(path: path, synchronous: .normal)
+        defer { s.close() }
+        try s.read { r throws in
+            #expect(try r.highWatermark(4) == 3)
+            #expect(try r.readRecords(4, from: 0, below: 10, maxCount: 10).map(\.txn) == [5, 5, 5])
+            #expect(try r.get("topic/a") == [1, 2, 3])
+        }
+        #expect(try s.write { try $0.append(4, Self.batch(1), txn: 0) } == 3)
+    }
+
+    @Test func twoSQLiteInstancesOnOneFileSeeEachOthersWrites() throws {
+        let path = tempPath(); defer { removeDatabase(path) }
+        let a = try SQLiteStorage(path: path)
+        let b = try SQLiteStorage(path: path)
+        defer { a.close(); b.close() }
+        let tb = b.changeToken()
+        _ = try a.write { try $0.append(0, Self.batch(2), txn: 0) }
+        #expect(b.changeToken() != tb)
+        #expect(try b.read { try $0.highWatermark(0) } == 2)
+        #expect(try b.write { try $0.append(0, Self.batch(3), txn: 0) } == 2)
+        #expect(try a.read { try $0.readRecords(0, from: 0, below: 10, maxCount: 10).count } == 5)
+
+        // b's waiter notices a's commit (seen only through data_version) within milliseconds.
+        let t = b.changeToken()
+        let clock = ContinuousClock()
+        let start = clock.now
+        let group = DispatchGroup()
+        DispatchQueue.global().async(group: group) {
+            usleep(30_000)
+            _ = try? a.write { try $0.put("x", [1]) }
+        }
+        while b.changeToken() == t, clock.now - start < .seconds(5) {
+            b.waitForChange(since: t, until: start + .seconds(5))
+        }
+        group.wait()
+        #expect(b.changeToken() != t)
+        #expect(clock.now - start < .seconds(1))
+    }
+
+    @Test func concurrentWritersThroughTwoSQLiteInstancesGetDenseOffsets() throws {
+        let path = tempPath(); defer { removeDatabase(path) }
+        let stores = [try SQLiteStorage(path: path, synchronous: .normal), try SQLiteStorage(path: path, synchronous: .normal)]
+        defer { stores.forEach { $0.close() } }
+        let results = ResultBox()
+        DispatchQueue.concurrentPerform(iterations: 8) { t in
+            for _ in 0..<20 {
+                do { results.add(try stores[t % 2].write { try $0.append(1, Self.batch(3), txn: 0) }) }
+                catch { results.fail("\(error)") }
+            }
+        }
+        #expect(results.errors.isEmpty, "\(results.errors.prefix(3))")
+        #expect(results.bases.sorted() == (0..<160).map { Int64($0 * 3) })
+        #expect(try stores[0].read { try $0.readRecords(1, from: 0, below: 1000, maxCount: 1000).map(\.offset) } == Array(0..<480))
+    }
+
+    @Test func aWriterHeldLongerThanTheBusyTimeoutFailsWithDatabaseIsLocked() throws {
+        let path = tempPath(); defer { removeDatabase(path) }
+        let holder = try SQLiteStorage(path: path)
+        let waiter = try SQLiteStorage(path: path, busyTimeoutMs: 100)
+        defer { holder.close(); waiter.close() }
+        let entered = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0)
+        let group = DispatchGroup()
+        DispatchQueue.global().async(group: group) {
+            _ = try? holder.write { w in
+                try w.put("held", [1])
+                entered.signal()
+                release.wait()
+            }
+        }
+        entered.wait()
+        #expect { try waiter.write { try $0.put("other", [2]) } } throws: {
+            Self.storageError($0, mentioning: path, "database is locked", "100 ms")
+        }
+        // Readers are not blocked by the writer (WAL).
+        #expect(try waiter.read { try $0.get("held") } == nil)
+        release.signal()
+        group.wait()
+        #expect(try waiter.read { try $0.get("held") } == [1])
+    }
+
+    @Test func aNonDatabaseFileFailsWithStorageNamingThePath() throws {
+        let path = tempPath(); defer { removeDatabase(path) }
+        writeFile(path, Array(String(repeating: "this is a text file, not a database\n", count: 200).utf8))
+        #expect { try SQLiteStorage(path: path) } throws: { Self.storageError($0, mentioning: path, "not a database") }
+    }
+
+    @Test func aCorruptDatabaseFailsWithStorageNamingThePath() throws {
+        let path = tempPath(); defer { removeDatabase(path) }
+        do {
+            let s = try SQLiteStorage(path: path)
+            try s.write { w in
+                for i in 0..<50 { try w.put("k\(i)", Array(repeating: UInt8(i), count: 200)) }
+                _ = try w.append(0, Self.batch(100), txn: 0)
+            }
+            s.close()
+        }
+        // Keep the 100-byte header, smash the rest of page 1 (the schema's b-tree page).
+        var bytes = readFile(path)
+        #expect(bytes.count > 4096)
+        for i in 100..<min(4096, bytes.count) { bytes[i] = 0xA5 }
+        writeFile(path, bytes)
+        #expect {
+            let s = try SQLiteStorage(path: path)
+            defer { s.close() }
+            _ = try s.read { try $0.readRecords(0, from: 0, below: 100, maxCount: 100) }
+        } throws: { Self.storageError($0, mentioning: path) }
+    }
+
+    @Test func aForeignOrNewerSQLiteDatabaseIsRefused() throws {
+        let foreign = tempPath(), newer = tempPath()
+        defer { removeDatabase(foreign); removeDatabase(newer) }
+        do {
+            let c = try SQLiteConnection(path: foreign, busyTimeoutMs: 1000, synchronous: "FULL")
+            try c.execOnce("CREATE TABLE t(x); INSERT INTO t VALUES(1);")
+            c.close()
+        }
+        #expect { try SQLiteStorage(path: foreign) } throws: { Self.storageError($0, mentioning: foreign, "not a Kofka") }
+        do {
+            try SQLiteStorage(path: newer).close()
+            let c = try SQLiteConnection(path: newer, busyTimeoutMs: 1000, synchronous: "FULL")
+            try c.execOnce("PRAGMA user_version=99")
+            c.close()
+        }
+        #expect { try SQLiteStorage(path: newer) } throws: { Self.storageError($0, mentioning: newer, "version 99") }
+    }
+}
+
+func writeFile(_ path: String, _ bytes: [UInt8]) {
+    guard let f = fopen(path, "wb") else { return }
+    _ = bytes.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, f) }
+    fclose(f)
+}
+
+func readFile(_ path: String) -> [UInt8] {
+    guard let f = fopen(path, "rb") else { return [] }
+    defer { fclose(f) }
+    var out: [UInt8] = []
+    var buf = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = buf.withUnsafeMutableBytes { fread($0.baseAddress, 1, $0.count, f) }
+        if n <= 0 { break }
+        out += buf[0..<n]
+    }
+    return out
+}

@@ -29,10 +29,10 @@ public final class MemoryStorage: StorageBackend, @unchecked Sendable {
     /// Creates an empty store.
     public init() {}
 
+    /// Runs `body` under the lock; if it throws, the undo log restores every change.
     public func write<T>(_ body: (any StorageWriter) throws -> T) throws -> T {
         try monitor.withLock {
             guard !closed else { throw KofkaError(.closed, "the memory storage is closed") }
-            guard !writing else { throw KofkaError(.invalidState, "MemoryStorage.write is not reentrant") }
             writing = true
             undo.removeAll(keepingCapacity: true)
             defer { writing = false }
@@ -55,6 +55,7 @@ public final class MemoryStorage: StorageBackend, @unchecked Sendable {
         }
     }
 
+    /// Runs `body` under the lock (a trivially consistent snapshot).
     public func read<T>(_ body: (any StorageReader) throws -> T) throws -> T {
         try monitor.withLock {
             guard !closed else { throw KofkaError(.closed, "the memory storage is closed") }
@@ -64,10 +65,12 @@ public final class MemoryStorage: StorageBackend, @unchecked Sendable {
         }
     }
 
+    /// A counter bumped by every committed write that changed something.
     public func changeToken() -> UInt64 {
         monitor.withLock { token }
     }
 
+    /// Blocks until a commit, `wakeAll`, `close`, or `deadline`.
     public func waitForChange(since token: UInt64, until deadline: ContinuousClock.Instant) {
         monitor.withLock {
             guard self.token == token, !closed else { return }
@@ -78,6 +81,7 @@ public final class MemoryStorage: StorageBackend, @unchecked Sendable {
         }
     }
 
+    /// Wakes every `waitForChange` waiter.
     public func wakeAll() {
         monitor.withLock {
             wakeups &+= 1
@@ -85,6 +89,7 @@ public final class MemoryStorage: StorageBackend, @unchecked Sendable {
         }
     }
 
+    /// Drops all data; later `read`/`write` calls throw `.closed`.
     public func close() {
         monitor.withLock {
             closed = true

@@ -66,6 +66,8 @@ public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
 
     // MARK: - StorageBackend
 
+    /// Runs `body` in `BEGIN IMMEDIATE … COMMIT` on the writer connection (`ROLLBACK` if it throws).
+    /// Throws `.storage` ("database is locked …") if another writer holds the file beyond the busy timeout.
     public func write<T>(_ body: (any StorageWriter) throws -> T) throws -> T {
         let (result, changed): (T, Bool) = try writerLock.withLock {
             guard let conn = writer else { throw closedError() }
@@ -91,6 +93,7 @@ public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
         return result
     }
 
+    /// Runs `body` in a deferred transaction on a pooled reader connection (a WAL snapshot).
     public func read<T>(_ body: (any StorageReader) throws -> T) throws -> T {
         let conn = try acquireReader()
         defer { releaseReader(conn) }
@@ -107,6 +110,7 @@ public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
         }
     }
 
+    /// This instance's commit counter combined with `PRAGMA data_version` (other connections' commits).
     public func changeToken() -> UInt64 {
         let dataVersion: Int64 = watchLock.withLock {
             guard let watcher else { return 0 }
@@ -116,6 +120,7 @@ public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
         return (local << 32) &+ UInt64(truncatingIfNeeded: dataVersion)
     }
 
+    /// Waits on this process's commits and `wakeAll`, re-checking `data_version` every ~2 ms.
     public func waitForChange(since token: UInt64, until deadline: ContinuousClock.Instant) {
         while true {
             let seen = signal.withLock { wakeups }
@@ -132,6 +137,7 @@ public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
         }
     }
 
+    /// Wakes every `waitForChange` waiter of this instance.
     public func wakeAll() {
         signal.withLock {
             wakeups &+= 1
@@ -139,6 +145,7 @@ public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
         }
     }
 
+    /// Finalizes statements and closes every connection; later `read`/`write` calls throw `.closed`.
     public func close() {
         writerLock.withLock {
             writer?.close()

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Runs every Kofka test suite: Swift (core, both backends), C (against include/kofka.h and
+# libkofka.so), Python (ctypes package), the multi-process crash harness, and smoke runs of
+# `kofka demo` and `kofka bench`. Prints one line per suite and a closing "N passed, N failed".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+tmp=$(mktemp -d /tmp/kofka-test.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+
+echo "== build (debug: library, command, tests)"
+swift build --build-tests 2>&1 | tail -n 3 || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
+lib=$root/.build/debug
+
+passed=0; failed=0; results=()
+suite() {   # suite NAME COMMAND...
+    local name=$1; shift
+    echo
+    echo "== $name"
+    local t0=$SECONDS
+    if "$@"; then passed=$((passed + 1)); results+=("PASS  $name ($((SECONDS - t0)) s)")
+    else failed=$((failed + 1)); results+=("FAIL  $name ($((SECONDS - t0)) s)"); fi
+}
+
+suite "swift tests (core, memory + sqlite)" swift test --skip-build
+suite "c tests (include/kofka.h + libkofka.so)" bash Tests/c/run.sh "$lib"
+suite "python tests (bindings/python)" env KOFKA_LIBRARY="$lib/libkofka.so" python3 -m pytest bindings/python/tests -q
+suite "swift example package (depends on Kofka by path)" \
+    bash -c 'cd bindings/swift/Example && swift build 2>&1 | tail -n 1 && .build/debug/Example'
+suite "demo on memory: (the README's first command)" "$lib/kofka-cli" demo
+suite "crash harness: 3 worker processes, 20 SIGKILLs per mode, sqlite" \
+    "$lib/kofka-cli" demo --storage "sqlite:$tmp/harness.db" --processes 3 --kills 20 --records 600
+suite "bench smoke (figures not asserted)" "$lib/kofka-cli" bench --quick
+
+echo
+echo "== summary"
+printf '%s\n' "${results[@]}"
+echo "suites: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
