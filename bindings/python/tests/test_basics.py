@@ -427,3 +427,19 @@ def test_without_kofka_library_the_package_folder_then_the_build_folder_is_searc
     shutil.copy(kofka.library_path, own)
     r = run()
     assert r.stdout.strip() == str(own)
+
+
+def test_send_batch_reports_each_records_result_when_one_fails(storage):
+    with kofka.Broker(storage, message_max_bytes=100) as b:
+        b.create_topic("limits")
+        with b.producer() as p:
+            with pytest.raises(kofka.MsgTooLargeError) as ei:
+                p.send_batch("limits", [b"a", b"x" * 200, b"c"])
+            assert "message.max.bytes" in ei.value.message
+            first, bad, last = ei.value.results
+            assert first == kofka.RecordMetadata("limits", 0, 0)
+            assert isinstance(bad, kofka.MsgTooLargeError)
+            assert last == kofka.RecordMetadata("limits", 0, 1)
+            with pytest.raises(kofka.MsgTooLargeError):
+                p.send("limits", b"y" * 200)
+        assert b.watermarks("limits", 0) == (0, 2)
