@@ -84,8 +84,8 @@ __all__ = [
 ]
 
 _raw_lib, library_path = _ffi.load()
-_lib = _ffi.bind(_raw_lib, library_path)
 """The path libkofka.so was loaded from."""
+_lib = _ffi.bind(_raw_lib, library_path)
 
 __version__: str = _lib.kofka_version().decode("utf-8", "replace")
 """The version of the loaded libkofka.so (``kofka_version()``)."""
