@@ -155,8 +155,11 @@ public final class Consumer: @unchecked Sendable {
             try checkOpen()
             let deadline = timeout.map { monoNs() &+ $0.nanoseconds }
             let limit = Swift.max(1, Swift.min(max, config.maxPollRecords))
-            // at-least-once: the previous poll's records count as processed now.
+            // at-least-once: the previous poll's records count as processed now. Follow a
+            // rebalance first, so partitions kept are committed in the new generation (and
+            // partitions lost were committed as they were released).
             if autoCommit && config.deliveryMode != .atMostOnce && !uncommitted.isEmpty {
+                try sync(force: false)
                 try commitAuto()
             }
             while true {
