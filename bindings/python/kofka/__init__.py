@@ -1,0 +1,1032 @@
+"""Kofka for Python: Kafka's delivery semantics as an embeddable library.
+
+A thin ctypes wrapper over ``libkofka.so`` (the C ABI in ``include/kofka.h``).
+All behaviour (delivery modes, retries, deduplication, transactions, groups)
+lives in the library; this package only converts Python values and raises
+Python exceptions.
+
+>>> import kofka
+>>> with kofka.Broker() as broker:                       # "memory:" storage
+...     broker.create_topic("orders", partitions=3)
+...     with broker.producer(delivery="at-least-once") as p:
+...         md = p.send("orders", b"value", key=b"k")      # RecordMetadata
+...     with broker.consumer(group_id="billing") as c:
+...         c.subscribe(["orders"])
+...         msgs = c.poll_batch(timeout=1.0)               # [Message, ...]
+
+Conventions:
+
+* Timeouts are seconds as floats; ``None`` waits forever.
+* Keyword arguments become config keys with ``_`` replaced by ``.``
+  (``group_id`` -> ``group.id``); ``delivery`` is short for
+  ``delivery.mode``. ``config={...}`` passes keys verbatim. Values become
+  strings (``True`` -> ``"true"``); a value of ``None`` leaves the key unset.
+* Keys, values and header values are ``bytes`` (``str`` is encoded as UTF-8;
+  ``bytearray`` and ``memoryview`` are accepted); ``None`` means absent.
+* Failures raise :class:`KofkaError` or its subclass for the code.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import math
+import threading
+import time
+import weakref
+from contextlib import contextmanager
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Mapping,
+    NamedTuple,
+    Optional,
+    Sequence,
+    Tuple,
+    Type,
+    Union,
+)
+
+from . import _ffi
+
+__all__ = [
+    "Broker",
+    "Producer",
+    "Consumer",
+    "RecordMetadata",
+    "Message",
+    "KofkaError",
+    "InvalidArgError",
+    "InvalidConfigError",
+    "InvalidStateError",
+    "UnknownTopicError",
+    "UnknownPartitionError",
+    "TopicExistsError",
+    "MsgTooLargeError",
+    "OffsetOutOfRangeError",
+    "NoOffsetError",
+    "TimedOutError",
+    "StorageError",
+    "OutOfOrderSequenceError",
+    "ProducerFencedError",
+    "TxnTimedOutError",
+    "RebalancedError",
+    "ClosedError",
+    "UnsupportedError",
+    "QueueFullError",
+    "PARTITION_ANY",
+    "library_path",
+    "__version__",
+]
+
+_raw_lib, library_path = _ffi.load()
+"""The path libkofka.so was loaded from."""
+_lib = _ffi.bind(_raw_lib, library_path)
+
+__version__: str = _lib.kofka_version().decode("utf-8", "replace")
+"""The version of the loaded libkofka.so (``kofka_version()``)."""
+
+PARTITION_ANY: int = _ffi.KOFKA_PARTITION_ANY
+"""Lets the partitioner choose the partition (``KOFKA_PARTITION_ANY``)."""
+
+# Long or infinite waits are cut into slices of this many milliseconds so
+# that Ctrl-C (KeyboardInterrupt) is noticed between library calls.
+_SLICE_MS = 200
+_INT_MAX = 2**31 - 1
+
+Bytesish = Union[bytes, bytearray, memoryview, str]
+Headers = Union[Sequence[Tuple[str, Optional[Bytesish]]], Mapping[str, Optional[Bytesish]]]
+
+# ---------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------
+
+
+class KofkaError(Exception):
+    """A Kofka call failed.
+
+    Attributes:
+        code: the numeric ``kofka_err`` code.
+        name: its name, e.g. ``"KOFKA_ERR_PRODUCER_FENCED"``.
+        message: the library's detailed message (``kofka_last_error()``), or
+            the code's description when the library gave none.
+    """
+
+    code: int
+    name: str
+    message: str
+
+    def __init__(self, code: int, message: Optional[str] = None) -> None:
+        self.code = int(code)
+        self.name = _lib.kofka_err_name(self.code).decode("utf-8", "replace")
+        if not message:
+            message = _lib.kofka_err_desc(self.code).decode("utf-8", "replace")
+        self.message = message
+        super().__init__(f"{self.name}: {message}")
+
+    def __reduce__(self) -> Any:
+        return (_error_for, (self.code, self.message))
+
+
+class InvalidArgError(KofkaError):
+    """KOFKA_ERR_INVALID_ARG: a NULL pointer, negative size, bad name or unknown storage scheme."""
+
+
+class InvalidConfigError(KofkaError):
+    """KOFKA_ERR_INVALID_CONFIG: unknown config key, invalid value or contradiction."""
+
+
+class InvalidStateError(KofkaError):
+    """KOFKA_ERR_INVALID_STATE: the call is not allowed in the object's current state."""
+
+
+class UnknownTopicError(KofkaError):
+    """KOFKA_ERR_UNKNOWN_TOPIC: the topic does not exist (and was not auto-created)."""
+
+
+class UnknownPartitionError(KofkaError):
+    """KOFKA_ERR_UNKNOWN_PARTITION: the topic has no such partition."""
+
+
+class TopicExistsError(KofkaError):
+    """KOFKA_ERR_TOPIC_EXISTS: create_topic on an existing topic."""
+
+
+class MsgTooLargeError(KofkaError):
+    """KOFKA_ERR_MSG_TOO_LARGE: key + value + headers exceed message.max.bytes."""
+
+
+class OffsetOutOfRangeError(KofkaError):
+    """KOFKA_ERR_OFFSET_OUT_OF_RANGE: an offset beyond the partition's watermarks."""
+
+
+class NoOffsetError(KofkaError):
+    """KOFKA_ERR_NO_OFFSET: no committed offset and auto.offset.reset=none."""
+
+
+class TimedOutError(KofkaError, TimeoutError):
+    """KOFKA_ERR_TIMED_OUT: timed out; for a send, the outcome is unknown."""
+
+
+class StorageError(KofkaError):
+    """KOFKA_ERR_STORAGE: the storage backend failed (I/O, corruption, disk full, locked)."""
+
+
+class OutOfOrderSequenceError(KofkaError):
+    """KOFKA_ERR_OUT_OF_ORDER_SEQUENCE: an idempotent batch's sequence number leaves a gap."""
+
+
+class ProducerFencedError(KofkaError):
+    """KOFKA_ERR_PRODUCER_FENCED: a newer producer with the same transactional.id exists."""
+
+
+class TxnTimedOutError(KofkaError):
+    """KOFKA_ERR_TXN_TIMED_OUT: the open transaction was aborted after transaction.timeout.ms."""
+
+
+class RebalancedError(KofkaError):
+    """KOFKA_ERR_REBALANCED: the consumer no longer owns the partition in the current generation."""
+
+
+class ClosedError(KofkaError):
+    """KOFKA_ERR_CLOSED: the object, or the broker it belongs to, was closed."""
+
+
+class UnsupportedError(KofkaError):
+    """KOFKA_ERR_UNSUPPORTED: not available in this build of the library or on this backend."""
+
+
+class QueueFullError(KofkaError, BufferError):
+    """KOFKA_ERR_QUEUE_FULL: produce() queue is full; call poll() and retry (a BufferError, as in confluent-kafka)."""
+
+
+_ERRORS: Dict[int, Type[KofkaError]] = {
+    _ffi.KOFKA_ERR_INVALID_ARG: InvalidArgError,
+    _ffi.KOFKA_ERR_INVALID_CONFIG: InvalidConfigError,
+    _ffi.KOFKA_ERR_INVALID_STATE: InvalidStateError,
+    _ffi.KOFKA_ERR_UNKNOWN_TOPIC: UnknownTopicError,
+    _ffi.KOFKA_ERR_UNKNOWN_PARTITION: UnknownPartitionError,
+    _ffi.KOFKA_ERR_TOPIC_EXISTS: TopicExistsError,
+    _ffi.KOFKA_ERR_MSG_TOO_LARGE: MsgTooLargeError,
+    _ffi.KOFKA_ERR_OFFSET_OUT_OF_RANGE: OffsetOutOfRangeError,
+    _ffi.KOFKA_ERR_NO_OFFSET: NoOffsetError,
+    _ffi.KOFKA_ERR_TIMED_OUT: TimedOutError,
+    _ffi.KOFKA_ERR_STORAGE: StorageError,
+    _ffi.KOFKA_ERR_OUT_OF_ORDER_SEQUENCE: OutOfOrderSequenceError,
+    _ffi.KOFKA_ERR_PRODUCER_FENCED: ProducerFencedError,
+    _ffi.KOFKA_ERR_TXN_TIMED_OUT: TxnTimedOutError,
+    _ffi.KOFKA_ERR_REBALANCED: RebalancedError,
+    _ffi.KOFKA_ERR_CLOSED: ClosedError,
+    _ffi.KOFKA_ERR_UNSUPPORTED: UnsupportedError,
+    _ffi.KOFKA_ERR_QUEUE_FULL: QueueFullError,
+}
+
+
+def _error_for(code: int, message: Optional[str] = None) -> KofkaError:
+    """The exception instance for a code (the subclass when the code is known)."""
+    return _ERRORS.get(int(code), KofkaError)(code, message)
+
+
+def _last_error() -> str:
+    return _lib.kofka_last_error().decode("utf-8", "replace")
+
+
+def _check(rc: int) -> None:
+    """Raise the exception for a non-zero kofka_err, with kofka_last_error() as message."""
+    if rc != _ffi.KOFKA_OK:
+        raise _error_for(rc, _last_error())
+
+
+def _call(fn: Callable[..., int], *args: Any) -> None:
+    """Call a kofka_err-returning function and raise on failure."""
+    try:
+        rc = fn(*args)
+    except _ffi.MissingSymbol as e:
+        raise UnsupportedError(_ffi.KOFKA_ERR_UNSUPPORTED, str(e)) from None
+    _check(rc)
+
+
+def _raw(fn: Callable[..., Any], *args: Any) -> Any:
+    """Call a library function, mapping a missing symbol to UnsupportedError."""
+    try:
+        return fn(*args)
+    except _ffi.MissingSymbol as e:
+        raise UnsupportedError(_ffi.KOFKA_ERR_UNSUPPORTED, str(e)) from None
+
+
+# ---------------------------------------------------------------------------
+# Conversions
+# ---------------------------------------------------------------------------
+
+
+def _ms(timeout: Optional[float]) -> int:
+    """Seconds (float) -> milliseconds for the C ABI; None or negative -> -1 (forever)."""
+    if timeout is None or timeout < 0:
+        return -1
+    return min(int(math.ceil(timeout * 1000.0)), _INT_MAX)
+
+
+def _wait_sliced(timeout: Optional[float], attempt: Callable[[int], Tuple[bool, Any]]) -> Any:
+    """Run ``attempt(ms)`` in slices until it reports done or the timeout passes.
+
+    ``attempt`` returns (done, result). Always calls at least once. Slicing
+    keeps long waits interruptible by Ctrl-C.
+    """
+    if timeout is None or timeout < 0:
+        while True:
+            done, result = attempt(_SLICE_MS)
+            if done:
+                return result
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = _ms(max(0.0, deadline - time.monotonic()))
+        done, result = attempt(min(remaining, _SLICE_MS))
+        if done or remaining <= _SLICE_MS:
+            return result
+
+
+def _enc(s: str) -> bytes:
+    if not isinstance(s, str):
+        raise TypeError(f"expected str, got {type(s).__name__}")
+    return s.encode("utf-8")
+
+
+def _data(v: Optional[Bytesish], what: str) -> Optional[bytes]:
+    if v is None:
+        return None
+    if isinstance(v, bytes):
+        return v
+    if isinstance(v, str):
+        return v.encode("utf-8")
+    if isinstance(v, (bytearray, memoryview)):
+        return bytes(v)
+    raise TypeError(f"{what} must be bytes, str or None, not {type(v).__name__}")
+
+
+def _ptr(b: Optional[bytes]) -> Optional[int]:
+    """Address of a bytes object's buffer (the caller keeps the object alive)."""
+    if b is None:
+        return None
+    return ctypes.cast(ctypes.c_char_p(b), ctypes.c_void_p).value
+
+
+def _config_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+def _merge_config(config: Optional[Mapping[str, Any]], kw: Mapping[str, Any]) -> Dict[str, str]:
+    """config (verbatim keys) then keyword arguments (``_`` -> ``.``; ``delivery`` -> ``delivery.mode``)."""
+    out: Dict[str, str] = {}
+    for k, v in (config or {}).items():
+        if v is not None:
+            out[str(k)] = _config_value(v)
+    for k, v in kw.items():
+        key = "delivery.mode" if k == "delivery" else k.replace("_", ".")
+        if v is not None:
+            out[key] = _config_value(v)
+    return out
+
+
+class _CStrings:
+    """A NULL-terminated ``const char *const *`` array, kept alive with its strings."""
+
+    def __init__(self, items: Iterable[str]) -> None:
+        self._bytes = [_enc(s) for s in items]
+        self.count = len(self._bytes)
+        self.array = (ctypes.c_char_p * (self.count + 1))(*self._bytes, None)
+
+    def pointer(self) -> Any:
+        return ctypes.cast(self.array, _ffi.ConfigP)
+
+
+def _config_array(cfg: Dict[str, str]) -> _CStrings:
+    flat: List[str] = []
+    for k, v in cfg.items():
+        flat.append(k)
+        flat.append(v)
+    return _CStrings(flat)
+
+
+class _RecordBuilder:
+    """Fills kofka_record structs and keeps every buffer they point at alive."""
+
+    def __init__(self) -> None:
+        self.keep: List[Any] = []
+
+    def fill(
+        self,
+        rec: _ffi.kofka_record,
+        value: Optional[Bytesish],
+        key: Optional[Bytesish] = None,
+        partition: Optional[int] = None,
+        timestamp_ms: Optional[int] = None,
+        headers: Optional[Headers] = None,
+    ) -> None:
+        k = _data(key, "key")
+        v = _data(value, "value")
+        self.keep.append(k)
+        self.keep.append(v)
+        rec.partition = _ffi.KOFKA_PARTITION_ANY if partition is None else int(partition)
+        rec.key = _ptr(k)
+        rec.key_len = 0 if k is None else len(k)
+        rec.value = _ptr(v)
+        rec.value_len = 0 if v is None else len(v)
+        rec.timestamp_ms = 0 if timestamp_ms is None else int(timestamp_ms)
+        rec.offset = -1
+        rec.err = 0
+        if headers:
+            pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
+            arr = (_ffi.kofka_header * len(pairs))()
+            for i, pair in enumerate(pairs):
+                name, hv = pair
+                hb = _data(hv, "header value")
+                nb = _enc(name)
+                self.keep.append(nb)
+                self.keep.append(hb)
+                arr[i].name = nb
+                arr[i].value = _ptr(hb)
+                arr[i].value_len = 0 if hb is None else len(hb)
+            self.keep.append(arr)
+            rec.headers = ctypes.cast(arr, ctypes.POINTER(_ffi.kofka_header))
+            rec.header_count = len(pairs)
+        else:
+            rec.headers = None
+            rec.header_count = 0
+
+
+# ---------------------------------------------------------------------------
+# Result types
+# ---------------------------------------------------------------------------
+
+
+class RecordMetadata(NamedTuple):
+    """Where a produced record went: its topic, partition and offset.
+
+    ``offset`` is -1 when it is not known (``acks=0``, at-most-once).
+    """
+
+    topic: str
+    partition: int
+    offset: int
+
+
+class Message(NamedTuple):
+    """A consumed record.
+
+    ``key``/``value`` are ``bytes`` or ``None`` when absent; ``headers`` is a
+    list of ``(name, value)`` pairs (value ``bytes`` or ``None``), in order.
+    """
+
+    topic: str
+    partition: int
+    offset: int
+    key: Optional[bytes]
+    value: Optional[bytes]
+    timestamp_ms: int
+    headers: Sequence[Tuple[str, Optional[bytes]]] = ()
+
+
+def _bytes_at(ptr: Optional[int], n: int) -> Optional[bytes]:
+    if not ptr:
+        return None
+    return ctypes.string_at(ptr, n) if n else b""
+
+
+def _message_from(m: _ffi.kofka_message) -> Message:
+    headers: List[Tuple[str, Optional[bytes]]] = []
+    for i in range(m.header_count):
+        h = m.headers[i]
+        headers.append(((h.name or b"").decode("utf-8", "replace"), _bytes_at(h.value, h.value_len)))
+    return Message(
+        topic=(m.topic or b"").decode("utf-8", "replace"),
+        partition=m.partition,
+        offset=m.offset,
+        key=_bytes_at(m.key, m.key_len),
+        value=_bytes_at(m.value, m.value_len),
+        timestamp_ms=m.timestamp_ms,
+        headers=headers,
+    )
+
+
+# ---------------------------------------------------------------------------
+# Broker
+# ---------------------------------------------------------------------------
+
+
+class Broker:
+    """A storage backend opened as a broker.
+
+    Args:
+        storage: ``"memory:"`` (volatile, this object only) or
+            ``"sqlite:PATH"`` (a file shared by threads and processes).
+        config: broker config keys passed verbatim, e.g.
+            ``{"num.partitions": 3}``.
+        **kw: config keys with ``_`` for ``.``, e.g.
+            ``auto_create_topics_enable=False``.
+
+    Use as a context manager, or call :meth:`close`. Producers and consumers
+    opened from a broker keep it referenced; after :meth:`close` their calls
+    raise :class:`ClosedError`.
+    """
+
+    def __init__(self, storage: str = "memory:", config: Optional[Mapping[str, Any]] = None, **kw: Any) -> None:
+        self._handle: Any = None
+        self.storage = storage
+        cfg = _config_array(_merge_config(config, kw))
+        out = _ffi.BrokerP()
+        _call(_lib.kofka_broker_open, _enc(storage), cfg.pointer(), ctypes.byref(out))
+        self._handle = out
+
+    def _h(self) -> Any:
+        if not self._handle:
+            raise ClosedError(_ffi.KOFKA_ERR_CLOSED, f"broker {self.storage!r} is closed")
+        return self._handle
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return not self._handle
+
+    def create_topic(self, name: str, partitions: int = 1) -> None:
+        """Create a topic with ``partitions`` partitions.
+
+        Raises TopicExistsError if it exists, InvalidArgError for a bad name
+        (Kafka's rule: ``[A-Za-z0-9._-]{1,249}``) or partition count.
+        """
+        _call(_lib.kofka_topic_create, self._h(), _enc(name), int(partitions))
+
+    def topic_partitions(self, name: str) -> int:
+        """The topic's partition count (UnknownTopicError if it does not exist)."""
+        n = ctypes.c_int32()
+        _call(_lib.kofka_topic_partitions, self._h(), _enc(name), ctypes.byref(n))
+        return n.value
+
+    def watermarks(self, topic: str, partition: int) -> Tuple[int, int]:
+        """``(low, high)``: the first offset held and the next offset to be written."""
+        low, high = ctypes.c_int64(), ctypes.c_int64()
+        _call(_lib.kofka_watermarks, self._h(), _enc(topic), int(partition), ctypes.byref(low), ctypes.byref(high))
+        return low.value, high.value
+
+    def producer(self, config: Optional[Mapping[str, Any]] = None, **kw: Any) -> "Producer":
+        """Open a :class:`Producer` on this broker (same arguments as ``Producer``)."""
+        return Producer(self, config, **kw)
+
+    def consumer(self, config: Optional[Mapping[str, Any]] = None, **kw: Any) -> "Consumer":
+        """Open a :class:`Consumer` on this broker (same arguments as ``Consumer``)."""
+        return Consumer(self, config, **kw)
+
+    def close(self) -> None:
+        """Close the broker. Closing twice is harmless."""
+        h, self._handle = self._handle, None
+        if h:
+            _call(_lib.kofka_broker_close, h)
+
+    def __enter__(self) -> "Broker":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __repr__(self) -> str:
+        return f"<kofka.Broker {self.storage!r}{' closed' if self.closed else ''}>"
+
+
+# ---------------------------------------------------------------------------
+# Producer
+# ---------------------------------------------------------------------------
+
+DeliveryCallback = Callable[[Optional[KofkaError], RecordMetadata], Any]
+
+
+def _make_delivery_trampoline(ref: "weakref.ReferenceType[Producer]") -> Any:
+    def trampoline(_p: Any, topic: Optional[bytes], record: Any, msg_opaque: Optional[int], _cb: Any) -> None:
+        producer = ref()
+        if producer is None or not msg_opaque:
+            return
+        callback = producer._pending.pop(msg_opaque, None)
+        if callback is None:
+            return
+        try:
+            rec = record.contents
+            err = None if rec.err == _ffi.KOFKA_OK else _error_for(rec.err)
+            md = RecordMetadata((topic or b"").decode("utf-8", "replace"), rec.partition, rec.offset)
+            callback(err, md)
+        except BaseException as e:  # re-raised from poll()/flush()/close()
+            if producer._callback_error is None:
+                producer._callback_error = e
+
+    return _ffi.kofka_delivery_cb(trampoline)
+
+
+class Producer:
+    """Produces records to a broker's topics.
+
+    Args:
+        broker: the :class:`Broker` (kept referenced by the producer).
+        config: producer config keys passed verbatim.
+        **kw: config keys with ``_`` for ``.``; ``delivery`` is
+            ``delivery.mode`` (``"at-most-once"``, ``"at-least-once"``,
+            ``"exactly-once"``), ``transactional_id`` is ``transactional.id``.
+
+    Synchronous: :meth:`send`, :meth:`send_batch`. Asynchronous, as in
+    confluent-kafka: :meth:`produce` + :meth:`poll` / :meth:`flush`; the
+    ``on_delivery(err, metadata)`` callback runs on the thread calling
+    ``poll``/``flush``/``close``. Transactions: :meth:`init_transactions`,
+    then :meth:`transaction` (or begin/commit/abort).
+    """
+
+    def __init__(self, broker: Broker, config: Optional[Mapping[str, Any]] = None, **kw: Any) -> None:
+        self._handle: Any = None
+        self._broker = broker
+        self._pending: Dict[int, DeliveryCallback] = {}
+        self._ids = itertools.count(1)
+        self._callback_error: Optional[BaseException] = None
+        self._config = _merge_config(config, kw)
+        cfg = _config_array(self._config)
+        out = _ffi.ProducerP()
+        _call(_lib.kofka_producer_new, broker._h(), cfg.pointer(), ctypes.byref(out))
+        self._handle = out
+        # Kept alive as long as the producer: the library calls it from poll/flush/close.
+        self._trampoline = _make_delivery_trampoline(weakref.ref(self))
+        try:
+            _call(_lib.kofka_producer_set_delivery_cb, out, self._trampoline, None)
+        except BaseException:
+            self._handle = None
+            _raw(_lib.kofka_producer_close, out, 0)
+            raise
+
+    @property
+    def broker(self) -> Broker:
+        """The broker this producer writes to."""
+        return self._broker
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return not self._handle
+
+    def _h(self) -> Any:
+        if not self._handle:
+            raise ClosedError(_ffi.KOFKA_ERR_CLOSED, "producer is closed")
+        return self._handle
+
+    def _raise_callback_error(self) -> None:
+        e, self._callback_error = self._callback_error, None
+        if e is not None:
+            raise e
+
+    def send(
+        self,
+        topic: str,
+        value: Optional[Bytesish],
+        key: Optional[Bytesish] = None,
+        partition: Optional[int] = None,
+        timestamp_ms: Optional[int] = None,
+        headers: Optional[Headers] = None,
+    ) -> RecordMetadata:
+        """Send one record synchronously and return where it went.
+
+        Returns when the delivery mode's guarantee for the record is settled.
+        ``headers`` is a list of ``(name, bytes)`` pairs; ``timestamp_ms``
+        None means now; ``partition`` None lets the partitioner choose
+        (keyed records go to ``murmur2(key) % partitions``).
+        """
+        rec = _ffi.kofka_record()
+        b = _RecordBuilder()
+        b.fill(rec, value, key, partition, timestamp_ms, headers)
+        _call(_lib.kofka_send, self._h(), _enc(topic), ctypes.byref(rec))
+        return RecordMetadata(topic, rec.partition, rec.offset)
+
+    def send_batch(
+        self,
+        topic: str,
+        records: Iterable[Union[Optional[Bytesish], Tuple[Optional[Bytesish], Optional[Bytesish]]]],
+    ) -> List[RecordMetadata]:
+        """Send many records synchronously in one library call.
+
+        ``records`` holds values, or ``(key, value)`` pairs. Returns one
+        :class:`RecordMetadata` per record, in order. If any record failed,
+        raises the first record's error; its ``results`` attribute lists, per
+        record, a RecordMetadata or the KofkaError for that record.
+        """
+        items = list(records)
+        arr = (_ffi.kofka_record * max(len(items), 1))()
+        b = _RecordBuilder()
+        for i, item in enumerate(items):
+            if isinstance(item, (tuple, list)):
+                if len(item) != 2:
+                    raise ValueError(f"send_batch: record {i} must be a value or a (key, value) pair")
+                b.fill(arr[i], item[1], item[0])
+            else:
+                b.fill(arr[i], item)
+        rc = _raw(_lib.kofka_send_batch, self._h(), _enc(topic), arr, len(items))
+        message = _last_error() if rc != _ffi.KOFKA_OK else ""
+        results: List[Any] = []
+        for i in range(len(items)):
+            r = arr[i]
+            if r.err != _ffi.KOFKA_OK:
+                results.append(_error_for(r.err))
+            else:
+                results.append(RecordMetadata(topic, r.partition, r.offset))
+        if rc != _ffi.KOFKA_OK:
+            err = _error_for(rc, message)
+            err.results = results  # type: ignore[attr-defined]
+            raise err
+        return results
+
+    def produce(
+        self,
+        topic: str,
+        value: Optional[Bytesish] = None,
+        key: Optional[Bytesish] = None,
+        partition: Optional[int] = None,
+        timestamp_ms: Optional[int] = None,
+        headers: Optional[Headers] = None,
+        on_delivery: Optional[DeliveryCallback] = None,
+    ) -> None:
+        """Queue a record for asynchronous delivery (confluent-kafka style).
+
+        ``on_delivery(err, metadata)`` is called later, on the thread that
+        calls :meth:`poll`, :meth:`flush` or :meth:`close`: ``err`` is None
+        or a :class:`KofkaError`; ``metadata`` is a :class:`RecordMetadata`.
+        An exception raised by the callback is re-raised from that call.
+        Raises QueueFullError (also a BufferError) when the queue is full:
+        call :meth:`poll` and retry.
+        """
+        rec = _ffi.kofka_record()
+        b = _RecordBuilder()
+        b.fill(rec, value, key, partition, timestamp_ms, headers)
+        h = self._h()
+        opaque = None
+        if on_delivery is not None:
+            opaque = next(self._ids)
+            self._pending[opaque] = on_delivery
+        try:
+            _call(_lib.kofka_produce, h, _enc(topic), ctypes.byref(rec), opaque)
+        except BaseException:
+            if opaque is not None:
+                self._pending.pop(opaque, None)
+            raise
+
+    def poll(self, timeout: Optional[float] = 0) -> int:
+        """Serve delivery reports on this thread; return how many were served.
+
+        Waits up to ``timeout`` seconds for the first report (0: do not wait;
+        None: until one arrives).
+        """
+        h = self._h()
+
+        def attempt(ms: int) -> Tuple[bool, int]:
+            n = _raw(_lib.kofka_producer_poll, h, ms)
+            if n < 0:
+                _check(_ffi.KOFKA_ERR_INVALID_ARG)
+            return n > 0, n
+
+        try:
+            if timeout is not None and timeout <= 0:
+                return attempt(0)[1]
+            return _wait_sliced(timeout, attempt)
+        finally:
+            self._raise_callback_error()
+
+    def flush(self, timeout: Optional[float] = None) -> None:
+        """Wait until every queued record is delivered or failed, serving reports.
+
+        Raises TimedOutError if records are still queued after ``timeout``
+        seconds (None: wait forever).
+        """
+        h = self._h()
+
+        def attempt(ms: int) -> Tuple[bool, int]:
+            rc = _raw(_lib.kofka_flush, h, ms)
+            if rc == _ffi.KOFKA_ERR_TIMED_OUT:
+                return False, rc
+            return True, rc
+
+        try:
+            rc = _wait_sliced(timeout, attempt)
+            _check(rc)
+        finally:
+            self._raise_callback_error()
+
+    def __len__(self) -> int:
+        """How many produce() calls with a callback still await their report."""
+        return len(self._pending)
+
+    def init_transactions(self, timeout: Optional[float] = None) -> None:
+        """Register ``transactional.id``: fences older producers with the same id."""
+        _call(_lib.kofka_init_transactions, self._h(), _ms(timeout))
+
+    def begin_transaction(self) -> None:
+        """Open a transaction."""
+        _call(_lib.kofka_begin_transaction, self._h())
+
+    def send_offsets_to_transaction(self, consumer: "Consumer", timeout: Optional[float] = None) -> None:
+        """Add the consumer's current positions to the open transaction.
+
+        They become the consumer group's committed offsets if and only if the
+        transaction commits.
+        """
+        _call(_lib.kofka_send_offsets_to_transaction, self._h(), consumer._h(), _ms(timeout))
+
+    def commit_transaction(self, timeout: Optional[float] = None) -> None:
+        """Commit the open transaction: its records and offsets become visible atomically."""
+        _call(_lib.kofka_commit_transaction, self._h(), _ms(timeout))
+
+    def abort_transaction(self, timeout: Optional[float] = None) -> None:
+        """Abort the open transaction: read_committed consumers never see its records."""
+        _call(_lib.kofka_abort_transaction, self._h(), _ms(timeout))
+
+    @contextmanager
+    def transaction(self, timeout: Optional[float] = None) -> Iterator["Producer"]:
+        """``with p.transaction():`` begins a transaction, commits it at the end,
+        or aborts it and re-raises when the block raises."""
+        self.begin_transaction()
+        try:
+            yield self
+        except BaseException:
+            try:
+                self.abort_transaction(timeout)
+            except KofkaError:
+                pass  # the block's exception is the one that matters
+            raise
+        self.commit_transaction(timeout)
+
+    def close(self, timeout: Optional[float] = None) -> None:
+        """Flush queued records (up to ``timeout`` seconds; None: forever), then free.
+
+        Delivery callbacks may run during close. An open transaction is
+        aborted. Closing twice is harmless. Raises TimedOutError when records
+        were still queued (their reports carry TimedOutError).
+        """
+        h, self._handle = self._handle, None
+        if not h:
+            return
+        try:
+            _call(_lib.kofka_producer_close, h, _ms(timeout))
+        finally:
+            self._pending.clear()
+            self._raise_callback_error()
+
+    def __enter__(self) -> "Producer":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        h, self._handle = getattr(self, "_handle", None), None
+        if h:
+            try:
+                _raw(_lib.kofka_producer_set_delivery_cb, h, _ffi.kofka_delivery_cb(), None)
+                _raw(_lib.kofka_producer_close, h, 0)
+            except Exception:
+                pass
+
+    def __repr__(self) -> str:
+        return f"<kofka.Producer{' closed' if self.closed else ''} {self._config}>"
+
+
+# ---------------------------------------------------------------------------
+# Consumer
+# ---------------------------------------------------------------------------
+
+
+class Consumer:
+    """Consumes records from a broker's topics.
+
+    Args:
+        broker: the :class:`Broker` (kept referenced by the consumer).
+        config: consumer config keys passed verbatim.
+        **kw: config keys with ``_`` for ``.``; ``group_id`` is
+            ``group.id``, ``delivery`` is ``delivery.mode``.
+
+    Either :meth:`subscribe` (group membership) or :meth:`assign` (manual),
+    then :meth:`poll` / :meth:`poll_batch` / iterate. Calls on one consumer
+    are serialised; :meth:`close` from another thread ends an iteration.
+    """
+
+    def __init__(self, broker: Broker, config: Optional[Mapping[str, Any]] = None, **kw: Any) -> None:
+        self._handle: Any = None
+        self._broker = broker
+        self._lock = threading.RLock()
+        self._config = _merge_config(config, kw)
+        try:
+            self._max_poll = max(1, int(self._config.get("max.poll.records", "500")))
+        except ValueError:
+            self._max_poll = 500  # the library rejects the value below
+        cfg = _config_array(self._config)
+        out = _ffi.ConsumerP()
+        _call(_lib.kofka_consumer_new, broker._h(), cfg.pointer(), ctypes.byref(out))
+        self._handle = out
+
+    @property
+    def broker(self) -> Broker:
+        """The broker this consumer reads from."""
+        return self._broker
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` or :meth:`destroy` was called."""
+        return not self._handle
+
+    def _h(self) -> Any:
+        if not self._handle:
+            raise ClosedError(_ffi.KOFKA_ERR_CLOSED, "consumer is closed")
+        return self._handle
+
+    def subscribe(self, topics: Union[str, Iterable[str]]) -> None:
+        """Join ``group.id`` for these topics; the group assigns partitions."""
+        names = [topics] if isinstance(topics, str) else list(topics)
+        arr = _CStrings(names)
+        with self._lock:
+            _call(_lib.kofka_subscribe, self._h(), arr.pointer(), arr.count)
+
+    def assign(self, topic: str, partitions: Union[int, Iterable[int]]) -> None:
+        """Assign partitions of ``topic`` manually (no group membership); adds to earlier assignments."""
+        parts = [partitions] if isinstance(partitions, int) else [int(p) for p in partitions]
+        arr = (ctypes.c_int32 * max(len(parts), 1))(*parts)
+        with self._lock:
+            _call(_lib.kofka_assign, self._h(), _enc(topic), arr, len(parts))
+
+    def _poll_once(self, ms: int) -> Tuple[bool, Optional[Message]]:
+        out = ctypes.POINTER(_ffi.kofka_message)()
+        with self._lock:
+            _call(_lib.kofka_poll, self._h(), ms, ctypes.byref(out))
+        if not out:
+            return False, None
+        try:
+            return True, _message_from(out.contents)
+        finally:
+            _lib.kofka_message_free(out)
+
+    def poll(self, timeout: Optional[float] = None) -> Optional[Message]:
+        """Return the next :class:`Message`, or None if none arrived within ``timeout`` seconds.
+
+        None waits until a record arrives.
+        """
+        return _wait_sliced(timeout, self._poll_once)
+
+    def _poll_batch_once(self, ms: int, n: int) -> Tuple[bool, List[Message]]:
+        arr = (ctypes.POINTER(_ffi.kofka_message) * n)()
+        count = ctypes.c_size_t(0)
+        with self._lock:
+            _call(_lib.kofka_poll_batch, self._h(), ms, arr, n, ctypes.byref(count))
+        msgs: List[Message] = []
+        try:
+            for i in range(count.value):
+                msgs.append(_message_from(arr[i].contents))
+        finally:
+            for i in range(count.value):
+                _lib.kofka_message_free(arr[i])
+        return bool(msgs), msgs
+
+    def poll_batch(self, timeout: Optional[float] = None, max: Optional[int] = None) -> List[Message]:
+        """Return up to ``max`` messages (default and cap: ``max.poll.records``).
+
+        Returns an empty list when nothing arrived within ``timeout`` seconds
+        (None: wait until something arrives).
+        """
+        n = self._max_poll if max is None else int(max)
+        if n <= 0:
+            raise ValueError("poll_batch: max must be positive")
+        return _wait_sliced(timeout, lambda ms: self._poll_batch_once(ms, n))
+
+    def __iter__(self) -> Iterator[Message]:
+        """Yield messages forever, blocking for each; ends when the consumer is closed."""
+        while True:
+            try:
+                done, msg = self._poll_once(_SLICE_MS)
+            except ClosedError:
+                if self.closed:
+                    return
+                raise
+            if done and msg is not None:
+                yield msg
+
+    def commit(self) -> None:
+        """Commit the position after every message returned so far, for every assigned partition."""
+        with self._lock:
+            _call(_lib.kofka_commit, self._h())
+
+    def commit_message(self, msg: Message) -> None:
+        """Commit ``msg.offset + 1`` for the message's partition."""
+        topic = _enc(msg.topic)
+        m = _ffi.kofka_message()
+        m.topic = topic
+        m.partition = msg.partition
+        m.offset = msg.offset
+        m.timestamp_ms = msg.timestamp_ms
+        with self._lock:
+            _call(_lib.kofka_commit_message, self._h(), ctypes.byref(m))
+
+    def committed(self, topic: str, partition: int) -> int:
+        """The group's committed offset (next record to read) for a partition; -1 when none."""
+        off = ctypes.c_int64()
+        with self._lock:
+            _call(_lib.kofka_committed, self._h(), _enc(topic), int(partition), ctypes.byref(off))
+        return off.value
+
+    def position(self, topic: str, partition: int) -> int:
+        """The next offset this consumer will return for an assigned partition (-1 if not fetched yet)."""
+        off = ctypes.c_int64()
+        with self._lock:
+            _call(_lib.kofka_position, self._h(), _enc(topic), int(partition), ctypes.byref(off))
+        return off.value
+
+    def seek(self, topic: str, partition: int, offset: int) -> None:
+        """Set the position of an assigned partition (may equal the high watermark)."""
+        with self._lock:
+            _call(_lib.kofka_seek, self._h(), _enc(topic), int(partition), int(offset))
+
+    def seek_to_committed(self) -> None:
+        """Rewind every assigned partition to the group's committed offset."""
+        with self._lock:
+            _call(_lib.kofka_seek_to_committed, self._h())
+
+    def close(self) -> None:
+        """Graceful close: the delivery mode's final commit, leave the group, free.
+
+        Closing twice (or after :meth:`destroy`) is harmless.
+        """
+        with self._lock:
+            h, self._handle = self._handle, None
+            if h:
+                _call(_lib.kofka_consumer_close, h)
+
+    def destroy(self) -> None:
+        """Free the consumer as if its process died: no commit, no leave.
+
+        The group notices after ``session.timeout.ms``.
+        """
+        with self._lock:
+            h, self._handle = self._handle, None
+            if h:
+                _raw(_lib.kofka_consumer_destroy, h)
+
+    def __enter__(self) -> "Consumer":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __repr__(self) -> str:
+        return f"<kofka.Consumer{' closed' if self.closed else ''} {self._config}>"
