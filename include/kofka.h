@@ -157,7 +157,9 @@ typedef struct kofka_message {
  *                     auto.create.topics.enable (true), num.partitions (1),
  *                     message.max.bytes (1048576), sqlite.synchronous
  *                     (full | normal), sqlite.busy.timeout.ms (5000),
- *                     fault.storage.failure.rate (0.0).
+ *                     fault.storage.failure.rate (0.0: probability a produce
+ *                     write fails, half before and half after its commit),
+ *                     fault.storage.seed (1).
  * @param[out] out     receives the broker; release with kofka_broker_close().
  * @return KOFKA_OK;
  *         KOFKA_ERR_INVALID_ARG  storage or out is NULL, or the scheme is unknown

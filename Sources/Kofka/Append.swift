@@ -21,7 +21,11 @@ extension Broker {
                        identity: ProducerIdentity?, baseSeq: Int32) throws -> Int64 {
         try checkOpen()
         let pnum = try pnum(meta, partition)
-        return try storage.write { w in
+        let fault = drawStorageFault()
+        let base = try storage.write { w in
+            if fault == false {
+                throw KofkaError(.storage, "injected storage failure before commit on \(meta.name)[\(partition)] (fault.storage.failure.rate)", retriable: true)
+            }
             guard let id = identity else { return try w.append(pnum, records, txn: 0) }
             if id.txn != 0 {
                 try Transactions.checkWritable(w, id, addPartition: pnum)
@@ -64,6 +68,10 @@ extension Broker {
             }
             return base
         }
+        if fault == true {
+            throw KofkaError(.storage, "injected storage failure after commit on \(meta.name)[\(partition)]: the write happened, the caller cannot know (fault.storage.failure.rate)", retriable: true)
+        }
+        return base
     }
 
     /// A new producer id for a plain idempotent producer (epoch 0).

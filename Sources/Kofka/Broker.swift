@@ -24,6 +24,8 @@ public final class Broker: @unchecked Sendable {
     private var isClosed = false
     /// When this handle last looked for timed-out transactions (monotonic ns).
     private var lastTxnSweepNs: UInt64 = 0
+    /// The storage fault source (`fault.storage.failure.rate`).
+    private var storageFaults: SplitMix64
 
     /// The storage schemes `Broker.init` understands.
     public static let schemes = ["memory:", "sqlite:PATH"]
@@ -38,6 +40,7 @@ public final class Broker: @unchecked Sendable {
     public init(_ storage: String, config: BrokerConfig) throws {
         self.config = config
         self.storageString = storage
+        self.storageFaults = SplitMix64(seed: config.faultStorageSeed)
         if storage == "memory:" || storage == "memory" {
             self.storage = MemoryStorage()
         } else if storage.hasPrefix("sqlite:") {
@@ -165,6 +168,16 @@ public final class Broker: @unchecked Sendable {
         let meta = try topicMeta(topic)
         let p = try pnum(meta, partition)
         return (0, try storage.read { r in try r.highWatermark(p) })
+    }
+
+    /// Draws a storage fault for one write: nil, or whether it strikes after the commit.
+    func drawStorageFault() -> Bool? {
+        let rate = config.faultStorageFailureRate
+        guard rate > 0 else { return nil }
+        return lock.locked {
+            guard storageFaults.unit() < rate else { return nil }
+            return storageFaults.unit() < 0.5
+        }
     }
 
     // MARK: Handles

@@ -75,9 +75,16 @@ public struct BrokerConfig: Sendable {
     public var sqliteSynchronous = "full"
     /// How long a SQLite writer waits for a lock held by another connection (`sqlite.busy.timeout.ms`, default 5000).
     public var sqliteBusyTimeoutMs = 5000
+    /// Probability that a produce request's storage write fails (`fault.storage.failure.rate`,
+    /// default 0): half of the failures roll back, half happen after the commit, so the caller
+    /// sees an error for a write that did happen — the ambiguous failure idempotence must absorb.
+    public var faultStorageFailureRate = 0.0
+    /// Seed of the storage fault source (`fault.storage.seed`, default 1).
+    public var faultStorageSeed: UInt64 = 1
 
     static let keys: Set<String> = ["auto.create.topics.enable", "num.partitions", "message.max.bytes",
-                                    "sqlite.synchronous", "sqlite.busy.timeout.ms"]
+                                    "sqlite.synchronous", "sqlite.busy.timeout.ms", "fault.storage.failure.rate",
+                                    "fault.storage.seed"]
 
     public init() {}
 
@@ -89,6 +96,8 @@ public struct BrokerConfig: Sendable {
         messageMaxBytes = try c.int("message.max.bytes", 1...1_073_741_824) ?? messageMaxBytes
         sqliteSynchronous = try c.choice("sqlite.synchronous", ["full", "normal"]) ?? sqliteSynchronous
         sqliteBusyTimeoutMs = try c.int("sqlite.busy.timeout.ms", 0...3_600_000) ?? sqliteBusyTimeoutMs
+        faultStorageFailureRate = try c.double("fault.storage.failure.rate", 0...1) ?? 0
+        if let v = try c.int("fault.storage.seed", 0...Int.max) { faultStorageSeed = UInt64(v) }
     }
 }
 
