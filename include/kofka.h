@@ -260,6 +260,24 @@ kofka_err kofka_send(kofka_producer *p, const char *topic, kofka_record *record)
 kofka_err kofka_send_batch(kofka_producer *p, const char *topic, kofka_record *records, size_t count);
 
 /**
+ * Sends count records synchronously from packed buffers: the fastest way across the C
+ * boundary (one call, no per-record structs), e.g. for bindings. Record i's key is the next
+ * key_lens[i] bytes of keys (-1 = a NULL key) and its value the next value_lens[i] bytes of
+ * values (-1 = a NULL value); timestamps are "now"; no headers. Sent as kofka_send_batch.
+ * @param[in]  partition      a partition for every record, or KOFKA_PARTITION_ANY.
+ * @param[in]  keys, key_lens both NULL when no record has a key.
+ * @param[out] partitions_out NULL, or count entries: where each record went.
+ * @param[out] offsets_out    NULL, or count entries: each record's offset (-1 if unknown or failed).
+ * @param[out] errs_out       NULL, or count entries: each record's result.
+ * @return the first record's error, or KOFKA_OK; the codes of kofka_send(), and
+ *         KOFKA_ERR_INVALID_ARG for a length below -1 or NULL buffers with lengths.
+ */
+kofka_err kofka_send_packed(kofka_producer *p, const char *topic, int32_t partition,
+                            const void *keys, const int64_t *key_lens,
+                            const void *values, const int64_t *value_lens, size_t count,
+                            int32_t *partitions_out, int64_t *offsets_out, kofka_err *errs_out);
+
+/**
  * Queues a copy of the record for asynchronous delivery and returns. A
  * background writer batches queued records by linger.ms and
  * batch.num.messages, so many share one storage commit. The outcome arrives

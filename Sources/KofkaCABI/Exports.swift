@@ -162,6 +162,62 @@ public func kofka_send_batch(_ p: OpaquePointer?, _ topic: UnsafePointer<CChar>?
 }
 
 @c @implementation
+public func kofka_send_packed(_ p: OpaquePointer?, _ topic: UnsafePointer<CChar>?, _ partition: Int32,
+                              _ keys: UnsafeRawPointer?, _ key_lens: UnsafePointer<Int64>?,
+                              _ values: UnsafeRawPointer?, _ value_lens: UnsafePointer<Int64>?, _ count: Int,
+                              _ partitions_out: UnsafeMutablePointer<Int32>?, _ offsets_out: UnsafeMutablePointer<Int64>?,
+                              _ errs_out: UnsafeMutablePointer<kofka_err>?) -> kofka_err {
+    run {
+        let box = object(try need(p, "producer", "kofka_send_packed"), ProducerBox.self)
+        let t = try string(topic, "topic", "kofka_send_packed")
+        guard count >= 0 else { throw invalidArg("kofka_send_packed: count \(count) is negative") }
+        guard partition >= -1 else { throw invalidArg("kofka_send_packed: invalid partition \(partition)") }
+        if count == 0 { return }
+        let vlens = try need(value_lens, "value_lens", "kofka_send_packed")
+        if keys == nil && key_lens != nil { throw invalidArg("kofka_send_packed: keys is NULL but key_lens is not") }
+        let maxBytes = box.producer.broker.config.messageMaxBytes
+        var records: [Record] = []
+        records.reserveCapacity(count)
+        var slots: [Int] = []
+        slots.reserveCapacity(count)
+        var first: (Int, KofkaError)?
+        var koff = 0, voff = 0
+        func take(_ base: UnsafeRawPointer?, _ len: Int64, _ off: inout Int, _ what: String, _ i: Int) throws -> [UInt8]? {
+            if len == -1 { return nil }
+            guard len >= 0 else { throw invalidArg("kofka_send_packed: \(what)_lens[\(i)] is \(len); expected -1 or a length") }
+            guard let base else { throw invalidArg("kofka_send_packed: \(what)s is NULL but \(what)_lens[\(i)] is \(len)") }
+            defer { off += Int(len) }
+            return len > maxBytes ? [] : Array(UnsafeRawBufferPointer(start: base + off, count: Int(len)))
+        }
+        for i in 0..<count {
+            let kl = key_lens?[i] ?? -1, vl = vlens[i]
+            let k = try key_lens == nil ? nil : take(keys, kl, &koff, "key", i)
+            let v = try take(values, vl, &voff, "value", i)
+            if max(kl, 0) + max(vl, 0) > Int64(maxBytes) {
+                let e = KofkaError(.msgTooLarge, "record \(i) of \(max(kl, 0) + max(vl, 0)) bytes exceeds message.max.bytes (\(maxBytes))")
+                partitions_out?[i] = -1; offsets_out?[i] = -1; errs_out?[i] = code(e)
+                if first == nil { first = (i, e) }
+                continue
+            }
+            records.append(Record(partition: partition == -1 ? nil : partition, key: k, value: v))
+            slots.append(i)
+        }
+        let results = try box.producer.sendBatch(t, records)
+        for (j, r) in results.enumerated() {
+            let i = slots[j]
+            switch r {
+            case .success(let md):
+                partitions_out?[i] = md.partition; offsets_out?[i] = md.offset; errs_out?[i] = KOFKA_OK
+            case .failure(let e):
+                partitions_out?[i] = -1; offsets_out?[i] = -1; errs_out?[i] = code(e)
+                if first == nil || i < first!.0 { first = (i, e) }
+            }
+        }
+        if let first { throw first.1 }
+    }
+}
+
+@c @implementation
 public func kofka_produce(_ p: OpaquePointer?, _ topic: UnsafePointer<CChar>?, _ record: UnsafePointer<kofka_record>?,
                           _ msg_opaque: UnsafeMutableRawPointer?) -> kofka_err {
     run {

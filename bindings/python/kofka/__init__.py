@@ -28,6 +28,7 @@ Conventions:
 
 from __future__ import annotations
 
+import array
 import ctypes
 import itertools
 import math
@@ -661,7 +662,10 @@ class Producer:
         raises the first record's error; its ``results`` attribute lists, per
         record, a RecordMetadata or the KofkaError for that record.
         """
-        items = list(records)
+        items = records if isinstance(records, list) else list(records)
+        fast = self._send_packed(topic, items)
+        if fast is not None:
+            return fast
         arr = (_ffi.kofka_record * max(len(items), 1))()
         b = _RecordBuilder()
         for i, item in enumerate(items):
@@ -685,6 +689,43 @@ class Producer:
             err.results = results  # type: ignore[attr-defined]
             raise err
         return results
+
+    def _send_packed(self, topic: str, items: List[Any]) -> Optional[List[RecordMetadata]]:
+        """The fast path of send_batch: values (or (key, value) pairs) that are all bytes or
+        None cross the boundary in one call as packed buffers (kofka_send_packed), with no
+        per-record ctypes structs. Returns None when the items need the general path."""
+        n = len(items)
+        if n == 0:
+            return []
+        if all(type(v) is bytes for v in items):
+            values, keys = items, None
+        elif all(type(i) is tuple and len(i) == 2 and (i[0] is None or type(i[0]) is bytes)
+                 and (i[1] is None or type(i[1]) is bytes) for i in items):
+            keys = [i[0] for i in items]
+            values = [i[1] for i in items]
+        else:
+            return None
+        vlens = array.array("q", [-1 if v is None else len(v) for v in values])
+        vdata = b"".join(v for v in values if v is not None)
+        if keys is not None:
+            klens = array.array("q", [-1 if k is None else len(k) for k in keys])
+            kdata = b"".join(k for k in keys if k is not None)
+            kptr, klptr = ctypes.c_char_p(kdata), klens.buffer_info()[0]
+        else:
+            kptr, klptr = None, None
+        parts = array.array("i", bytes(4 * n))
+        offs = array.array("q", bytes(8 * n))
+        errs = array.array("i", bytes(4 * n))
+        rc = _raw(_lib.kofka_send_packed, self._h(), _enc(topic), _ffi.KOFKA_PARTITION_ANY, kptr, klptr,
+                  vdata, vlens.buffer_info()[0], n, parts.buffer_info()[0], offs.buffer_info()[0], errs.buffer_info()[0])
+        if rc == _ffi.KOFKA_OK:
+            return list(map(RecordMetadata, itertools.repeat(topic, n), parts, offs))
+        message = _last_error()
+        results: List[Any] = [RecordMetadata(topic, parts[i], offs[i]) if errs[i] == _ffi.KOFKA_OK else _error_for(errs[i])
+                              for i in range(n)]
+        err = _error_for(rc, message)
+        err.results = results  # type: ignore[attr-defined]
+        raise err
 
     def produce(
         self,

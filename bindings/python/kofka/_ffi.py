@@ -162,6 +162,8 @@ SIGNATURES = {
     "kofka_producer_close": (kofka_err, [ProducerP, c_int]),
     "kofka_send": (kofka_err, [ProducerP, c_char_p, POINTER(kofka_record)]),
     "kofka_send_batch": (kofka_err, [ProducerP, c_char_p, POINTER(kofka_record), c_size_t]),
+    "kofka_send_packed": (kofka_err, [ProducerP, c_char_p, c_int32, c_void_p, c_void_p, c_char_p, c_void_p, c_size_t,
+                                      c_void_p, c_void_p, c_void_p]),
     "kofka_produce": (kofka_err, [ProducerP, c_char_p, POINTER(kofka_record), c_void_p]),
     "kofka_producer_set_delivery_cb": (kofka_err, [ProducerP, kofka_delivery_cb, c_void_p]),
     "kofka_producer_poll": (c_int, [ProducerP, c_int]),
