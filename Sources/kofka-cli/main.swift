@@ -1,2 +1,0 @@
-import Kofka
-print("kofka \(Kofka.version)")
