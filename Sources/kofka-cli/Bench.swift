@@ -132,7 +132,7 @@ struct BenchRunner {
         let sizes = withKiB ? [(100, n), (1024, n / 4)] : [(100, n)]
         for (size, count) in sizes {
             for backend in [Backend.memory, .sqliteFull, .sqliteNormal] {
-                let modes: [DeliveryMode] = size == 100 ? [.atLeastOnce, .exactlyOnce] : [.atLeastOnce]
+                let modes: [DeliveryMode] = size == 100 ? [.atMostOnce, .atLeastOnce, .exactlyOnce] : [.atLeastOnce]
                 for mode in modes {
                     let rate = try best(count) { try self.kofkaBatch(backend, mode, size: size, n: $0) }
                     let (refName, refRate) = try reference(backend, size: size, n: count)
@@ -243,15 +243,21 @@ struct BenchRunner {
         defer { done() }
         try broker.createTopic("bench", partitions: 1)
         let producer = try broker.producer(ProducerConfig([("delivery.mode", mode.rawValue)]))
-        let chunk = [Record](repeating: Record(partition: 0, value: value(size)), count: 1000)
+        let source = value(size)
+        var chunk: [Record] = []
+        chunk.reserveCapacity(1000)
         var left = n
         let t0 = monoSeconds()
         while left > 0 {
-            let part = left >= 1000 ? chunk : Array(chunk.prefix(left))
-            for r in try producer.sendBatch("bench", part) {
+            // Each record gets its own freshly allocated copy of the value, as an application
+            // building records does (and as the C log's malloc + memcpy per record does): a Swift
+            // array shared by every record would let the memory backend keep references and copy nothing.
+            chunk.removeAll(keepingCapacity: true)
+            for _ in 0..<min(1000, left) { chunk.append(Record(partition: 0, value: copyBytes(source))) }
+            for r in try producer.sendBatch("bench", chunk) {
                 if case .failure(let e) = r { throw e }
             }
-            left -= part.count
+            left -= chunk.count
         }
         let secs = monoSeconds() - t0
         try producer.close()
@@ -263,7 +269,7 @@ struct BenchRunner {
         defer { done() }
         try broker.createTopic("bench", partitions: 1)
         let producer = try broker.producer(ProducerConfig([("delivery.mode", "at-least-once")]))
-        let record = Record(partition: 0, value: value(size))
+        let source = value(size)
         var failed: KofkaError?
         var delivered = 0
         let handler: (DeliveryReport) -> Void = { r in
@@ -274,7 +280,7 @@ struct BenchRunner {
         for _ in 0..<n {
             while true {
                 do {
-                    try producer.produce("bench", record)
+                    try producer.produce("bench", Record(partition: 0, value: copyBytes(source)))
                     break
                 } catch let e as KofkaError where e.code == .queueFull {
                     producer.poll(timeout: .milliseconds(1), handler)
@@ -294,9 +300,9 @@ struct BenchRunner {
         defer { done() }
         try broker.createTopic("bench", partitions: 1)
         let producer = try broker.producer(ProducerConfig([("delivery.mode", "at-least-once")]))
-        let record = Record(partition: 0, value: value(size))
+        let source = value(size)
         let t0 = monoSeconds()
-        for _ in 0..<n { _ = try producer.send("bench", record) }
+        for _ in 0..<n { _ = try producer.send("bench", Record(partition: 0, value: copyBytes(source))) }
         let secs = monoSeconds() - t0
         try producer.close()
         return secs
@@ -661,4 +667,15 @@ final class RawSQLite {
 extension String {
     func padding(_ n: Int) -> String { count >= n ? self : self + String(repeating: " ", count: n - count) }
     func leftPad(_ n: Int) -> String { count >= n ? self : String(repeating: " ", count: n - count) + self }
+}
+
+/// A freshly allocated copy of `b` (a plain `Array(b)` would share `b`'s storage).
+@inline(never)
+func copyBytes(_ b: [UInt8]) -> [UInt8] {
+    [UInt8](unsafeUninitializedCapacity: b.count) { dst, count in
+        b.withUnsafeBufferPointer { src in
+            if let d = dst.baseAddress, let s = src.baseAddress { d.update(from: s, count: src.count) }
+        }
+        count = b.count
+    }
 }
