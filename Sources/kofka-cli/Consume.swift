@@ -1,5 +1,11 @@
 import ArgumentParser
 import Kofka
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Set by SIGINT / SIGTERM.
+nonisolated(unsafe) var consumeStopRequested: sig_atomic_t = 0
 
 struct Consume: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -7,7 +13,7 @@ struct Consume: ParsableCommand {
         discussion: """
             Without --group the consumer assigns itself every partition of the topic (no group, no \
             commits) and starts at the end, or at 0 with --from-beginning, or at --offset N on every \
-            partition (a negative N counts back from the end). With --group it joins the group, \
+            partition (--offset=-N counts back N from the end). With --group it joins the group, \
             reads from the group's committed offsets (a group with none starts at the beginning with \
             --from-beginning, else at the end) and commits as its mode says: at-most-once before \
             printing, at-least-once after, exactly-once after each printed batch.
@@ -35,7 +41,7 @@ struct Consume: ParsableCommand {
     @Flag(name: .long, help: "Start at the beginning (no --group), or at the beginning when the group has no committed offset.")
     var fromBeginning = false
 
-    @Option(name: .long, help: ArgumentHelp("Start every partition at this offset; negative counts back from the high watermark (no --group).", valueName: "n"))
+    @Option(name: .long, help: ArgumentHelp("Start every partition at this offset; negative counts back from the high watermark: write --offset=-N (no --group).", valueName: "n"))
     var offset: Int64?
 
     @Flag(name: .long, help: "Exit at the end of every partition (the high watermarks seen at start).")
@@ -97,7 +103,10 @@ struct Consume: ParsableCommand {
             }
             return true
         }
-        while true {
+        // SIGINT / SIGTERM: stop after the current batch and close gracefully (final commit, leave the group).
+        signal(SIGINT) { _ in consumeStopRequested = 1 }
+        signal(SIGTERM) { _ in consumeStopRequested = 1 }
+        while consumeStopRequested == 0 {
             if exit && atEnd() { break }
             let want = count.map { Swift.min(500, $0 - printed) } ?? 500
             let batch = try consumer.pollBatch(max: want, timeout: .milliseconds(exit ? 100 : 500))
@@ -105,6 +114,7 @@ struct Consume: ParsableCommand {
                 printer.print(m, json: json, &out)
             }
             printed += batch.count
+            if consumeStopRequested != 0 { break }
             out.flush()
             if group != nil && mode == .exactlyOnce && !batch.isEmpty { try consumer.commit() }
             if let count, printed >= count { break }
