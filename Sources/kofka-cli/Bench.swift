@@ -19,8 +19,11 @@ struct Bench: ParsableCommand {
             into the same table with the same pragmas and batch size and reading them back with a \
             range scan; a minimal C log (malloc + memcpy per record) for the memory backend; raw \
             SQLite with one commit per record for single-record produce.
-            Each row: one warm-up at a tenth of the size, then the best of --runs. SQLite files go \
-            to a fresh temporary directory (--dir) that is removed afterwards.
+            Each row runs its Kofka case and its reference alternately (a warm-up of each at a tenth \
+            of the size, then --runs rounds) and reports the best of each, so a ratio compares runs \
+            taken under the same machine load. SQLite files go to a fresh temporary directory \
+            (--dir) that is removed afterwards. Default: 200,000 records per row, about a minute \
+            or two; --quick: 20,000, a few seconds.
             """)
 
     @Option(name: .long, help: "Records per produce/consume row (100-byte records; 1 KiB rows use a quarter).")
@@ -52,7 +55,7 @@ struct Bench: ParsableCommand {
         guard let made = mkdtemp(&template) else { throw CLIError("cannot create a temporary directory under \(base)") }
         let workDir = String(cString: made)
         defer { _ = rmdir(workDir) }
-        var b = BenchRunner(dir: workDir, runs: runs, quiet: json)
+        let b = BenchRunner(dir: workDir, runs: runs, quiet: json)
         let n = records ?? (quick ? 20_000 : 200_000)
         let started = monoSeconds()
         try b.all(n: n, single: quick ? 300 : 2000, latency: quick ? 200 : 1000, withKiB: !quick || kib)
@@ -63,7 +66,7 @@ struct Bench: ParsableCommand {
             print(b.table())
             for l in b.latencies { print(l.line) }
             for g in b.notes { print(g) }
-            print("records per row: \(n) (1 KiB rows: \(n / 4)); warm-up + best of \(runs); total \(fmt(total, 1)) s")
+            print("records per row: \(n) (1 KiB rows: \(n / 4)); warm-up, then best of \(runs) alternating with the reference; total \(fmt(total, 1)) s")
         }
     }
 }
@@ -109,7 +112,7 @@ struct Latency {
     }
 }
 
-struct BenchRunner {
+final class BenchRunner {
     let dir: String
     let runs: Int
     let quiet: Bool
@@ -117,8 +120,6 @@ struct BenchRunner {
     var latencies: [Latency] = []
     var notes: [String] = []
     private var fileCounter = 0
-    /// Rates of references already measured this run (key: reference + backend + size + n).
-    private var refCache: [String: Double] = [:]
 
     init(dir: String, runs: Int, quiet: Bool) {
         self.dir = dir
@@ -128,36 +129,34 @@ struct BenchRunner {
 
     // MARK: Plan
 
-    mutating func all(n: Int, single: Int, latency: Int, withKiB: Bool) throws {
+    func all(n: Int, single: Int, latency: Int, withKiB: Bool) throws {
         let sizes = withKiB ? [(100, n), (1024, n / 4)] : [(100, n)]
         for (size, count) in sizes {
             for backend in [Backend.memory, .sqliteFull, .sqliteNormal] {
                 let modes: [DeliveryMode] = size == 100 ? [.atMostOnce, .atLeastOnce, .exactlyOnce] : [.atLeastOnce]
                 for mode in modes {
-                    let rate = try best(count) { try self.kofkaBatch(backend, mode, size: size, n: $0) }
-                    let (refName, refRate) = try reference(backend, size: size, n: count)
+                    let ref = batchReference(backend, size: size)
+                    let (rate, refRate) = try paired(count, { try self.kofkaBatch(backend, mode, size: size, n: $0) }, count, ref.1)
                     add(Row(name: "produce batch \(sizeName(size))", backend: backend, mode: mode.rawValue, size: size,
-                            rate: rate, reference: refName, refRate: refRate))
+                            rate: rate, reference: ref.0, refRate: refRate))
                 }
             }
         }
         // Async single-record produce (group commit) and sync single-record send.
         var asyncFull = 0.0, singleFull = 0.0
         for backend in [Backend.memory, .sqliteFull, .sqliteNormal] {
-            let rate = try best(n) { try self.kofkaAsync(backend, size: 100, n: $0) }
-            let ref: (String, Double)
-            if backend == .memory { ref = try reference(backend, size: 100, n: n) }
-            else { ref = try singleCommitReference(backend, n: single) }
+            let ref = backend == .memory ? batchReference(backend, size: 100) : singleCommitReference(backend)
+            let (rate, refRate) = try paired(n, { try self.kofkaAsync(backend, size: 100, n: $0) }, backend == .memory ? n : single, ref.1)
             if backend == .sqliteFull { asyncFull = rate }
             add(Row(name: "produce async 100 B", backend: backend, mode: "at-least-once", size: 100,
-                    rate: rate, reference: ref.0, refRate: ref.1))
+                    rate: rate, reference: ref.0, refRate: refRate))
         }
         for backend in [Backend.sqliteFull, .sqliteNormal] {
-            let rate = try best(single) { try self.kofkaSingle(backend, size: 100, n: $0) }
+            let ref = singleCommitReference(backend)
+            let (rate, refRate) = try paired(single, { try self.kofkaSingle(backend, size: 100, n: $0) }, single, ref.1)
             if backend == .sqliteFull { singleFull = rate }
-            let ref = try singleCommitReference(backend, n: single)
             add(Row(name: "produce sync single 100 B", backend: backend, mode: "at-least-once", size: 100,
-                    rate: rate, reference: ref.0, refRate: ref.1))
+                    rate: rate, reference: ref.0, refRate: refRate))
         }
         if singleFull > 0 {
             notes.append("group-commit gain, sqlite(full): async produce / sync single send = \(fmt(asyncFull / singleFull, 1))x")
@@ -167,15 +166,16 @@ struct BenchRunner {
             for backend in [Backend.memory, .sqliteFull] {
                 let src = try prefill(backend, size: size, n: count)
                 defer { src.close() }
-                let rate = try best(count) { try self.kofkaConsume(src, batch: true, n: $0) }
                 let ref = try readReference(backend, size: size, n: count)
+                defer { ref.cleanup() }
+                let (rate, refRate) = try paired(count, { try self.kofkaConsume(src, batch: true, n: $0) }, count, ref.body)
                 add(Row(name: "consume pollBatch \(sizeName(size))", backend: backend, mode: "read_committed", size: size,
-                        rate: rate, reference: ref.0, refRate: ref.1))
+                        rate: rate, reference: ref.name, refRate: refRate))
                 if size == 100 {
                     let pn = min(count, 50_000)
-                    let prate = try best(pn) { try self.kofkaConsume(src, batch: false, n: $0) }
+                    let (prate, prefRate) = try paired(pn, { try self.kofkaConsume(src, batch: false, n: $0) }, count, ref.body)
                     add(Row(name: "consume poll \(sizeName(size))", backend: backend, mode: "read_committed", size: size,
-                            rate: prate, reference: ref.0, refRate: ref.1))
+                            rate: prate, reference: ref.name, refRate: prefRate))
                 }
             }
         }
@@ -190,27 +190,30 @@ struct BenchRunner {
 
     func sizeName(_ size: Int) -> String { size >= 1024 ? "\(size / 1024) KiB" : "\(size) B" }
 
-    mutating func add(_ r: Row) {
+    func add(_ r: Row) {
         rows.append(r)
         if !quiet {
             stderrLine("bench: \(r.name) \(r.backend.rawValue) \(r.mode): \(fmt(r.rate, 0)) rec/s (\(r.reference) \(fmt(r.refRate, 0)) rec/s, \(fmt(r.ratio, 2))x)")
         }
     }
 
-    /// One warm-up at n/10, then the best rate of `runs` runs; `body(n)` returns the timed seconds.
-    func best(_ n: Int, _ body: (Int) throws -> Double) throws -> Double {
+    /// A Kofka case and its reference measured in alternation (warm-up of each at a tenth of
+    /// the size, then `runs` rounds of Kofka run + reference run), so both see the same machine
+    /// conditions; returns the best rate of each.
+    func paired(_ n: Int, _ body: (Int) throws -> Double, _ refN: Int, _ ref: (Int) throws -> Double) throws -> (Double, Double) {
         _ = try body(max(1, n / 10))
-        var bestRate = 0.0
+        _ = try ref(max(1, refN / 10))
+        var best = 0.0, refBest = 0.0
         for _ in 0..<runs {
-            let secs = try body(n)
-            bestRate = max(bestRate, Double(n) / max(secs, 1e-9))
+            best = max(best, Double(n) / max(try body(n), 1e-9))
+            refBest = max(refBest, Double(refN) / max(try ref(refN), 1e-9))
         }
-        return bestRate
+        return (best, refBest)
     }
 
     // MARK: Files
 
-    mutating func freshPath() -> String {
+    func freshPath() -> String {
         fileCounter += 1
         return "\(dir)/b\(fileCounter).db"
     }
@@ -225,7 +228,7 @@ struct BenchRunner {
     }
 
     /// A fresh broker; the returned closure closes it and deletes its file.
-    mutating func openBroker(_ backend: Backend) throws -> (Broker, () -> Void) {
+    func openBroker(_ backend: Backend) throws -> (Broker, () -> Void) {
         guard let sync = backend.sync else {
             let b = try Broker("memory:", config: [])
             return (b, { b.close() })
@@ -238,7 +241,7 @@ struct BenchRunner {
 
     // MARK: Kofka runs
 
-    mutating func kofkaBatch(_ backend: Backend, _ mode: DeliveryMode, size: Int, n: Int) throws -> Double {
+    func kofkaBatch(_ backend: Backend, _ mode: DeliveryMode, size: Int, n: Int) throws -> Double {
         let (broker, done) = try openBroker(backend)
         defer { done() }
         try broker.createTopic("bench", partitions: 1)
@@ -264,7 +267,7 @@ struct BenchRunner {
         return secs
     }
 
-    mutating func kofkaAsync(_ backend: Backend, size: Int, n: Int) throws -> Double {
+    func kofkaAsync(_ backend: Backend, size: Int, n: Int) throws -> Double {
         let (broker, done) = try openBroker(backend)
         defer { done() }
         try broker.createTopic("bench", partitions: 1)
@@ -295,7 +298,7 @@ struct BenchRunner {
         return secs
     }
 
-    mutating func kofkaSingle(_ backend: Backend, size: Int, n: Int) throws -> Double {
+    func kofkaSingle(_ backend: Backend, size: Int, n: Int) throws -> Double {
         let (broker, done) = try openBroker(backend)
         defer { done() }
         try broker.createTopic("bench", partitions: 1)
@@ -315,7 +318,7 @@ struct BenchRunner {
         func close() { done() }
     }
 
-    mutating func prefill(_ backend: Backend, size: Int, n: Int) throws -> Source {
+    func prefill(_ backend: Backend, size: Int, n: Int) throws -> Source {
         let (broker, done) = try openBroker(backend)
         try broker.createTopic("bench", partitions: 1)
         let producer = try broker.producer(ProducerConfig([("delivery.mode", "at-least-once")]))
@@ -358,7 +361,7 @@ struct BenchRunner {
 
     // MARK: Latency
 
-    mutating func measureLatency(_ backend: Backend, n: Int) throws -> Latency {
+    func measureLatency(_ backend: Backend, n: Int) throws -> Latency {
         let (broker, done) = try openBroker(backend)
         defer { done() }
         try broker.createTopic("lat", partitions: 1)
@@ -412,14 +415,12 @@ struct BenchRunner {
 
     // MARK: References
 
-    /// The physical-limit reference for batched produce on `backend`.
-    mutating func reference(_ backend: Backend, size: Int, n: Int) throws -> (String, Double) {
-        let key = "w\(backend.rawValue)/\(size)/\(n)"
+    /// The physical-limit reference for batched produce on `backend`: the C log, or raw SQLite
+    /// with the backend's pragmas, 1,000 rows per BEGIN IMMEDIATE ... COMMIT.
+    func batchReference(_ backend: Backend, size: Int) -> (String, (Int) throws -> Double) {
+        let v = value(size)
         if backend == .memory {
-            let name = "C log malloc+memcpy"
-            if let r = refCache[key] { return (name, r) }
-            let v = value(size)
-            let rate = try best(n) { n in
+            return ("C log malloc+memcpy", { n in
                 let log = creflog_new()!
                 defer { creflog_free(log) }
                 let t0 = monoSeconds()
@@ -427,69 +428,50 @@ struct BenchRunner {
                     for _ in 0..<n { _ = creflog_append(log, p.baseAddress, p.count) }
                 }
                 return monoSeconds() - t0
-            }
-            refCache[key] = rate
-            return (name, rate)
+            })
         }
-        let name = "raw SQLite batch 1000"
-        if let r = refCache[key] { return (name, r) }
         let sync = backend.sync!
-        let v = value(size)
-        var me = self
-        let rate = try best(n) { n in
-            let path = me.freshPath()
-            defer { me.remove(path) }
+        return ("raw SQLite batch 1000", { n in
+            let path = self.freshPath()
+            defer { self.remove(path) }
             let db = try RawSQLite(path: path, synchronous: sync)
             defer { db.close() }
             return try db.insert(n: n, value: v, batch: 1000).seconds
-        }
-        fileCounter = me.fileCounter
-        refCache[key] = rate
-        return (name, rate)
+        })
     }
 
     /// Raw SQLite, one commit per record.
-    mutating func singleCommitReference(_ backend: Backend, n: Int) throws -> (String, Double) {
-        let name = "raw SQLite 1 commit/rec"
-        let key = "s\(backend.rawValue)/\(n)"
-        if let r = refCache[key] { return (name, r) }
+    func singleCommitReference(_ backend: Backend) -> (String, (Int) throws -> Double) {
         let v = value(100)
-        var me = self
-        let rate = try best(n) { n in
-            let path = me.freshPath()
-            defer { me.remove(path) }
-            let db = try RawSQLite(path: path, synchronous: backend.sync!)
+        let sync = backend.sync!
+        return ("raw SQLite 1 commit/rec", { n in
+            let path = self.freshPath()
+            defer { self.remove(path) }
+            let db = try RawSQLite(path: path, synchronous: sync)
             defer { db.close() }
             return try db.insert(n: n, value: v, batch: 1).seconds
-        }
-        fileCounter = me.fileCounter
-        refCache[key] = rate
-        return (name, rate)
+        })
     }
 
-    /// The reference for reading back: a C log copy-out, or a raw SQLite range scan in chunks of 500.
-    mutating func readReference(_ backend: Backend, size: Int, n: Int) throws -> (String, Double) {
+    /// The reference for reading back: a C log copy-out, or a raw SQLite range scan in chunks of
+    /// 500, over `n` records written beforehand.
+    func readReference(_ backend: Backend, size: Int, n: Int) throws -> (name: String, body: (Int) throws -> Double, cleanup: () -> Void) {
         let v = value(size)
         if backend == .memory {
             let log = creflog_new()!
-            defer { creflog_free(log) }
             v.withUnsafeBytes { p in for _ in 0..<n { _ = creflog_append(log, p.baseAddress, p.count) } }
-            let rate = try best(n) { n in
+            return ("C log copy-out", { n in
                 var bytes: UInt64 = 0
                 var at: Int64 = 0
                 let t0 = monoSeconds()
                 while at < Int64(n) { at += creflog_read_copy(log, at, min(500, Int64(n) - at), &bytes) }
                 return monoSeconds() - t0
-            }
-            return ("C log copy-out", rate)
+            }, { creflog_free(log) })
         }
         let path = freshPath()
-        defer { remove(path) }
         let db = try RawSQLite(path: path, synchronous: backend.sync!)
-        defer { db.close() }
         _ = try db.insert(n: n, value: v, batch: 1000)
-        let rate = try best(n) { n in try db.scan(n: n, chunk: 500) }
-        return ("raw SQLite range scan", rate)
+        return ("raw SQLite range scan", { n in try db.scan(n: n, chunk: 500) }, { db.close(); self.remove(path) })
     }
 
     // MARK: Output
