@@ -17,9 +17,10 @@ let package = Package(
         .systemLibrary(name: "CKofka", path: "Sources/CKofka"),
         .target(name: "Kofka", dependencies: ["CSQLite"]),
         .target(name: "KofkaCABI", dependencies: ["Kofka", "CKofka"]),
+        .target(name: "CRefLog", path: "Sources/CRefLog"),
         .executableTarget(name: "kofka-cli", dependencies: [
-            "Kofka", .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ]),
+            "Kofka", "CSQLite", "CRefLog", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(name: "KofkaTests", dependencies: ["Kofka"]),
     ]
 )

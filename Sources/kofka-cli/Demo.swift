@@ -81,7 +81,7 @@ struct Demo: ParsableCommand {
         for row in rows { for (i, c) in row.enumerated() { widths[i] = max(widths[i], c.count) } }
         func line(_ row: [String]) -> String {
             "| " + row.enumerated().map { i, c in
-                i == 0 || i == row.count - 1 ? c.padding(widths[i]) : c.leftPadding(widths[i])
+                i == 0 || i == row.count - 1 ? c.padding(widths[i]) : c.leftPad(widths[i])
             }.joined(separator: " | ") + " |"
         }
         var out = [line(rows[0]), "|" + widths.map { String(repeating: "-", count: $0 + 2) }.joined(separator: "|") + "|"]
@@ -120,10 +120,6 @@ func nowMillis() -> Int64 {
     return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
 }
 
-extension String {
-    func padding(_ n: Int) -> String { count >= n ? self : self + String(repeating: " ", count: n - count) }
-    func leftPadding(_ n: Int) -> String { count >= n ? self : String(repeating: " ", count: n - count) + self }
-}
 
 /// `kofka demo-worker`: one consume-transform-produce worker process of the crash harness.
 struct DemoWorker: ParsableCommand {

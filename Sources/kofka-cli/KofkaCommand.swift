@@ -1,0 +1,146 @@
+import ArgumentParser
+import Kofka
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The `kofka` command: a kcat-like tool over a Kofka storage file, plus the demo and the benchmark.
+@main
+struct KofkaCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kofka",
+        abstract: "Kafka's delivery semantics as an embeddable library: inspect, produce, consume, benchmark.",
+        discussion: """
+            Storage is chosen with --storage: 'sqlite:PATH' (a file shared by every process that opens it) \
+            or 'memory:' (volatile, gone when the command exits). The default for every subcommand \
+            is 'sqlite:kofka.db' in the current directory.
+            """,
+        version: "kofka \(Kofka.version)",
+        subcommands: [Demo.self, Topics.self, Produce.self, Consume.self, Groups.self, Bench.self, DemoWorker.self])
+
+    /// Runs the command; every failure prints one line `kofka: error: …` and exits non-zero.
+    static func main() {
+        let command: ParsableCommand
+        do {
+            command = try parseAsRoot()
+        } catch {
+            fail(error)
+        }
+        do {
+            var c = command
+            try c.run()
+        } catch {
+            fail(error)
+        }
+        Glibc.exit(0)
+    }
+
+    static func fail(_ error: Error) -> Never {
+        if let e = error as? KofkaError {
+            die("\(e.code.name): \(e.message)")
+        }
+        if let e = error as? CLIError {
+            die(e.message)
+        }
+        let code = exitCode(for: error)
+        if code == .success {
+            // --help, --version
+            print(fullMessage(for: error))
+            Glibc.exit(0)
+        }
+        var text = message(for: error)
+        if text.hasPrefix("Error: ") { text.removeFirst("Error: ".count) }
+        let first = text.split(separator: "\n", omittingEmptySubsequences: true).first.map(String.init) ?? "failed"
+        fflush(stdout)
+        fputs("kofka: error: \(first) (see 'kofka --help')\n", stderr)
+        Glibc.exit(code.rawValue == 0 ? 1 : code.rawValue)
+    }
+
+    static func die(_ line: String) -> Never {
+        fflush(stdout)
+        fputs("kofka: error: \(line)\n", stderr)
+        Glibc.exit(1)
+    }
+}
+
+/// A failure of the command itself (not of the library), printed as one line.
+struct CLIError: Error {
+    let message: String
+    init(_ message: String) { self.message = message }
+}
+
+/// Options every storage-using subcommand takes.
+struct StorageOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Storage: 'sqlite:PATH' or 'memory:' (memory is emptied when the command exits).", valueName: "storage"))
+    var storage: String = "sqlite:kofka.db"
+
+    @Option(name: .customShort("X"), help: ArgumentHelp(
+        "A config setting KEY=VALUE, repeatable (e.g. -X sqlite.synchronous=normal, -X linger.ms=0). Broker keys go to the broker, the rest to the producer or consumer.",
+        valueName: "key=value"))
+    var settings: [String] = []
+
+    static let brokerKeys: Set<String> = ["auto.create.topics.enable", "num.partitions", "message.max.bytes",
+                                          "sqlite.synchronous", "sqlite.busy.timeout.ms"]
+
+    /// (broker settings, client settings)
+    func split() throws -> ([(String, String)], [(String, String)]) {
+        var broker: [(String, String)] = [], client: [(String, String)] = []
+        for s in settings {
+            guard let eq = s.firstIndex(of: "="), eq != s.startIndex else {
+                throw CLIError("invalid setting '\(s)': expected KEY=VALUE")
+            }
+            let kv = (String(s[..<eq]), String(s[s.index(after: eq)...]))
+            if Self.brokerKeys.contains(kv.0) { broker.append(kv) } else { client.append(kv) }
+        }
+        return (broker, client)
+    }
+
+    func openBroker() throws -> Broker {
+        try Broker(storage, config: try split().0)
+    }
+
+    func clientSettings() throws -> [(String, String)] { try split().1 }
+}
+
+extension DeliveryMode: ExpressibleByArgument {}
+
+/// Writes bytes to stdout through one buffer; flushed explicitly.
+struct Out {
+    var buf: [UInt8] = []
+    init() { buf.reserveCapacity(1 << 16) }
+    mutating func put(_ s: String) { buf.append(contentsOf: s.utf8) }
+    mutating func put(_ b: [UInt8]) { buf.append(contentsOf: b) }
+    mutating func put(_ b: UInt8) { buf.append(b) }
+    mutating func flush() {
+        guard !buf.isEmpty else { return }
+        buf.withUnsafeBytes { p in _ = fwrite(p.baseAddress, 1, p.count, stdout) }
+        fflush(stdout)
+        buf.removeAll(keepingCapacity: true)
+    }
+}
+
+/// Reads stdin as raw lines (bytes, without the trailing newline).
+final class LineReader {
+    private var line: UnsafeMutablePointer<CChar>? = nil
+    private var cap = 0
+    func next() -> [UInt8]? {
+        let n = getline(&line, &cap, stdin)
+        guard n >= 0, let line else { return nil }
+        var count = n
+        if count > 0 && line[count - 1] == 0x0a { count -= 1 }
+        if count > 0 && line[count - 1] == 0x0d { count -= 1 }
+        return line.withMemoryRebound(to: UInt8.self, capacity: max(count, 1)) { Array(UnsafeBufferPointer(start: $0, count: count)) }
+    }
+    deinit { free(line) }
+}
+
+func stderrLine(_ s: String) { fputs(s + "\n", stderr) }
+
+/// `x` with `decimals` digits after the point (no Foundation).
+func fmt(_ x: Double, _ decimals: Int) -> String {
+    var buf = [CChar](repeating: 0, count: 64)
+    _ = withVaList([x]) { vsnprintf(&buf, 64, "%.\(decimals)f", $0) }
+    return String(cString: buf)
+}
