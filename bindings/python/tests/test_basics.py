@@ -391,7 +391,7 @@ def test_without_kofka_library_the_package_folder_then_the_build_folder_is_searc
 
     project = tmp_path / "project"
     pkg_parent = project / "bindings" / "python"
-    shutil.copytree(os.path.join(PACKAGE_ROOT, "kofka"), pkg_parent / "kofka",
+    shutil.copytree(os.path.dirname(os.path.abspath(kofka.__file__)), pkg_parent / "kofka",
                     ignore=shutil.ignore_patterns("__pycache__", "libkofka.so"))
     (project / "Package.swift").write_text("// marker\n")
     code = "import kofka; print(kofka.library_path)"
