@@ -75,29 +75,56 @@ public final class Producer: @unchecked Sendable {
     public func sendBatch(_ topic: String, _ records: [Record]) throws -> [Result<RecordMetadata, KofkaError>] {
         try checkOpen()
         let meta = try broker.topicMeta(topic, autoCreate: true)
-        var results = [Result<RecordMetadata, KofkaError>](repeating: .failure(KofkaError(.invalidState, "not sent")), count: records.count)
-        var groups: [Int32: (idx: [Int], data: [RecordData])] = [:]
-        var order: [Int32] = []
         let now = nowMs()
         let sticky = nextSpread(meta.partitions)
-        for (i, r) in records.enumerated() {
+        // Resolve every record's partition and bytes; note whether they all go to one partition.
+        var parts = [Int32](repeating: -1, count: records.count)
+        var datas: [RecordData] = []
+        datas.reserveCapacity(records.count)
+        var failures: [Int: KofkaError] = [:]
+        var only: Int32 = -1
+        var mixed = false
+        for i in records.indices {
             do {
-                let p = try choosePartition(meta, r, sticky: sticky)
-                let d = try recordData(r, now: now)
-                if groups[p] == nil { order.append(p); groups[p] = ([], []) }
-                groups[p]!.idx.append(i)
-                groups[p]!.data.append(d)
+                let p = try choosePartition(meta, records[i], sticky: sticky)
+                datas.append(try recordData(records[i], now: now))
+                parts[i] = p
+                if only < 0 { only = p } else if p != only { mixed = true }
             } catch let e as KofkaError {
-                results[i] = .failure(e)
+                failures[i] = e
             }
+        }
+        func ok(_ p: Int32, _ base: Int64, _ j: Int) -> Result<RecordMetadata, KofkaError> {
+            .success(RecordMetadata(topic: topic, partition: p, offset: base < 0 ? -1 : base + Int64(j)))
+        }
+        if !mixed && failures.isEmpty {
+            // One partition: one request, results in place.
+            guard only >= 0 else { return [] }
+            do {
+                let base = try deliver(meta, only, datas)
+                return (0..<records.count).map { ok(only, base, $0) }
+            } catch let e as KofkaError {
+                return records.map { _ in .failure(e) }
+            }
+        }
+        var results = [Result<RecordMetadata, KofkaError>](repeating: .failure(KofkaError(.invalidState, "not sent")), count: records.count)
+        for (i, e) in failures { results[i] = .failure(e) }
+        // One request per partition, in order of first appearance; data follow record order.
+        var groups: [Int32: (idx: [Int], data: [RecordData])] = [:]
+        var order: [Int32] = []
+        var d = 0
+        for i in records.indices where parts[i] >= 0 {
+            let p = parts[i]
+            if groups[p] == nil { order.append(p); groups[p] = ([], []) }
+            groups[p]!.idx.append(i)
+            groups[p]!.data.append(datas[d])
+            d += 1
         }
         for p in order {
             guard let g = groups[p] else { continue }
             do {
                 let base = try deliver(meta, p, g.data)
-                for (j, i) in g.idx.enumerated() {
-                    results[i] = .success(RecordMetadata(topic: topic, partition: p, offset: base < 0 ? -1 : base + Int64(j)))
-                }
+                for (j, i) in g.idx.enumerated() { results[i] = ok(p, base, j) }
             } catch let e as KofkaError {
                 for i in g.idx { results[i] = .failure(e) }
             }

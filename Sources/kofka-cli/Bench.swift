@@ -44,6 +44,9 @@ struct Bench: ParsableCommand {
     @Option(name: .long, help: "Directory for the SQLite files (default: a new directory under $TMPDIR or /tmp).")
     var dir: String?
 
+    @Option(name: .long, help: "Run only the rows whose 'case backend mode' contains this text, e.g. 'produce batch 100 B memory'.")
+    var only: String?
+
     func validate() throws {
         if let r = records, r < 1000 { throw ValidationError("--records must be at least 1000") }
         if runs < 1 { throw ValidationError("--runs must be at least 1") }
@@ -56,6 +59,7 @@ struct Bench: ParsableCommand {
         let workDir = String(cString: made)
         defer { _ = rmdir(workDir) }
         let b = BenchRunner(dir: workDir, runs: runs, quiet: json)
+        b.only = only
         let n = records ?? (quick ? 20_000 : 200_000)
         let started = monoSeconds()
         try b.all(n: n, single: quick ? 300 : 2000, latency: quick ? 200 : 1000, withKiB: !quick || kib)
@@ -119,7 +123,14 @@ final class BenchRunner {
     var rows: [Row] = []
     var latencies: [Latency] = []
     var notes: [String] = []
+    /// Only rows whose "case backend mode" contains this text run (nil = all).
+    var only: String?
     private var fileCounter = 0
+
+    func wants(_ name: String, _ backend: Backend, _ mode: String) -> Bool {
+        guard let only else { return true }
+        return "\(name) \(backend.rawValue) \(mode)".contains(only)
+    }
 
     init(dir: String, runs: Int, quiet: Bool) {
         self.dir = dir
@@ -134,7 +145,7 @@ final class BenchRunner {
         for (size, count) in sizes {
             for backend in [Backend.memory, .sqliteFull, .sqliteNormal] {
                 let modes: [DeliveryMode] = size == 100 ? [.atMostOnce, .atLeastOnce, .exactlyOnce] : [.atLeastOnce]
-                for mode in modes {
+                for mode in modes where wants("produce batch \(sizeName(size))", backend, mode.rawValue) {
                     let ref = batchReference(backend, size: size)
                     let (rate, refRate) = try paired(count, { try self.kofkaBatch(backend, mode, size: size, n: $0) }, count, ref.1)
                     add(Row(name: "produce batch \(sizeName(size))", backend: backend, mode: mode.rawValue, size: size,
@@ -144,14 +155,14 @@ final class BenchRunner {
         }
         // Async single-record produce (group commit) and sync single-record send.
         var asyncFull = 0.0, singleFull = 0.0
-        for backend in [Backend.memory, .sqliteFull, .sqliteNormal] {
+        for backend in [Backend.memory, .sqliteFull, .sqliteNormal] where wants("produce async 100 B", backend, "at-least-once") {
             let ref = backend == .memory ? batchReference(backend, size: 100) : singleCommitReference(backend)
             let (rate, refRate) = try paired(n, { try self.kofkaAsync(backend, size: 100, n: $0) }, backend == .memory ? n : single, ref.1)
             if backend == .sqliteFull { asyncFull = rate }
             add(Row(name: "produce async 100 B", backend: backend, mode: "at-least-once", size: 100,
                     rate: rate, reference: ref.0, refRate: refRate))
         }
-        for backend in [Backend.sqliteFull, .sqliteNormal] {
+        for backend in [Backend.sqliteFull, .sqliteNormal] where wants("produce sync single 100 B", backend, "at-least-once") {
             let ref = singleCommitReference(backend)
             let (rate, refRate) = try paired(single, { try self.kofkaSingle(backend, size: 100, n: $0) }, single, ref.1)
             if backend == .sqliteFull { singleFull = rate }
@@ -163,7 +174,7 @@ final class BenchRunner {
         }
         // Consume.
         for (size, count) in sizes {
-            for backend in [Backend.memory, .sqliteFull] {
+            for backend in [Backend.memory, .sqliteFull] where wants("consume poll", backend, "read_committed") || wants("consume pollBatch \(sizeName(size))", backend, "read_committed") {
                 let src = try prefill(backend, size: size, n: count)
                 defer { src.close() }
                 let ref = try readReference(backend, size: size, n: count)
@@ -180,7 +191,7 @@ final class BenchRunner {
             }
         }
         // Latency.
-        for backend in [Backend.memory, .sqliteFull, .sqliteNormal] {
+        for backend in [Backend.memory, .sqliteFull, .sqliteNormal] where wants("latency", backend, "") {
             let m = backend == .memory ? latency * 2 : latency
             let l = try measureLatency(backend, n: m)
             latencies.append(l)

@@ -10,8 +10,8 @@ public final class MemoryStorage: StorageBackend, @unchecked Sendable {
     private var values: [String: [UInt8]] = [:]
     /// Every key of `values`, in UTF-8 byte order (for range scans).
     private var sortedKeys: [String] = []
-    /// Partition logs by partition number; `logs[p][i].offset == i`.
-    private var logs: [Int64: [StoredRecord]] = [:]
+    /// Partition logs by partition number; record `i` of a log has offset `i`.
+    private var logs: [Int64: SegmentedLog] = [:]
     /// Bumped by every committed write that changed something.
     private var token: UInt64 = 0
     /// Bumped by every commit and every `wakeAll`, so waiters can tell a wakeup from a timeout.
@@ -110,7 +110,7 @@ public final class MemoryStorage: StorageBackend, @unchecked Sendable {
                 if count == 0 {
                     logs[pnum] = nil
                 } else {
-                    logs[pnum]?.removeSubrange(count...)
+                    logs[pnum]?.truncate(to: count)
                 }
             case let .restore(key, old):
                 if let old { setValue(key, old) } else { removeValue(key) }
@@ -165,7 +165,7 @@ public final class MemoryStorage: StorageBackend, @unchecked Sendable {
         let lo = max(from, 0)
         let hi = min(below, Int64(log.count), lo + Int64(maxCount))
         guard lo < hi else { return [] }
-        return Array(log[Int(lo) ..< Int(hi)])
+        return log.slice(Int(lo), Int(hi))
     }
 
     fileprivate func put(_ key: String, _ value: [UInt8]) {
@@ -186,11 +186,7 @@ public final class MemoryStorage: StorageBackend, @unchecked Sendable {
         guard !records.isEmpty else { return base }
         try checkOffsetSpace(pnum, base: base, count: records.count)
         undo.append(.truncate(pnum: pnum, count: count))
-        // append(contentsOf:) of a lazy map reserves once (with geometric growth) and builds
-        // each StoredRecord in place: one struct copy per record, no intermediate array.
-        logs[pnum, default: []].append(contentsOf: records.indices.lazy.map { i in
-            StoredRecord(offset: base + Int64(i), txn: txn, data: records[i])
-        })
+        logs[pnum, default: SegmentedLog()].append(records, base: base, txn: txn)
         return base
     }
 
@@ -229,5 +225,56 @@ public final class MemoryStorage: StorageBackend, @unchecked Sendable {
             guard s.writing else { throw KofkaError(.invalidState, "append inside a read transaction") }
             return try s.append(pnum, records, txn: txn)
         }
+    }
+}
+
+/// A partition log kept in segments of at most `segmentSize` records, so an append never copies
+/// what is already stored (a single growing array would copy the whole log at each doubling).
+struct SegmentedLog {
+    static let segmentSize = 16_384
+    private var segments: [[StoredRecord]] = []
+    /// Records held.
+    private(set) var count = 0
+
+    /// Appends `records` at offsets `base...`, tagged with `txn`.
+    mutating func append(_ records: [RecordData], base: Int64, txn: Int64) {
+        var i = 0
+        while i < records.count {
+            if segments.isEmpty || segments[segments.count - 1].count == Self.segmentSize { segments.append([]) }
+            let last = segments.count - 1
+            let n = min(Self.segmentSize - segments[last].count, records.count - i)
+            let from = i
+            segments[last].append(contentsOf: (from ..< from + n).lazy.map { j in
+                StoredRecord(offset: base + Int64(j), txn: txn, data: records[j])
+            })
+            i += n
+        }
+        count += records.count
+    }
+
+    /// Keeps the first `n` records.
+    mutating func truncate(to n: Int) {
+        guard n < count else { return }
+        let keepSegments = (n + Self.segmentSize - 1) / Self.segmentSize
+        segments.removeSubrange(keepSegments...)
+        if let last = segments.indices.last {
+            let inLast = n - last * Self.segmentSize
+            segments[last].removeSubrange(inLast...)
+        }
+        count = n
+    }
+
+    /// Records `lo ..< hi` (within `0 ..< count`).
+    func slice(_ lo: Int, _ hi: Int) -> [StoredRecord] {
+        var out: [StoredRecord] = []
+        out.reserveCapacity(hi - lo)
+        var i = lo
+        while i < hi {
+            let seg = i / Self.segmentSize, at = i % Self.segmentSize
+            let n = min(Self.segmentSize - at, hi - i)
+            out.append(contentsOf: segments[seg][at ..< at + n])
+            i += n
+        }
+        return out
     }
 }
