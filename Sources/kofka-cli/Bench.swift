@@ -190,6 +190,19 @@ final class BenchRunner {
                 }
             }
         }
+        // Read-process-write: exactly-once (a transaction per poll: outputs + offsets) against at-least-once.
+        for backend in [Backend.memory, .sqliteFull] where wants("read-process-write 100 B", backend, "exactly-once") {
+            let src = try prefill(backend, size: 100, n: n)
+            defer { src.close() }
+            let (rate, refRate) = try paired(n, { try self.readProcessWrite(src, .exactlyOnce, n: $0) }, n,
+                                             { try self.readProcessWrite(src, .atLeastOnce, n: $0) })
+            add(Row(name: "read-process-write 100 B", backend: backend, mode: "exactly-once", size: 100,
+                    rate: rate, reference: "at-least-once r-p-w", refRate: refRate))
+        }
+        // Resident memory while consuming many records (memory backend, one topic read over and over).
+        if wants("rss", .memory, "") {
+            notes.append(try consumeResidentSize(total: n * 50))
+        }
         // Latency.
         for backend in [Backend.memory, .sqliteFull, .sqliteNormal] where wants("latency", backend, "") {
             let m = backend == .memory ? latency * 2 : latency
@@ -371,6 +384,79 @@ final class BenchRunner {
     }
 
     // MARK: Latency
+
+    /// Consumes `n` records of the prefilled topic in a fresh group, writing each to an output
+    /// topic: at-least-once commits after writing; exactly-once writes and commits offsets in one
+    /// transaction per poll. Returns seconds.
+    func readProcessWrite(_ src: Source, _ mode: DeliveryMode, n: Int) throws -> Double {
+        fileCounter += 1
+        let group = "rpw-\(fileCounter)"
+        let consumer = try src.broker.consumer(ConsumerConfig([("group.id", group), ("delivery.mode", mode.rawValue),
+                                                               ("max.poll.records", "500")]))
+        try consumer.subscribe(["bench"])
+        var pcfg = [("delivery.mode", mode.rawValue)]
+        if mode == .exactlyOnce { pcfg.append(("transactional.id", group)) }
+        let producer = try src.broker.producer(ProducerConfig(pcfg))
+        if mode == .exactlyOnce { try producer.initTransactions() }
+        var got = 0
+        let t0 = monoSeconds()
+        while got < n {
+            let ms = try consumer.pollBatch(max: min(500, n - got), timeout: .seconds(5))
+            if ms.isEmpty { throw CLIError("bench: read-process-write stalled at \(got) of \(n)") }
+            let out = ms.map { Record(partition: 0, key: $0.key, value: $0.value) }
+            if mode == .exactlyOnce {
+                try producer.beginTransaction()
+                for r in try producer.sendBatch("bench-out", out) { if case .failure(let e) = r { throw e } }
+                try producer.sendOffsetsToTransaction(consumer)
+                try producer.commitTransaction()
+            } else {
+                for r in try producer.sendBatch("bench-out", out) { if case .failure(let e) = r { throw e } }
+                try consumer.commit()
+            }
+            got += ms.count
+        }
+        let secs = monoSeconds() - t0
+        try producer.close()
+        try consumer.close()
+        return secs
+    }
+
+    /// Reads one 100,000-record in-memory topic over and over until `total` records were
+    /// consumed, and reports the resident size after the first pass and at the end.
+    func consumeResidentSize(total: Int) throws -> String {
+        let per = 100_000
+        let src = try prefill(.memory, size: 100, n: per)
+        defer { src.close() }
+        let consumer = try src.broker.consumer(ConsumerConfig([("max.poll.records", "500")]))
+        try consumer.assign("bench", partitions: [0])
+        func rssMiB() -> Double {
+            guard let f = fopen("/proc/self/statm", "r") else { return 0 }
+            defer { fclose(f) }
+            var size = 0, resident = 0
+            _ = withUnsafeMutablePointer(to: &size) { sp in withUnsafeMutablePointer(to: &resident) { rp in
+                withVaList([sp, rp]) { vfscanf(f, "%ld %ld", $0) } } }
+            return Double(resident) * Double(sysconf(Int32(_SC_PAGESIZE))) / 1_048_576
+        }
+        var consumed = 0
+        var first = 0.0, peak = 0.0
+        let t0 = monoSeconds()
+        while consumed < total {
+            try consumer.seek("bench", 0, 0)
+            var pass = 0
+            while pass < per {
+                let ms = try consumer.pollBatch(max: 500, timeout: .seconds(5))
+                if ms.isEmpty { throw CLIError("bench: consumer stalled") }
+                pass += ms.count
+            }
+            consumed += pass
+            let r = rssMiB()
+            if first == 0 { first = r }
+            peak = max(peak, r)
+        }
+        let secs = monoSeconds() - t0
+        return "rss, memory backend, consuming \(consumed) records (one 100,000-record topic read \(consumed / per) times): "
+            + "resident \(fmt(first, 1)) MiB after the first pass, peak \(fmt(peak, 1)) MiB after the last (\(fmt(Double(consumed) / secs, 0)) rec/s)"
+    }
 
     func measureLatency(_ backend: Backend, n: Int) throws -> Latency {
         let (broker, done) = try openBroker(backend)
