@@ -32,7 +32,7 @@ suite "swift example package (depends on Kofka by path)" \
 suite "demo on memory: (the README's first command)" "$lib/kofka-cli" demo
 suite "crash harness: 3 worker processes, 20 SIGKILLs per mode, sqlite" \
     "$lib/kofka-cli" demo --storage "sqlite:$tmp/harness.db" --processes 3 --kills 20 --records 600
-suite "bench smoke (figures not asserted)" "$lib/kofka-cli" bench --quick
+suite "bench smoke: every face, release build (figures not asserted)" bash bench/run.sh --quick
 
 echo
 echo "== summary"

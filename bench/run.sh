@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The whole benchmark, every face in one run on this machine (release build):
+#   1. `kofka bench`        Swift face: produce / consume / latency / read-process-write / RSS,
+#                           beside raw SQLite and a minimal C log measured in the same run;
+#   2. bench/c_bench.c      C face through libkofka.so, beside a minimal C log;
+#   3. bench/python_bench.py Python face, beside confluent-kafka → librdkafka's mock cluster,
+#                           persist-queue and litequeue (installed from PyPI if missing).
+# Usage: bash bench/run.sh [--quick]     Figures are printed, never asserted.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+quick=${1:-}
+swift build -c release --product kofka-cli >/dev/null
+swift build -c release --product kofka >/dev/null
+rel=$PWD/.build/release
+echo "== kofka bench (Swift face)"
+if [ "$quick" = "--quick" ]; then "$rel/kofka-cli" bench --quick; else "$rel/kofka-cli" bench; fi
+echo
+echo "== C face (bench/c_bench.c through libkofka.so)"
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+cc -O2 -Iinclude bench/c_bench.c -L"$rel" -lkofka -Wl,-rpath,"$rel" -o "$tmp/c_bench"
+"$tmp/c_bench" $([ "$quick" = "--quick" ] && echo 100000 || echo 1000000)
+echo
+echo "== Python face (bench/python_bench.py)"
+python3 -c 'import confluent_kafka, persistqueue, litequeue' 2>/dev/null ||
+    python3 -m pip install -q confluent-kafka persist-queue litequeue 2>/dev/null || echo "(references not installable: kofka rows only)"
+KOFKA_LIBRARY="$rel/libkofka.so" python3 bench/python_bench.py --records $([ "$quick" = "--quick" ] && echo 20000 || echo 200000) 2>&1 | grep -v '|MOCK|'
