@@ -17,7 +17,7 @@ extension Broker {
     /// offset and not written twice; a gap is `.outOfOrderSequence`; an older epoch is
     /// `.producerFenced`. The sequence state is written in the same storage transaction as the
     /// records. Returns the first offset.
-    func appendRequest(_ meta: TopicMeta, _ partition: Int32, _ records: [RecordData],
+    func appendRequest(_ meta: TopicMeta, _ partition: Int32, _ records: RecordBatch,
                        identity: ProducerIdentity?, baseSeq: Int32) throws -> Int64 {
         try checkOpen()
         let pnum = try pnum(meta, partition)

@@ -65,8 +65,9 @@ struct BinaryReader {
 }
 
 /// Record headers as one blob: count, then name and optional value for each.
-enum HeaderCodec {
-    static func encode(_ headers: [Header]) -> [UInt8]? {
+public enum HeaderCodec {
+    /// The blob for `headers`, or nil when there are none.
+    public static func encode(_ headers: [Header]) -> [UInt8]? {
         if headers.isEmpty { return nil }
         var w = BinaryWriter()
         w.i32(Int32(headers.count))
@@ -77,7 +78,8 @@ enum HeaderCodec {
         return w.bytes
     }
 
-    static func decode(_ blob: [UInt8]?) throws -> [Header] {
+    /// The headers in a blob (nil or empty: none).
+    public static func decode(_ blob: [UInt8]?) throws -> [Header] {
         guard let blob, !blob.isEmpty else { return [] }
         var r = BinaryReader(blob)
         let n = try r.i32()

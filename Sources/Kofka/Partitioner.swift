@@ -8,12 +8,18 @@ public enum Partitioner {
     /// Partitioner.murmur2(Array("21".utf8)) == -973932308
     /// ```
     public static func murmur2(_ data: [UInt8]) -> Int32 {
-        let length = data.count
+        data.withUnsafeBytes { murmur2($0) }
+    }
+
+    /// Kafka's murmur2 hash of raw bytes.
+    public static func murmur2(_ data: UnsafeRawBufferPointer) -> Int32 {
+        let d = data.bindMemory(to: UInt8.self)
+        let length = d.count
         let m: UInt32 = 0x5bd1_e995
         let r: UInt32 = 24
         var h: UInt32 = 0x9747_b28c ^ UInt32(truncatingIfNeeded: length)
         let length4 = length / 4
-        data.withUnsafeBufferPointer { d in
+        do {
             for i in 0..<length4 {
                 let i4 = i * 4
                 var k = UInt32(d[i4]) | UInt32(d[i4 + 1]) << 8 | UInt32(d[i4 + 2]) << 16 | UInt32(d[i4 + 3]) << 24
@@ -49,6 +55,11 @@ public enum Partitioner {
 
     /// The partition Kafka's default partitioner picks for `key` among `partitions`.
     public static func partition(forKey key: [UInt8], partitions: Int32) -> Int32 {
+        (murmur2(key) & 0x7fff_ffff) % partitions
+    }
+
+    /// The partition Kafka's default partitioner picks for a key given as raw bytes.
+    public static func partition(forKey key: UnsafeRawBufferPointer, partitions: Int32) -> Int32 {
         (murmur2(key) & 0x7fff_ffff) % partitions
     }
 }

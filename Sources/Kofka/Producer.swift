@@ -73,60 +73,96 @@ public final class Producer: @unchecked Sendable {
     /// Sends records synchronously, one storage transaction per partition touched.
     /// Returns each record's outcome, in order.
     public func sendBatch(_ topic: String, _ records: [Record]) throws -> [Result<RecordMetadata, KofkaError>] {
+        var batch = RecordBatch(reservingRecords: records.count, bytes: records.reduce(0) { $0 + $1.size })
+        var parts = [Int32](repeating: -1, count: records.count)
+        var bad: [Int: KofkaError] = [:]
+        for (i, r) in records.enumerated() {
+            if let p = r.partition { parts[i] = p < 0 ? -2 : p }
+            batch.append(RecordData(timestampMs: r.timestampMs, key: r.key, value: r.value, headers: HeaderCodec.encode(r.headers)))
+        }
+        var results = try sendBatch(topic, batch, partitions: parts, failed: bad)
+        for (i, e) in bad { results[i] = .failure(e) }
+        return results
+    }
+
+    /// Sends a packed batch synchronously (the fastest way in: no allocation per record).
+    /// `partitions`, when given, holds a partition per record or -1 for "let the partitioner
+    /// choose". Returns each record's outcome, in order.
+    public func sendBatch(_ topic: String, _ batch: RecordBatch, partitions: [Int32]? = nil) throws -> [Result<RecordMetadata, KofkaError>] {
+        try sendBatch(topic, batch, partitions: partitions, failed: [:])
+    }
+
+    private func sendBatch(_ topic: String, _ input: RecordBatch, partitions: [Int32]?, failed: [Int: KofkaError]) throws -> [Result<RecordMetadata, KofkaError>] {
         try checkOpen()
         let meta = try broker.topicMeta(topic, autoCreate: true)
-        let now = nowMs()
+        var batch = input
+        batch.resolveTimestamps(nowMs())
         let sticky = nextSpread(meta.partitions)
-        // Resolve every record's partition and bytes; note whether they all go to one partition.
-        var parts = [Int32](repeating: -1, count: records.count)
-        var datas: [RecordData] = []
-        datas.reserveCapacity(records.count)
-        var failures: [Int: KofkaError] = [:]
+        let maxBytes = broker.config.messageMaxBytes
+        let n = batch.count
+        // Each record's partition (an explicit one, murmur2 of the key, or sticky); size checks.
+        var parts = [Int32](repeating: -1, count: n)
+        var failures = failed
         var only: Int32 = -1
         var mixed = false
-        for i in records.indices {
-            do {
-                let p = try choosePartition(meta, records[i], sticky: sticky)
-                datas.append(try recordData(records[i], now: now))
+        batch.buffer.withUnsafeBytes { buf in
+            for i in 0..<n where failures[i] == nil {
+                let e = batch.entries[i]
+                if e.timestampMs < 0 {
+                    failures[i] = KofkaError(.invalidArg, "invalid timestamp \(e.timestampMs): expected milliseconds since the epoch, or 0 for now")
+                    continue
+                }
+                if e.size > maxBytes {
+                    failures[i] = KofkaError(.msgTooLarge, "record of \(e.size) bytes exceeds message.max.bytes (\(maxBytes))")
+                    continue
+                }
+                let p: Int32
+                if let ps = partitions, ps[i] != -1 {
+                    guard ps[i] >= 0 && ps[i] < meta.partitions else {
+                        failures[i] = KofkaError(.unknownPartition, "topic '\(meta.name)' has \(meta.partitions) partition\(meta.partitions == 1 ? "" : "s"), asked for partition \(ps[i])")
+                        continue
+                    }
+                    p = ps[i]
+                } else if e.keyLen >= 0, let base = buf.baseAddress {
+                    p = Partitioner.partition(forKey: UnsafeRawBufferPointer(start: base + e.start, count: Int(e.keyLen)), partitions: meta.partitions)
+                } else if e.keyLen >= 0 {
+                    p = Partitioner.partition(forKey: [], partitions: meta.partitions)
+                } else {
+                    p = sticky
+                }
                 parts[i] = p
                 if only < 0 { only = p } else if p != only { mixed = true }
-            } catch let e as KofkaError {
-                failures[i] = e
             }
         }
         func ok(_ p: Int32, _ base: Int64, _ j: Int) -> Result<RecordMetadata, KofkaError> {
             .success(RecordMetadata(topic: topic, partition: p, offset: base < 0 ? -1 : base + Int64(j)))
         }
         if !mixed && failures.isEmpty {
-            // One partition: one request, results in place.
+            // One partition: the batch goes as it is, in one request.
             guard only >= 0 else { return [] }
             do {
-                let base = try deliver(meta, only, datas)
-                return (0..<records.count).map { ok(only, base, $0) }
+                let base = try deliver(meta, only, batch)
+                return (0..<n).map { ok(only, base, $0) }
             } catch let e as KofkaError {
-                return records.map { _ in .failure(e) }
+                return (0..<n).map { _ in .failure(e) }
             }
         }
-        var results = [Result<RecordMetadata, KofkaError>](repeating: .failure(KofkaError(.invalidState, "not sent")), count: records.count)
+        var results = [Result<RecordMetadata, KofkaError>](repeating: .failure(KofkaError(.invalidState, "not sent")), count: n)
         for (i, e) in failures { results[i] = .failure(e) }
-        // One request per partition, in order of first appearance; data follow record order.
-        var groups: [Int32: (idx: [Int], data: [RecordData])] = [:]
+        // One request per partition, in order of first appearance.
+        var groups: [Int32: [Int]] = [:]
         var order: [Int32] = []
-        var d = 0
-        for i in records.indices where parts[i] >= 0 {
-            let p = parts[i]
-            if groups[p] == nil { order.append(p); groups[p] = ([], []) }
-            groups[p]!.idx.append(i)
-            groups[p]!.data.append(datas[d])
-            d += 1
+        for i in 0..<n where failures[i] == nil {
+            if groups[parts[i]] == nil { order.append(parts[i]) }
+            groups[parts[i], default: []].append(i)
         }
         for p in order {
-            guard let g = groups[p] else { continue }
+            guard let idx = groups[p] else { continue }
             do {
-                let base = try deliver(meta, p, g.data)
-                for (j, i) in g.idx.enumerated() { results[i] = ok(p, base, j) }
+                let base = try deliver(meta, p, batch.select(idx))
+                for (j, i) in idx.enumerated() { results[i] = ok(p, base, j) }
             } catch let e as KofkaError {
-                for i in g.idx { results[i] = .failure(e) }
+                for i in idx { results[i] = .failure(e) }
             }
         }
         return results
@@ -161,7 +197,7 @@ public final class Producer: @unchecked Sendable {
     }
 
     /// Delivers one batch to one partition as the mode says; returns its first offset (-1 for acks=0).
-    func deliver(_ meta: TopicMeta, _ partition: Int32, _ data: [RecordData]) throws -> Int64 {
+    func deliver(_ meta: TopicMeta, _ partition: Int32, _ data: RecordBatch) throws -> Int64 {
         let transactional = config.transactionalId != nil
         if transactional || config.idempotence {
             // Sequence numbers must reach the broker in order: one request at a time.
@@ -207,7 +243,7 @@ public final class Producer: @unchecked Sendable {
     }
 
     /// Sends the request through the (possibly lossy) link, retrying as the config allows.
-    private func attempts(_ meta: TopicMeta, _ partition: Int32, _ data: [RecordData], identity: ProducerIdentity?, seq: Int32) throws -> Int64 {
+    private func attempts(_ meta: TopicMeta, _ partition: Int32, _ data: RecordBatch, identity: ProducerIdentity?, seq: Int32) throws -> Int64 {
         let started = monoNs()
         var attempt = 0
         while true {
@@ -435,15 +471,15 @@ public final class Producer: @unchecked Sendable {
     /// Called by the background writer for each batch.
     func deliverQueued(_ meta: TopicMeta, _ partition: Int32, _ records: [Record]) -> [Result<Int64, KofkaError>] {
         let now = nowMs()
-        var datas: [RecordData] = []
+        var batch = RecordBatch(reservingRecords: records.count, bytes: records.reduce(0) { $0 + $1.size })
         var bad: [Int: KofkaError] = [:]
         for (i, r) in records.enumerated() {
-            do { datas.append(try recordData(r, now: now)) } catch let e as KofkaError { bad[i] = e } catch {}
+            do { batch.append(try recordData(r, now: now)) } catch let e as KofkaError { bad[i] = e } catch {}
         }
         var results: [Result<Int64, KofkaError>] = []
         do {
             try checkOpen()
-            let base = try deliver(meta, partition, datas)
+            let base = batch.count == 0 ? -1 : try deliver(meta, partition, batch)
             var j: Int64 = 0
             for i in records.indices {
                 if let e = bad[i] { results.append(.failure(e)); continue }

@@ -128,37 +128,37 @@ public func kofka_send(_ p: OpaquePointer?, _ topic: UnsafePointer<CChar>?, _ re
 
 @c @implementation
 public func kofka_send_batch(_ p: OpaquePointer?, _ topic: UnsafePointer<CChar>?, _ records: UnsafeMutablePointer<kofka_record>?, _ count: Int) -> kofka_err {
-    var first: KofkaError?
-    let rc = run {
+    run {
         let box = object(try need(p, "producer", "kofka_send_batch"), ProducerBox.self)
         let t = try string(topic, "topic", "kofka_send_batch")
         guard count >= 0 else { throw invalidArg("kofka_send_batch: count \(count) is negative") }
         if count == 0 { return }
         let recs = try need(records, "records", "kofka_send_batch")
         let maxBytes = box.producer.broker.config.messageMaxBytes
-        // Convert every record; a bad one fails alone, the others are sent.
-        var converted: [Record] = []
+        // Pack every record into one batch; a record whose pointers or lengths are bad fails alone.
+        var batch = RecordBatch(reservingRecords: count, bytes: 0)
+        var parts: [Int32] = []
         var slots: [Int] = []
-        converted.reserveCapacity(count)
+        parts.reserveCapacity(count)
+        slots.reserveCapacity(count)
+        var first: (Int, KofkaError)?
         for i in 0..<count {
             do {
-                converted.append(try convertRecord(recs[i], maxBytes: maxBytes))
+                try appendRecord(recs[i], to: &batch, maxBytes: maxBytes)
+                parts.append(recs[i].partition)
                 slots.append(i)
             } catch let e as KofkaError {
                 setResult(recs + i, .failure(e))
-                if first == nil { first = e }
+                if first == nil { first = (i, e) }
             }
         }
-        let results = try box.producer.sendBatch(t, converted)
-        var firstIndex = Int.max
-        if first != nil { firstIndex = (0..<count).first { !slots.contains($0) } ?? Int.max }
+        let results = try box.producer.sendBatch(t, batch, partitions: parts)
         for (j, i) in slots.enumerated() {
             setResult(recs + i, results[j])
-            if case .failure(let e) = results[j], i < firstIndex { first = e; firstIndex = i }
+            if case .failure(let e) = results[j], first == nil || i < first!.0 { first = (i, e) }
         }
-        if let first { throw first }
+        if let first { throw first.1 }
     }
-    return rc
 }
 
 @c @implementation
@@ -175,45 +175,36 @@ public func kofka_send_packed(_ p: OpaquePointer?, _ topic: UnsafePointer<CChar>
         if count == 0 { return }
         let vlens = try need(value_lens, "value_lens", "kofka_send_packed")
         if keys == nil && key_lens != nil { throw invalidArg("kofka_send_packed: keys is NULL but key_lens is not") }
-        let maxBytes = box.producer.broker.config.messageMaxBytes
-        var records: [Record] = []
-        records.reserveCapacity(count)
-        var slots: [Int] = []
-        slots.reserveCapacity(count)
-        var first: (Int, KofkaError)?
+        var batch = RecordBatch(reservingRecords: count, bytes: 0)
         var koff = 0, voff = 0
-        func take(_ base: UnsafeRawPointer?, _ len: Int64, _ off: inout Int, _ what: String, _ i: Int) throws -> [UInt8]? {
+        func take(_ base: UnsafeRawPointer?, _ len: Int64, _ off: inout Int, _ what: String, _ i: Int) throws -> UnsafeRawBufferPointer? {
             if len == -1 { return nil }
-            guard len >= 0 else { throw invalidArg("kofka_send_packed: \(what)_lens[\(i)] is \(len); expected -1 or a length") }
-            guard let base else { throw invalidArg("kofka_send_packed: \(what)s is NULL but \(what)_lens[\(i)] is \(len)") }
+            guard len >= 0 && len <= Int64(Int32.max) else { throw invalidArg("kofka_send_packed: \(what)_lens[\(i)] is \(len); expected -1 or a length") }
+            guard let base else {
+                if len == 0 { return UnsafeRawBufferPointer(start: nil, count: 0) }
+                throw invalidArg("kofka_send_packed: \(what)s is NULL but \(what)_lens[\(i)] is \(len)")
+            }
             defer { off += Int(len) }
-            return len > maxBytes ? [] : Array(UnsafeRawBufferPointer(start: base + off, count: Int(len)))
+            return UnsafeRawBufferPointer(start: base + off, count: Int(len))
         }
         for i in 0..<count {
-            let kl = key_lens?[i] ?? -1, vl = vlens[i]
-            let k = try key_lens == nil ? nil : take(keys, kl, &koff, "key", i)
-            let v = try take(values, vl, &voff, "value", i)
-            if max(kl, 0) + max(vl, 0) > Int64(maxBytes) {
-                let e = KofkaError(.msgTooLarge, "record \(i) of \(max(kl, 0) + max(vl, 0)) bytes exceeds message.max.bytes (\(maxBytes))")
-                partitions_out?[i] = -1; offsets_out?[i] = -1; errs_out?[i] = code(e)
-                if first == nil { first = (i, e) }
-                continue
-            }
-            records.append(Record(partition: partition == -1 ? nil : partition, key: k, value: v))
-            slots.append(i)
+            let k = try key_lens.map { try take(keys, $0[i], &koff, "key", i) } ?? nil
+            let v = try take(values, vlens[i], &voff, "value", i)
+            batch.append(timestampMs: 0, key: k, value: v, headers: nil)
         }
-        let results = try box.producer.sendBatch(t, records)
-        for (j, r) in results.enumerated() {
-            let i = slots[j]
+        let parts = partition == -1 ? nil : [Int32](repeating: partition, count: count)
+        let results = try box.producer.sendBatch(t, batch, partitions: parts)
+        var first: KofkaError?
+        for (i, r) in results.enumerated() {
             switch r {
             case .success(let md):
                 partitions_out?[i] = md.partition; offsets_out?[i] = md.offset; errs_out?[i] = KOFKA_OK
             case .failure(let e):
                 partitions_out?[i] = -1; offsets_out?[i] = -1; errs_out?[i] = code(e)
-                if first == nil || i < first!.0 { first = (i, e) }
+                if first == nil { first = e }
             }
         }
-        if let first { throw first.1 }
+        if let first { throw first }
     }
 }
 

@@ -145,6 +145,29 @@ func convertRecord(_ r: kofka_record, maxBytes: Int) throws -> Record {
                   headers: headers, timestampMs: r.timestamp_ms)
 }
 
+/// Appends a C record to a batch (one copy of its bytes), checking every pointer and length
+/// first; lengths larger than `maxBytes` fail before any byte is read.
+func appendRecord(_ r: kofka_record, to batch: inout RecordBatch, maxBytes: Int) throws {
+    guard r.partition >= -1 else {
+        throw invalidArg("invalid partition \(r.partition): expected a partition number or KOFKA_PARTITION_ANY (-1)")
+    }
+    let total = r.key_len.addingReportingOverflow(r.value_len)
+    if total.overflow || total.partialValue > maxBytes {
+        throw KofkaError(.msgTooLarge, "record of key_len \(r.key_len) + value_len \(r.value_len) bytes exceeds message.max.bytes (\(maxBytes))")
+    }
+    if r.key == nil && r.key_len != 0 { throw invalidArg("key is NULL but key_len is \(r.key_len)") }
+    if r.value == nil && r.value_len != 0 { throw invalidArg("value is NULL but value_len is \(r.value_len)") }
+    var headers: [UInt8]? = nil
+    if r.header_count > 0 {
+        // Headers are rare: convert through the general path, which checks them.
+        headers = HeaderCodec.encode(try convertRecord(r, maxBytes: maxBytes).headers)
+    }
+    batch.append(timestampMs: r.timestamp_ms,
+                 key: r.key.map { UnsafeRawBufferPointer(start: $0, count: r.key_len) },
+                 value: r.value.map { UnsafeRawBufferPointer(start: $0, count: r.value_len) },
+                 headers: headers)
+}
+
 /// A timeout in milliseconds (negative = forever) as a `Duration?`.
 func duration(_ ms: Int32) -> Duration? { ms < 0 ? nil : .milliseconds(Int64(ms)) }
 

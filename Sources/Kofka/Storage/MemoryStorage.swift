@@ -11,7 +11,7 @@ public final class MemoryStorage: StorageBackend, @unchecked Sendable {
     /// Every key of `values`, in UTF-8 byte order (for range scans).
     private var sortedKeys: [String] = []
     /// Partition logs by partition number; record `i` of a log has offset `i`.
-    private var logs: [Int64: SegmentedLog] = [:]
+    private var logs: [Int64: BatchLog] = [:]
     /// Bumped by every committed write that changed something.
     private var token: UInt64 = 0
     /// Bumped by every commit and every `wakeAll`, so waiters can tell a wakeup from a timeout.
@@ -179,14 +179,14 @@ public final class MemoryStorage: StorageBackend, @unchecked Sendable {
         removeValue(key)
     }
 
-    fileprivate func append(_ pnum: Int64, _ records: [RecordData], txn: Int64) throws -> Int64 {
+    fileprivate func append(_ pnum: Int64, _ batch: RecordBatch, txn: Int64) throws -> Int64 {
         try checkPartitionNumber(pnum)
         let count = logs[pnum]?.count ?? 0
         let base = Int64(count)
-        guard !records.isEmpty else { return base }
-        try checkOffsetSpace(pnum, base: base, count: records.count)
+        guard batch.count > 0 else { return base }
+        try checkOffsetSpace(pnum, base: base, count: batch.count)
         undo.append(.truncate(pnum: pnum, count: count))
-        logs[pnum, default: SegmentedLog()].append(records, base: base, txn: txn)
+        logs[pnum, default: BatchLog()].append(batch, txn: txn)
         return base
     }
 
@@ -220,60 +220,58 @@ public final class MemoryStorage: StorageBackend, @unchecked Sendable {
             guard s.writing else { throw KofkaError(.invalidState, "delete inside a read transaction") }
             s.delete(key)
         }
-        func append(_ pnum: Int64, _ records: [RecordData], txn: Int64) throws -> Int64 {
+        func append(_ pnum: Int64, _ batch: RecordBatch, txn: Int64) throws -> Int64 {
             let s = try live()
             guard s.writing else { throw KofkaError(.invalidState, "append inside a read transaction") }
-            return try s.append(pnum, records, txn: txn)
+            return try s.append(pnum, batch, txn: txn)
         }
     }
 }
 
-/// A partition log kept in segments of at most `segmentSize` records, so an append never copies
-/// what is already stored (a single growing array would copy the whole log at each doubling).
-struct SegmentedLog {
-    static let segmentSize = 16_384
-    private var segments: [[StoredRecord]] = []
+/// A partition log as the batches that were appended to it: appending keeps the batch itself
+/// (no copy, no allocation per record); reading copies records out.
+struct BatchLog {
+    private struct Stored {
+        /// Offset of the batch's first record.
+        var base: Int64
+        var batch: RecordBatch
+        var txn: Int64
+    }
+    private var batches: [Stored] = []
     /// Records held.
     private(set) var count = 0
 
-    /// Appends `records` at offsets `base...`, tagged with `txn`.
-    mutating func append(_ records: [RecordData], base: Int64, txn: Int64) {
-        var i = 0
-        while i < records.count {
-            if segments.isEmpty || segments[segments.count - 1].count == Self.segmentSize { segments.append([]) }
-            let last = segments.count - 1
-            let n = min(Self.segmentSize - segments[last].count, records.count - i)
-            let from = i
-            segments[last].append(contentsOf: (from ..< from + n).lazy.map { j in
-                StoredRecord(offset: base + Int64(j), txn: txn, data: records[j])
-            })
-            i += n
-        }
-        count += records.count
+    mutating func append(_ batch: RecordBatch, txn: Int64) {
+        batches.append(Stored(base: Int64(count), batch: batch, txn: txn))
+        count += batch.count
     }
 
-    /// Keeps the first `n` records.
+    /// Keeps the first `n` records (`n` is always a batch boundary: rollback undoes whole appends).
     mutating func truncate(to n: Int) {
-        guard n < count else { return }
-        let keepSegments = (n + Self.segmentSize - 1) / Self.segmentSize
-        segments.removeSubrange(keepSegments...)
-        if let last = segments.indices.last {
-            let inLast = n - last * Self.segmentSize
-            segments[last].removeSubrange(inLast...)
-        }
-        count = n
+        while let last = batches.last, last.base >= Int64(n) { batches.removeLast() }
+        count = batches.last.map { Int($0.base) + $0.batch.count } ?? 0
     }
 
     /// Records `lo ..< hi` (within `0 ..< count`).
     func slice(_ lo: Int, _ hi: Int) -> [StoredRecord] {
         var out: [StoredRecord] = []
         out.reserveCapacity(hi - lo)
-        var i = lo
-        while i < hi {
-            let seg = i / Self.segmentSize, at = i % Self.segmentSize
-            let n = min(Self.segmentSize - at, hi - i)
-            out.append(contentsOf: segments[seg][at ..< at + n])
-            i += n
+        // the last batch whose base <= lo
+        var a = 0, b = batches.count - 1
+        while a < b {
+            let mid = (a + b + 1) / 2
+            if batches[mid].base <= Int64(lo) { a = mid } else { b = mid - 1 }
+        }
+        var i = a, at = lo
+        while at < hi && i < batches.count {
+            let s = batches[i]
+            let first = at - Int(s.base)
+            let n = min(s.batch.count - first, hi - at)
+            for j in first ..< first + n {
+                out.append(StoredRecord(offset: s.base + Int64(j), txn: s.txn, data: s.batch.record(j)))
+            }
+            at += n
+            i += 1
         }
         return out
     }

@@ -120,6 +120,19 @@ func sqliteWithBlob<R>(_ stmt: OpaquePointer, _ index: Int32, _ bytes: [UInt8]?,
     }
 }
 
+/// Binds `len` bytes of `buf` at `start` (no copy; the buffer must outlive the step), NULL for
+/// `len` -1, or a zero-length blob for 0.
+@inline(__always)
+func sqliteBindSlice(_ stmt: OpaquePointer, _ index: Int32, _ buf: UnsafeRawBufferPointer, _ start: Int, _ len: Int32) {
+    if len < 0 {
+        sqlite3_bind_null(stmt, index)
+    } else if len > 0, let base = buf.baseAddress {
+        sqlite3_bind_blob(stmt, index, base + start, len, kofka_sqlite_static())
+    } else {
+        sqlite3_bind_zeroblob(stmt, index, 0)
+    }
+}
+
 /// Column `index` as bytes: nil for NULL, `[]` for a zero-length blob.
 @inline(__always)
 func sqliteColumnBlob(_ stmt: OpaquePointer, _ index: Int32) -> [UInt8]? {

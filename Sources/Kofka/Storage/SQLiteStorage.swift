@@ -358,34 +358,31 @@ public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
             if sqlite3_changes(c.db) > 0 { changed = true }
         }
 
-        func append(_ pnum: Int64, _ records: [RecordData], txn: Int64) throws -> Int64 {
+        func append(_ pnum: Int64, _ batch: RecordBatch, txn: Int64) throws -> Int64 {
             let c = try writer("append")
             let first = try highWatermark(pnum)
-            guard !records.isEmpty else { return first }
-            try checkOffsetSpace(pnum, base: first, count: records.count)
+            guard batch.count > 0 else { return first }
+            try checkOffsetSpace(pnum, base: first, count: batch.count)
             let stmt = try c.statement(SQL.insertRecord)
             defer {
                 sqlite3_reset(stmt)
-                sqlite3_clear_bindings(stmt)   // drop pointers to the callers' buffers
+                sqlite3_clear_bindings(stmt)   // drop pointers to the batch's buffer
             }
             sqlite3_bind_int64(stmt, 6, txn)   // bindings survive sqlite3_reset
             var id = Self.base(pnum) + first
             changed = true
-            try records.withUnsafeBufferPointer { rows in
-                for row in rows {
+            try batch.buffer.withUnsafeBytes { buf in
+                for e in batch.entries {
                     sqlite3_bind_int64(stmt, 1, id)
-                    sqlite3_bind_int64(stmt, 2, row.timestampMs)
-                    try sqliteWithBlob(stmt, 3, row.key) {
-                        try sqliteWithBlob(stmt, 4, row.value) {
-                            try sqliteWithBlob(stmt, 5, row.headers) {
-                                let rc = sqlite3_step(stmt)
-                                guard rc == SQLITE_DONE else {
-                                    throw c.error(rc, "append to partition \(pnum)")
-                                }
-                                sqlite3_reset(stmt)
-                            }
-                        }
+                    sqlite3_bind_int64(stmt, 2, e.timestampMs)
+                    sqliteBindSlice(stmt, 3, buf, e.start, e.keyLen)
+                    sqliteBindSlice(stmt, 4, buf, e.valueStart, e.valueLen)
+                    sqliteBindSlice(stmt, 5, buf, e.headersStart, e.headersLen)
+                    let rc = sqlite3_step(stmt)
+                    guard rc == SQLITE_DONE else {
+                        throw c.error(rc, "append to partition \(pnum)")
                     }
+                    sqlite3_reset(stmt)
                     id += 1
                 }
             }

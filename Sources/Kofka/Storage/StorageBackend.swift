@@ -54,9 +54,16 @@ public protocol StorageWriter: StorageReader {
     func put(_ key: String, _ value: [UInt8]) throws
     /// Removes `key` (no error if absent).
     func delete(_ key: String) throws
-    /// Appends `records` to partition `pnum` at its high watermark, tagged with `txn`
+    /// Appends the batch's records to partition `pnum` at its high watermark, tagged with `txn`
     /// (0 = not transactional), and returns the offset of the first one.
-    func append(_ pnum: Int64, _ records: [RecordData], txn: Int64) throws -> Int64
+    func append(_ pnum: Int64, _ batch: RecordBatch, txn: Int64) throws -> Int64
+}
+
+extension StorageWriter {
+    /// Appends `records` (copied into one batch).
+    public func append(_ pnum: Int64, _ records: [RecordData], txn: Int64) throws -> Int64 {
+        try append(pnum, RecordBatch(records), txn: txn)
+    }
 }
 
 /// A record as the storage keeps it, before it has an offset.

@@ -1,0 +1,113 @@
+/// Records packed into one buffer — Kafka's record batch. It is the unit a producer sends and a
+/// storage appends: building one costs one copy of each record's bytes into a shared buffer and
+/// no allocation per record, and the memory backend keeps the batch itself as its log.
+///
+/// ```swift
+/// var b = RecordBatch()
+/// b.append(RecordData(timestampMs: 0, key: nil, value: Array("v".utf8), headers: nil))
+/// let results = try producer.sendBatch("events", b)
+/// ```
+public struct RecordBatch: Sendable {
+    /// Where one record's bytes are: key, then value, then encoded headers, back to back from `start`.
+    public struct Entry: Sendable, Hashable {
+        /// Milliseconds since the epoch; 0 = "now" until the producer resolves it.
+        public var timestampMs: Int64
+        /// Offset of the record's first byte in `buffer`.
+        public var start: Int
+        /// Key length, -1 for no key.
+        public var keyLen: Int32
+        /// Value length, -1 for no value.
+        public var valueLen: Int32
+        /// Encoded headers length (`HeaderCodec`), -1 for none.
+        public var headersLen: Int32
+
+        var valueStart: Int { start + Int(max(0, keyLen)) }
+        var headersStart: Int { valueStart + Int(max(0, valueLen)) }
+        /// Bytes counted against `message.max.bytes` (key + value + encoded headers).
+        var size: Int { Int(max(0, keyLen)) + Int(max(0, valueLen)) + Int(max(0, headersLen)) }
+    }
+
+    /// Every record's bytes.
+    public private(set) var buffer: [UInt8] = []
+    /// One entry per record, in order.
+    public private(set) var entries: [Entry] = []
+
+    public init() {}
+
+    /// An empty batch with room for `records` records of `bytes` bytes in all.
+    public init(reservingRecords records: Int, bytes: Int) {
+        entries.reserveCapacity(records)
+        buffer.reserveCapacity(bytes)
+    }
+
+    /// A batch of `records`, copied.
+    public init(_ records: [RecordData]) {
+        self.init(reservingRecords: records.count, bytes: records.reduce(0) { $0 + ($1.key?.count ?? 0) + ($1.value?.count ?? 0) + ($1.headers?.count ?? 0) })
+        for r in records { append(r) }
+    }
+
+    /// Records in the batch.
+    public var count: Int { entries.count }
+
+    private mutating func put(_ p: UnsafeRawBufferPointer?) -> Int32 {
+        guard let p else { return -1 }
+        if let base = p.baseAddress, p.count > 0 {
+            buffer.append(contentsOf: UnsafeBufferPointer(start: base.assumingMemoryBound(to: UInt8.self), count: p.count))
+        }
+        return Int32(truncatingIfNeeded: p.count)
+    }
+
+    /// Appends one record from raw bytes (copied). nil key / value mean "none", distinct from empty.
+    public mutating func append(timestampMs: Int64, key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer?, headers: [UInt8]?) {
+        let start = buffer.count
+        let kl = put(key)
+        let vl = put(value)
+        var hl: Int32 = -1
+        if let headers {
+            buffer.append(contentsOf: headers)
+            hl = Int32(truncatingIfNeeded: headers.count)
+        }
+        entries.append(Entry(timestampMs: timestampMs, start: start, keyLen: kl, valueLen: vl, headersLen: hl))
+    }
+
+    /// Appends one record (copied).
+    public mutating func append(_ r: RecordData) {
+        func with<T>(_ a: [UInt8]?, _ body: (UnsafeRawBufferPointer?) -> T) -> T {
+            guard let a else { return body(nil) }
+            return a.withUnsafeBytes { body($0) }
+        }
+        with(r.key) { k in with(r.value) { v in append(timestampMs: r.timestampMs, key: k, value: v, headers: r.headers) } }
+    }
+
+    /// Record `i` as separate arrays (a copy).
+    public func record(_ i: Int) -> RecordData {
+        let e = entries[i]
+        return buffer.withUnsafeBufferPointer { b in
+            func slice(_ at: Int, _ len: Int32) -> [UInt8]? { len < 0 ? nil : Array(b[at ..< at + Int(len)]) }
+            return RecordData(timestampMs: e.timestampMs, key: slice(e.start, e.keyLen), value: slice(e.valueStart, e.valueLen),
+                              headers: slice(e.headersStart, e.headersLen))
+        }
+    }
+
+    /// The records at `indices`, as a new batch.
+    func select(_ indices: [Int]) -> RecordBatch {
+        var out = RecordBatch(reservingRecords: indices.count, bytes: indices.reduce(0) { $0 + entries[$1].size })
+        buffer.withUnsafeBytes { b in
+            for i in indices {
+                let e = entries[i]
+                let start = out.buffer.count
+                if e.size > 0, let base = b.baseAddress {
+                    out.buffer.append(contentsOf: UnsafeBufferPointer(start: (base + e.start).assumingMemoryBound(to: UInt8.self), count: e.size))
+                }
+                out.entries.append(Entry(timestampMs: e.timestampMs, start: start, keyLen: e.keyLen, valueLen: e.valueLen, headersLen: e.headersLen))
+            }
+        }
+        return out
+    }
+
+    /// Replaces 0 ("now") timestamps with `now`.
+    mutating func resolveTimestamps(_ now: Int64) {
+        guard entries.contains(where: { $0.timestampMs == 0 }) else { return }
+        for i in entries.indices where entries[i].timestampMs == 0 { entries[i].timestampMs = now }
+    }
+}
