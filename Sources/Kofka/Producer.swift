@@ -75,14 +75,12 @@ public final class Producer: @unchecked Sendable {
     public func sendBatch(_ topic: String, _ records: [Record]) throws -> [Result<RecordMetadata, KofkaError>] {
         var batch = RecordBatch(reservingRecords: records.count, bytes: records.reduce(0) { $0 + $1.size })
         var parts = [Int32](repeating: -1, count: records.count)
-        var bad: [Int: KofkaError] = [:]
+        let now = nowMs()
         for (i, r) in records.enumerated() {
             if let p = r.partition { parts[i] = p < 0 ? -2 : p }
-            batch.append(RecordData(timestampMs: r.timestampMs, key: r.key, value: r.value, headers: HeaderCodec.encode(r.headers)))
+            batch.append(RecordData(timestampMs: r.timestampMs == 0 ? now : r.timestampMs, key: r.key, value: r.value, headers: HeaderCodec.encode(r.headers)))
         }
-        var results = try sendBatch(topic, batch, partitions: parts, failed: bad)
-        for (i, e) in bad { results[i] = .failure(e) }
-        return results
+        return try sendBatch(topic, batch, partitions: parts)
     }
 
     /// Sends a packed batch synchronously (the fastest way in: no allocation per record).
@@ -93,10 +91,34 @@ public final class Producer: @unchecked Sendable {
     }
 
     private func sendBatch(_ topic: String, _ input: RecordBatch, partitions: [Int32]?, failed: [Int: KofkaError]) throws -> [Result<RecordMetadata, KofkaError>] {
+        let o = try send(topic, input, partitions: partitions, failed: failed)
+        return (0..<o.count).map { i in
+            if let e = o.errors[i] { return .failure(e) }
+            return .success(RecordMetadata(topic: topic, partition: o.partitions[i], offset: o.offsets[i]))
+        }
+    }
+
+    /// What happened to each record of a batch, without a per-record object: where it went,
+    /// its offset (-1 when unknown or failed), and the errors of the records that failed.
+    public struct BatchOutcome: Sendable {
+        public var partitions: [Int32]
+        public var offsets: [Int64]
+        public var errors: [Int: KofkaError]
+        public var count: Int { offsets.count }
+        /// The first failed record's index and error.
+        public var firstError: (Int, KofkaError)? { errors.min { $0.key < $1.key }.map { ($0.key, $0.value) } }
+    }
+
+    /// Sends a packed batch synchronously and reports each record's partition, offset or error
+    /// in compact arrays (the path the C face and bindings take).
+    public func send(_ topic: String, _ batch: RecordBatch, partitions: [Int32]? = nil) throws -> BatchOutcome {
+        try send(topic, batch, partitions: partitions, failed: [:])
+    }
+
+    private func send(_ topic: String, _ input: RecordBatch, partitions: [Int32]?, failed: [Int: KofkaError]) throws -> BatchOutcome {
         try checkOpen()
         let meta = try broker.topicMeta(topic, autoCreate: true)
-        var batch = input
-        batch.resolveTimestamps(nowMs())
+        let batch = input
         let sticky = nextSpread(meta.partitions)
         let maxBytes = broker.config.messageMaxBytes
         let n = batch.count
@@ -106,7 +128,8 @@ public final class Producer: @unchecked Sendable {
         var only: Int32 = -1
         var mixed = false
         batch.buffer.withUnsafeBytes { buf in
-            for i in 0..<n where failures[i] == nil {
+            let checkFailed = !failures.isEmpty
+            for i in 0..<n where !checkFailed || failures[i] == nil {
                 let e = batch.entries[i]
                 if e.timestampMs < 0 {
                     failures[i] = KofkaError(.invalidArg, "invalid timestamp \(e.timestampMs): expected milliseconds since the epoch, or 0 for now")
@@ -134,21 +157,18 @@ public final class Producer: @unchecked Sendable {
                 if only < 0 { only = p } else if p != only { mixed = true }
             }
         }
-        func ok(_ p: Int32, _ base: Int64, _ j: Int) -> Result<RecordMetadata, KofkaError> {
-            .success(RecordMetadata(topic: topic, partition: p, offset: base < 0 ? -1 : base + Int64(j)))
-        }
+        var offsets = [Int64](repeating: -1, count: n)
         if !mixed && failures.isEmpty {
             // One partition: the batch goes as it is, in one request.
-            guard only >= 0 else { return [] }
+            guard only >= 0 else { return BatchOutcome(partitions: parts, offsets: offsets, errors: [:]) }
             do {
                 let base = try deliver(meta, only, batch)
-                return (0..<n).map { ok(only, base, $0) }
+                if base >= 0 { for i in 0..<n { offsets[i] = base + Int64(i) } }
             } catch let e as KofkaError {
-                return (0..<n).map { _ in .failure(e) }
+                for i in 0..<n { failures[i] = e }
             }
+            return BatchOutcome(partitions: parts, offsets: offsets, errors: failures)
         }
-        var results = [Result<RecordMetadata, KofkaError>](repeating: .failure(KofkaError(.invalidState, "not sent")), count: n)
-        for (i, e) in failures { results[i] = .failure(e) }
         // One request per partition, in order of first appearance.
         var groups: [Int32: [Int]] = [:]
         var order: [Int32] = []
@@ -160,12 +180,12 @@ public final class Producer: @unchecked Sendable {
             guard let idx = groups[p] else { continue }
             do {
                 let base = try deliver(meta, p, batch.select(idx))
-                for (j, i) in idx.enumerated() { results[i] = ok(p, base, j) }
+                if base >= 0 { for (j, i) in idx.enumerated() { offsets[i] = base + Int64(j) } }
             } catch let e as KofkaError {
-                for i in idx { results[i] = .failure(e) }
+                for i in idx { failures[i] = e }
             }
         }
-        return results
+        return BatchOutcome(partitions: parts, offsets: offsets, errors: failures)
     }
 
     /// The partition for `record`: its explicit partition, murmur2 of its key, or `sticky`.

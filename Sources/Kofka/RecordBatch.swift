@@ -10,7 +10,7 @@
 public struct RecordBatch: Sendable {
     /// Where one record's bytes are: key, then value, then encoded headers, back to back from `start`.
     public struct Entry: Sendable, Hashable {
-        /// Milliseconds since the epoch; 0 = "now" until the producer resolves it.
+        /// Milliseconds since the epoch (0 given to `append` means the batch's creation time).
         public var timestampMs: Int64
         /// Offset of the record's first byte in `buffer`.
         public var start: Int
@@ -31,11 +31,14 @@ public struct RecordBatch: Sendable {
     public private(set) var buffer: [UInt8] = []
     /// One entry per record, in order.
     public private(set) var entries: [Entry] = []
+    /// What a timestamp of 0 ("now") becomes: the time the batch was made.
+    private let now: Int64
 
-    public init() {}
+    public init() { now = nowMs() }
 
     /// An empty batch with room for `records` records of `bytes` bytes in all.
     public init(reservingRecords records: Int, bytes: Int) {
+        now = nowMs()
         entries.reserveCapacity(records)
         buffer.reserveCapacity(bytes)
     }
@@ -57,8 +60,13 @@ public struct RecordBatch: Sendable {
         return Int32(truncatingIfNeeded: p.count)
     }
 
-    /// Appends one record from raw bytes (copied). nil key / value mean "none", distinct from empty.
+    /// Appends one record from raw bytes (copied). nil key / value mean "none", distinct from
+    /// empty; a timestamp of 0 means the batch's creation time.
     public mutating func append(timestampMs: Int64, key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer?, headers: [UInt8]?) {
+        appendVerbatim(timestampMs == 0 ? now : timestampMs, key, value, headers)
+    }
+
+    private mutating func appendVerbatim(_ timestampMs: Int64, _ key: UnsafeRawBufferPointer?, _ value: UnsafeRawBufferPointer?, _ headers: [UInt8]?) {
         let start = buffer.count
         let kl = put(key)
         let vl = put(value)
@@ -70,13 +78,13 @@ public struct RecordBatch: Sendable {
         entries.append(Entry(timestampMs: timestampMs, start: start, keyLen: kl, valueLen: vl, headersLen: hl))
     }
 
-    /// Appends one record (copied).
+    /// Appends one record (copied), its timestamp as it is.
     public mutating func append(_ r: RecordData) {
         func with<T>(_ a: [UInt8]?, _ body: (UnsafeRawBufferPointer?) -> T) -> T {
             guard let a else { return body(nil) }
             return a.withUnsafeBytes { body($0) }
         }
-        with(r.key) { k in with(r.value) { v in append(timestampMs: r.timestampMs, key: k, value: v, headers: r.headers) } }
+        with(r.key) { k in with(r.value) { v in appendVerbatim(r.timestampMs, k, v, r.headers) } }
     }
 
     /// Record `i` as separate arrays (a copy).
@@ -105,9 +113,4 @@ public struct RecordBatch: Sendable {
         return out
     }
 
-    /// Replaces 0 ("now") timestamps with `now`.
-    mutating func resolveTimestamps(_ now: Int64) {
-        guard entries.contains(where: { $0.timestampMs == 0 }) else { return }
-        for i in entries.indices where entries[i].timestampMs == 0 { entries[i].timestampMs = now }
-    }
 }

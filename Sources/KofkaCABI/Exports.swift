@@ -136,7 +136,11 @@ public func kofka_send_batch(_ p: OpaquePointer?, _ topic: UnsafePointer<CChar>?
         let recs = try need(records, "records", "kofka_send_batch")
         let maxBytes = box.producer.broker.config.messageMaxBytes
         // Pack every record into one batch; a record whose pointers or lengths are bad fails alone.
-        var batch = RecordBatch(reservingRecords: count, bytes: 0)
+        var bytes = 0
+        for i in 0..<count where recs[i].key_len < Int(Int32.max) && recs[i].value_len < Int(Int32.max) {
+            bytes &+= recs[i].key_len &+ recs[i].value_len
+        }
+        var batch = RecordBatch(reservingRecords: count, bytes: min(bytes, count &* maxBytes))
         var parts: [Int32] = []
         var slots: [Int] = []
         parts.reserveCapacity(count)
@@ -152,10 +156,17 @@ public func kofka_send_batch(_ p: OpaquePointer?, _ topic: UnsafePointer<CChar>?
                 if first == nil { first = (i, e) }
             }
         }
-        let results = try box.producer.sendBatch(t, batch, partitions: parts)
+        let o = try box.producer.send(t, batch, partitions: parts)
         for (j, i) in slots.enumerated() {
-            setResult(recs + i, results[j])
-            if case .failure(let e) = results[j], first == nil || i < first!.0 { first = (i, e) }
+            recs[i].partition = o.partitions[j]
+            recs[i].offset = o.offsets[j]
+            recs[i].err = KOFKA_OK
+        }
+        for (j, e) in o.errors {
+            let i = slots[j]
+            recs[i].err = code(e)
+            recs[i].offset = -1
+            if first == nil || i < first!.0 { first = (i, e) }
         }
         if let first { throw first.1 }
     }
@@ -175,7 +186,11 @@ public func kofka_send_packed(_ p: OpaquePointer?, _ topic: UnsafePointer<CChar>
         if count == 0 { return }
         let vlens = try need(value_lens, "value_lens", "kofka_send_packed")
         if keys == nil && key_lens != nil { throw invalidArg("kofka_send_packed: keys is NULL but key_lens is not") }
-        var batch = RecordBatch(reservingRecords: count, bytes: 0)
+        var bytes = 0
+        for i in 0..<count {
+            bytes &+= Int(clamping: max(0, vlens[i])) &+ Int(clamping: max(0, key_lens?[i] ?? 0))
+        }
+        var batch = RecordBatch(reservingRecords: count, bytes: min(max(0, bytes), 1 << 31))
         var koff = 0, voff = 0
         func take(_ base: UnsafeRawPointer?, _ len: Int64, _ off: inout Int, _ what: String, _ i: Int) throws -> UnsafeRawBufferPointer? {
             if len == -1 { return nil }
@@ -193,18 +208,17 @@ public func kofka_send_packed(_ p: OpaquePointer?, _ topic: UnsafePointer<CChar>
             batch.append(timestampMs: 0, key: k, value: v, headers: nil)
         }
         let parts = partition == -1 ? nil : [Int32](repeating: partition, count: count)
-        let results = try box.producer.sendBatch(t, batch, partitions: parts)
-        var first: KofkaError?
-        for (i, r) in results.enumerated() {
-            switch r {
-            case .success(let md):
-                partitions_out?[i] = md.partition; offsets_out?[i] = md.offset; errs_out?[i] = KOFKA_OK
-            case .failure(let e):
-                partitions_out?[i] = -1; offsets_out?[i] = -1; errs_out?[i] = code(e)
-                if first == nil { first = e }
-            }
+        let o = try box.producer.send(t, batch, partitions: parts)
+        for i in 0..<count {
+            partitions_out?[i] = o.partitions[i]
+            offsets_out?[i] = o.offsets[i]
+            errs_out?[i] = KOFKA_OK
         }
-        if let first { throw first }
+        for (i, e) in o.errors {
+            partitions_out?[i] = -1
+            errs_out?[i] = code(e)
+        }
+        if let (_, e) = o.firstError { throw e }
     }
 }
 

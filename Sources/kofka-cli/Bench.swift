@@ -271,20 +271,20 @@ final class BenchRunner {
         try broker.createTopic("bench", partitions: 1)
         let producer = try broker.producer(ProducerConfig([("delivery.mode", mode.rawValue)]))
         let source = value(size)
-        var chunk: [Record] = []
-        chunk.reserveCapacity(1000)
         var left = n
         let t0 = monoSeconds()
-        while left > 0 {
-            // Each record gets its own freshly allocated copy of the value, as an application
-            // building records does (and as the C log's malloc + memcpy per record does): a Swift
-            // array shared by every record would let the memory backend keep references and copy nothing.
-            chunk.removeAll(keepingCapacity: true)
-            for _ in 0..<min(1000, left) { chunk.append(Record(partition: 0, value: copyBytes(source))) }
-            for r in try producer.sendBatch("bench", chunk) {
-                if case .failure(let e) = r { throw e }
+        try source.withUnsafeBytes { src in
+            while left > 0 {
+                // Each record's bytes are copied into the batch, as the C log's malloc + memcpy per
+                // record copies them: the fastest way in from Swift (a RecordBatch, one buffer per
+                // 1,000 records) against the fastest plain C.
+                let k = min(1000, left)
+                var batch = RecordBatch(reservingRecords: k, bytes: k * size)
+                for _ in 0..<k { batch.append(timestampMs: 0, key: nil, value: src, headers: nil) }
+                let o = try producer.send("bench", batch, partitions: [Int32](repeating: 0, count: k))
+                if let (_, e) = o.firstError { throw e }
+                left -= k
             }
-            left -= chunk.count
         }
         let secs = monoSeconds() - t0
         try producer.close()
