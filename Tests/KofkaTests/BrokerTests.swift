@@ -145,4 +145,24 @@ struct BrokerTests {
         #expect(failure { _ = try Broker("postgres://x") }?.code == .invalidArg)
         #expect(failure { _ = try Broker("sqlite:") }?.code == .invalidArg)
     }
+
+    @Test(arguments: backends)
+    func handlesOnAClosedBrokerFailWithClosed(kind: String) throws {
+        let f = try BrokerFixture(kind)
+        try f.broker.createTopic("c", partitions: 1)
+        let p = try f.broker.producer(try pcfg([("delivery.mode", "exactly-once")]))
+        _ = try p.send("c", Record(value: bytes("v0")))
+        let c = try f.broker.consumer(ConsumerConfig(groupId: "g"))
+        try c.subscribe(["c"])
+        f.broker.close()
+        f.broker.close()   // idempotent
+        #expect(errorCode { _ = try p.send("c", Record(value: bytes("v1"))) } == .closed)
+        #expect(errorCode { try p.produce("c", Record(value: bytes("v1"))) } == .closed)
+        #expect(errorCode { _ = try c.poll(timeout: .milliseconds(10)) } == .closed)
+        #expect(errorCode { try f.broker.createTopic("d", partitions: 1) } == .closed)
+        #expect(errorCode { _ = try f.broker.watermarks("c", 0) } == .closed)
+        #expect(errorCode { _ = try f.broker.producer() } == .closed)
+        try c.close()
+        try p.close()
+    }
 }
