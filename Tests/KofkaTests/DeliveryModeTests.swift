@@ -223,4 +223,24 @@ struct DeliveryModeTests {
         try p.flush(timeout: .seconds(5))
         #expect(try f.broker.watermarks("q", 0).high == 11)
     }
+
+    @Test(arguments: backends)
+    func idempotentProducerThatGivesUpKeepsWorkingWithoutSequenceErrors(kind: String) throws {
+        let f = try BrokerFixture(kind)
+        try f.broker.createTopic("g", partitions: 1)
+        let p = try f.broker.producer(try pcfg([("delivery.mode", "exactly-once"), ("retries", "0")] + Self.lossy))
+        var ok: [Int] = [], timedOut: [Int] = [], other: [ErrorCode] = []
+        for i in 0..<300 {
+            do { _ = try p.send("g", Record(value: bytes("v\(i)"))); ok.append(i) }
+            catch let e as KofkaError { if e.code == .timedOut { timedOut.append(i) } else { other.append(e.code) } }
+        }
+        let values = try readAll(f.broker, "g").compactMap(intValue)
+        let t = Tally(sent: 300, values: values)
+        print("[\(kind)] exactly-once with retries=0 over 20%/20% loss: \(ok.count) ok, \(timedOut.count) timed out, other=\(other), log: \(t)")
+        #expect(other.isEmpty)
+        #expect(!timedOut.isEmpty)
+        #expect(t.duplicated == 0)
+        #expect(Set(ok).isSubset(of: Set(values)), "every acknowledged record is in the log")
+        #expect(reorderings(values) == 0)
+    }
 }
