@@ -291,7 +291,8 @@ public final class Producer: @unchecked Sendable {
                     throw KofkaError(.timedOut, "\(e.message); outcome unknown, \(why)")
                 }
                 sleepMs(config.retryBackoffMs)
-                try checkOpen()
+                // With an identity this runs under sendLock (not recursive), which checkOpen takes.
+                if identity == nil { try checkOpen() } else { try broker.checkOpen() }
             }
         }
     }
