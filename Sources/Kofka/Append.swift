@@ -74,6 +74,12 @@ extension Broker {
         return base
     }
 
+    /// `appendRequest` for records given one by one.
+    func appendRequest(_ meta: TopicMeta, _ partition: Int32, _ records: [RecordData],
+                       identity: ProducerIdentity?, baseSeq: Int32) throws -> Int64 {
+        try appendRequest(meta, partition, RecordBatch(records), identity: identity, baseSeq: baseSeq)
+    }
+
     /// A new producer id for a plain idempotent producer (epoch 0).
     func allocateProducerId() throws -> Int64 {
         try checkOpen()

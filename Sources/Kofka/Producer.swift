@@ -291,8 +291,7 @@ public final class Producer: @unchecked Sendable {
                     throw KofkaError(.timedOut, "\(e.message); outcome unknown, \(why)")
                 }
                 sleepMs(config.retryBackoffMs)
-                // With an identity this runs under sendLock (not recursive), which checkOpen takes.
-                if identity == nil { try checkOpen() } else { try broker.checkOpen() }
+                try checkOpen()   // takes rngLock, never sendLock, so it is safe under sendLock
             }
         }
     }
