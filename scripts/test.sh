@@ -27,6 +27,7 @@ suite "c tests (include/kofka.h + libkofka.so)" bash Tests/c/run.sh "$lib"
 suite "python tests (bindings/python)" env KOFKA_LIBRARY="$lib/libkofka.so" python3 -m pytest bindings/python/tests -q
 suite "python package: pip install into a fresh venv, env -i, pytest against it" bash bindings/python/tests_install/test_install.sh
 suite "c install: install.sh, pkg-config build, env -i run" bash Tests/c/test_install.sh
+suite "README examples run as written (C, Python, Swift)" bash Tests/readme/test_readme.sh
 suite "swift example package (depends on Kofka by path)" \
     bash -c 'cd bindings/swift/Example && swift build 2>&1 | tail -n 1 && .build/debug/Example'
 suite "demo on memory: (the README's first command)" "$lib/kofka-cli" demo
