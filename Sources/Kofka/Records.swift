@@ -110,7 +110,7 @@ public struct TopicPartition: Sendable, Hashable, Comparable, CustomStringConver
 
 /// Milliseconds since the epoch, from the wall clock.
 @inline(__always)
-func nowMs() -> Int64 {
+public func nowMs() -> Int64 {
     var ts = timespec()
     clock_gettime(CLOCK_REALTIME, &ts)
     return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000

@@ -48,7 +48,7 @@ struct Demo: ParsableCommand {
         o.seed = seed
         let broker = try Broker(storage)
         defer { broker.close() }
-        let runId = "demo-\(nowMillis())"
+        let runId = "demo-\(nowMs())"
         let progress = isatty(2) != 0 && !json
         var results: [DeliveryLab.Result] = []
         for m in modes.split(separator: ",") {
@@ -114,11 +114,6 @@ func format1(_ d: Double) -> String {
     return "\(t)"
 }
 
-func nowMillis() -> Int64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_REALTIME, &ts)
-    return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
-}
 
 
 /// `kofka demo-worker`: one consume-transform-produce worker process of the crash harness.
@@ -155,7 +150,7 @@ struct Harness {
     let progress: Bool
 
     func run(_ mode: DeliveryMode, broker: Broker, runId: String) throws -> DeliveryLab.Result {
-        let started = nowMillis()
+        let started = nowMs()
         let tin = "\(runId)-\(mode.rawValue)-in", tout = "\(runId)-\(mode.rawValue)-out", group = "\(runId)-\(mode.rawValue)"
         try broker.createTopic(tin, partitions: options.partitions)
         try broker.createTopic(tout, partitions: options.partitions)
@@ -169,7 +164,7 @@ struct Harness {
         var pids = try (0..<workers).map { try spawn($0) }
         var rng = SystemRandomNumberGenerator()
         var killed = 0
-        let flowStart = nowMillis()
+        let flowStart = nowMs()
         // The producer writes the input in chunks while workers are being killed.
         let producer = try broker.producer(try DeliveryLab.producerConfig(mode, options))
         var checker = DeliveryChecker()
@@ -179,9 +174,9 @@ struct Harness {
         func sendChunk(_ n: UInt64) {
             guard nextId <= total else { return }
             let last = min(total, nextId + n - 1)
-            let t0 = nowMillis()
+            let t0 = nowMs()
             DeliveryLab.send(producer, topic: tin, ids: nextId...last, into: &checker)
-            sendNs += nowMillis() - t0
+            sendNs += nowMs() - t0
             nextId = last + 1
         }
         let chunk = max(1, total / UInt64(max(1, kills)))
@@ -207,8 +202,8 @@ struct Harness {
         var inputCheck = checker
         let stored = try DeliveryLab.readAll(broker: broker, topic: tin) { id, p in inputCheck.read(id, partition: "\(p)") }
         // let the survivors finish the input
-        let deadline = nowMillis() + Int64(options.timeLimitMs)
-        while nowMillis() < deadline {
+        let deadline = nowMs() + Int64(options.timeLimitMs)
+        while nowMs() < deadline {
             if try DeliveryLab.caughtUp(broker: broker, group: group, topic: tin) { usleep(300_000); break }
             for s in 0..<workers {
                 var st: Int32 = 0
@@ -217,13 +212,13 @@ struct Harness {
             usleep(50_000)
         }
         for p in pids { kill(p, SIGKILL); var st: Int32 = 0; waitpid(p, &st, 0) }
-        let flowMs = nowMillis() - flowStart
+        let flowMs = nowMs() - flowStart
         let processed = try DeliveryLab.readAll(broker: broker, topic: tout) { id, p in checker.read(id, partition: "\(p)") }
         let report = checker.report()
         return DeliveryLab.Result(mode: mode, sent: options.records, stored: stored, processed: processed,
                                   lost: options.records - report.uniqueReads, duplicated: report.duplicateCount, crashes: killed,
                                   produceRate: produceRate, processRate: Double(processed) * 1000 / Double(max(1, flowMs)),
-                                  seconds: Double(nowMillis() - started) / 1000, producerCheck: inputCheck.report(), endToEnd: report,
+                                  seconds: Double(nowMs() - started) / 1000, producerCheck: inputCheck.report(), endToEnd: report,
                                   promise: DeliveryLab.promise(mode), held: DeliveryLab.holds(mode, report))
     }
 }

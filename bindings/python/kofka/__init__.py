@@ -49,6 +49,7 @@ from typing import (
     Sequence,
     Tuple,
     Type,
+    TypeVar,
     Union,
 )
 
@@ -99,6 +100,7 @@ PARTITION_ANY: int = _ffi.KOFKA_PARTITION_ANY
 _SLICE_MS = 200
 _INT_MAX = 2**31 - 1
 
+_T = TypeVar("_T", bound="_Closing")
 Bytesish = Union[bytes, bytearray, memoryview, str]
 Headers = Union[Sequence[Tuple[str, Optional[Bytesish]]], Mapping[str, Optional[Bytesish]]]
 
@@ -460,7 +462,27 @@ def _message_from(m: _ffi.kofka_message) -> Message:
 # ---------------------------------------------------------------------------
 
 
-class Broker:
+class _Closing:
+    """Context-manager and finaliser behaviour shared by the handle classes: leaving a
+    ``with`` block or collecting the object closes it (errors at collection are ignored)."""
+
+    def close(self) -> None:  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def __enter__(self: _T) -> _T:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class Broker(_Closing):
     """A storage backend opened as a broker.
 
     Args:
@@ -528,18 +550,6 @@ class Broker:
         if h:
             _call(_lib.kofka_broker_close, h)
 
-    def __enter__(self) -> "Broker":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
-
     def __repr__(self) -> str:
         return f"<kofka.Broker {self.storage!r}{' closed' if self.closed else ''}>"
 
@@ -571,7 +581,7 @@ def _make_delivery_trampoline(ref: "weakref.ReferenceType[Producer]") -> Any:
     return _ffi.kofka_delivery_cb(trampoline)
 
 
-class Producer:
+class Producer(_Closing):
     """Produces records to a broker's topics.
 
     Args:
@@ -861,12 +871,6 @@ class Producer:
             self._pending.clear()
             self._raise_callback_error()
 
-    def __enter__(self) -> "Producer":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
     def __del__(self) -> None:
         h, self._handle = getattr(self, "_handle", None), None
         if h:
@@ -885,7 +889,7 @@ class Producer:
 # ---------------------------------------------------------------------------
 
 
-class Consumer:
+class Consumer(_Closing):
     """Consumes records from a broker's topics.
 
     Args:
@@ -1056,18 +1060,6 @@ class Consumer:
             h, self._handle = self._handle, None
             if h:
                 _raw(_lib.kofka_consumer_destroy, h)
-
-    def __enter__(self) -> "Consumer":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
 
     def __repr__(self) -> str:
         return f"<kofka.Consumer{' closed' if self.closed else ''} {self._config}>"
