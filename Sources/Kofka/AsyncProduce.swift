@@ -25,6 +25,12 @@ final class ProduceQueue: @unchecked Sendable {
 
     private let m = Monitor()
     private var pending: [Item] = []
+    /// Fire-and-forget batches (`acks=0`): written in the background, never reported.
+    private var unacked: [(topic: TopicMeta, partition: Int32, batch: RecordBatch)] = []
+    /// Fire-and-forget batches queued or being written.
+    private var unackedCount = 0
+    /// True while the writer sleeps with nothing to do (so only then does a producer wake it).
+    private var writerIdle = false
     private var head = 0
     private var reports: [DeliveryReport] = []
     /// Records produced whose report has not been served yet.
@@ -40,6 +46,18 @@ final class ProduceQueue: @unchecked Sendable {
     init(capacity: Int) { self.capacity = capacity }
 
     var outstanding: Int { m.locked { outstandingCount } }
+
+    /// Queues a batch to be written without an acknowledgement (`acks=0`): the caller does not
+    /// wait, and no report comes back. `close`/`flush` still wait for it to be written.
+    func enqueueUnacknowledged(_ topic: TopicMeta, _ partition: Int32, _ batch: RecordBatch) throws {
+        try m.locked {
+            if stopped { throw KofkaError(.closed, "the producer is closed") }
+            unacked.append((topic, partition, batch))
+            unackedCount += 1
+            startWriterIfNeeded()
+            if writerIdle { m.broadcast() }
+        }
+    }
 
     func start(_ p: Producer) {
         m.locked { producer = p }
@@ -69,11 +87,28 @@ final class ProduceQueue: @unchecked Sendable {
 
     private func writerLoop() {
         while true {
+            // fire-and-forget batches first: they were handed over as they are
+            let fire = m.locked { () -> [(topic: TopicMeta, partition: Int32, batch: RecordBatch)] in
+                defer { unacked = [] }
+                return unacked
+            }
+            if !fire.isEmpty {
+                let p = m.locked { producer }
+                for f in fire { p?.writeUnacknowledged(f.topic, f.partition, f.batch) }
+                m.locked {
+                    unackedCount -= fire.count
+                    m.broadcast()
+                }
+                continue
+            }
             let batch: [Item]? = m.locked {
                 while true {
+                    if !unacked.isEmpty { return [] }
                     if pending.count == head {
                         if stopped { return nil }
+                        writerIdle = true
                         m.wait(untilNs: nil)
+                        writerIdle = false
                         continue
                     }
                     let waiting = pending.count - head
@@ -91,6 +126,7 @@ final class ProduceQueue: @unchecked Sendable {
                 return out
             }
             guard let batch else { return }
+            if batch.isEmpty { continue }
             var out: [DeliveryReport] = []
             out.reserveCapacity(batch.count)
             // group by partition, keeping order within each
@@ -125,7 +161,11 @@ final class ProduceQueue: @unchecked Sendable {
     func serve(deadline: UInt64?, _ handler: (DeliveryReport) -> Void) -> Int {
         let ready: [DeliveryReport] = m.locked {
             while reports.isEmpty {
-                if outstandingCount == 0 && deadline == nil { return [] }
+                if outstandingCount == 0 && unackedCount == 0 && deadline == nil { return [] }
+                if outstandingCount == 0 && unackedCount > 0 && deadline == nil {
+                    m.wait(untilNs: monoNs() &+ 50_000_000)   // a fire-and-forget write in progress
+                    return []
+                }
                 if let d = deadline, monoNs() >= d { return [] }
                 m.wait(untilNs: deadline)
             }
@@ -147,7 +187,7 @@ final class ProduceQueue: @unchecked Sendable {
         }
         defer { m.locked { flushers -= 1 } }
         while true {
-            if m.locked({ outstandingCount == 0 }) { return true }
+            if m.locked({ outstandingCount == 0 && unackedCount == 0 }) { return true }
             if let d = deadline, monoNs() >= d { return false }
             let step = min(deadline ?? UInt64.max, monoNs() &+ 50_000_000)
             _ = serve(deadline: step, handler)

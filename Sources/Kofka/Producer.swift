@@ -273,8 +273,9 @@ public final class Producer: @unchecked Sendable {
                 }
                 let base: Int64
                 if config.acks == .none {
-                    // Fire and forget: the producer neither waits for nor learns the outcome.
-                    _ = try? broker.appendRequest(meta, partition, data, identity: identity, baseSeq: seq)
+                    // Fire and forget: handed to the background writer; the producer neither
+                    // waits for nor learns the outcome (a request lost above never got there).
+                    try queue.enqueueUnacknowledged(meta, partition, data)
                     return -1
                 }
                 base = try broker.appendRequest(meta, partition, data, identity: identity, baseSeq: seq)
@@ -486,6 +487,12 @@ public final class Producer: @unchecked Sendable {
         if open && !broker.closed { try? endTxn(commit: false) }
         rngLock.locked { isClosed = true }
         if !flushed { throw KofkaError(.timedOut, "close timed out: records were still queued") }
+    }
+
+    /// Called by the background writer for a fire-and-forget (`acks=0`) batch: one attempt,
+    /// outcome ignored, as acks=0 promises.
+    func writeUnacknowledged(_ meta: TopicMeta, _ partition: Int32, _ batch: RecordBatch) {
+        _ = try? broker.appendRequest(meta, partition, batch, identity: nil, baseSeq: 0)
     }
 
     /// Called by the background writer for each batch.
