@@ -161,8 +161,10 @@ final class ProduceQueue: @unchecked Sendable {
     func serve(deadline: UInt64?, _ handler: (DeliveryReport) -> Void) -> Int {
         let ready: [DeliveryReport] = m.locked {
             while reports.isEmpty {
-                if outstandingCount == 0 && unackedCount == 0 && deadline == nil { return [] }
-                if outstandingCount == 0 && unackedCount > 0 && deadline == nil {
+                // nothing outstanding: no report can come (a poll with a timeout returns at once,
+                // as librdkafka's does when nothing is in flight)
+                if outstandingCount == 0 && unackedCount == 0 { return [] }
+                if outstandingCount == 0 && deadline == nil {
                     m.wait(untilNs: monoNs() &+ 50_000_000)   // a fire-and-forget write in progress
                     return []
                 }

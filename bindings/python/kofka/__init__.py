@@ -707,16 +707,21 @@ class Producer(_Closing):
         n = len(items)
         if n == 0:
             return []
-        if all(type(v) is bytes for v in items):
+        kinds = set(map(type, items))
+        if kinds == {bytes}:
             values, keys = items, None
-        elif all(type(i) is tuple and len(i) == 2 and (i[0] is None or type(i[0]) is bytes)
-                 and (i[1] is None or type(i[1]) is bytes) for i in items):
+        elif kinds == {tuple} and all(len(i) == 2 and (i[0] is None or type(i[0]) is bytes)
+                                      and (i[1] is None or type(i[1]) is bytes) for i in items):
             keys = [i[0] for i in items]
             values = [i[1] for i in items]
         else:
             return None
-        vlens = array.array("q", [-1 if v is None else len(v) for v in values])
-        vdata = b"".join(v for v in values if v is not None)
+        if keys is None:
+            vlens = array.array("q", map(len, values))   # all bytes: C-speed
+            vdata = b"".join(values)
+        else:
+            vlens = array.array("q", [-1 if v is None else len(v) for v in values])
+            vdata = b"".join(v for v in values if v is not None)
         if keys is not None:
             klens = array.array("q", [-1 if k is None else len(k) for k in keys])
             kdata = b"".join(k for k in keys if k is not None)
@@ -729,7 +734,8 @@ class Producer(_Closing):
         rc = _raw(_lib.kofka_send_packed, self._h(), _enc(topic), _ffi.KOFKA_PARTITION_ANY, kptr, klptr,
                   vdata, vlens.buffer_info()[0], n, parts.buffer_info()[0], offs.buffer_info()[0], errs.buffer_info()[0])
         if rc == _ffi.KOFKA_OK:
-            return list(map(RecordMetadata, itertools.repeat(topic, n), parts, offs))
+            # tuple.__new__ builds each RecordMetadata without running Python code per record
+            return list(map(tuple.__new__, itertools.repeat(RecordMetadata, n), zip(itertools.repeat(topic, n), parts, offs)))
         message = _last_error()
         results: List[Any] = [RecordMetadata(topic, parts[i], offs[i]) if errs[i] == _ffi.KOFKA_OK else _error_for(errs[i])
                               for i in range(n)]
