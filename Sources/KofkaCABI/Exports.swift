@@ -147,9 +147,10 @@ public func kofka_send_batch(_ p: OpaquePointer?, _ topic: UnsafePointer<CChar>?
         slots.reserveCapacity(count)
         var first: (Int, KofkaError)?
         for i in 0..<count {
+            let r = recs[i]
             do {
-                try appendRecord(recs[i], to: &batch, maxBytes: maxBytes)
-                parts.append(recs[i].partition)
+                try appendRecord(r, to: &batch, maxBytes: maxBytes)
+                parts.append(r.partition)
                 slots.append(i)
             } catch let e as KofkaError {
                 setResult(recs + i, .failure(e))
