@@ -21,11 +21,6 @@ func monoNs() -> UInt64 {
     return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }
 
-/// A deadline in monotonic nanoseconds from a timeout in milliseconds (negative = none).
-func deadlineNs(afterMs ms: Int) -> UInt64? {
-    ms < 0 ? nil : monoNs() &+ UInt64(ms) &* 1_000_000
-}
-
 /// Converts a monotonic-ns deadline to a `ContinuousClock.Instant` (for `StorageBackend.waitForChange`).
 func instant(fromNs deadline: UInt64?) -> ContinuousClock.Instant {
     let now = monoNs()
