@@ -238,7 +238,10 @@ kofka_err kofka_producer_close(kofka_producer *p, int timeout_ms);
 
 /**
  * Sends one record synchronously: returns when the mode's guarantee for it is
- * settled (written and acknowledged, deduplicated, or given up on). On return
+ * settled (written and acknowledged, deduplicated, or given up on). With
+ * acks=0 (at-most-once) nothing is waited for: the record is handed to the
+ * producer's background writer, the call returns at once with offset -1, and
+ * kofka_flush / kofka_producer_close wait for the write. On return
  * record->partition, record->offset and record->err are set.
  * @param[in,out] record see kofka_record; headers and data are copied.
  * @return KOFKA_OK; KOFKA_ERR_INVALID_ARG (NULL, bad partition/lengths);
@@ -308,7 +311,8 @@ kofka_err kofka_producer_set_delivery_cb(kofka_producer *p, kofka_delivery_cb cb
 
 /**
  * Serves delivery reports on the calling thread, waiting up to timeout_ms
- * (0 = do not wait, -1 = until at least one report) for the first one.
+ * (0 = do not wait, -1 = until at least one report) for the first one. Returns
+ * at once when no record is in flight (no report can come).
  * @return the number of reports served; -1 if p is NULL.
  */
 int kofka_producer_poll(kofka_producer *p, int timeout_ms);
