@@ -219,6 +219,7 @@ public final class Producer: @unchecked Sendable {
     /// Delivers one batch to one partition as the mode says; returns its first offset (-1 for acks=0).
     func deliver(_ meta: TopicMeta, _ partition: Int32, _ data: RecordBatch) throws -> Int64 {
         let transactional = config.transactionalId != nil
+        if transactional { broker.sweepExpiredTransactions() }
         if transactional || config.idempotence {
             // Sequence numbers must reach the broker in order: one request at a time.
             return try sendLock.locked {
@@ -383,6 +384,8 @@ public final class Producer: @unchecked Sendable {
     public func commitTransaction(timeout: Duration? = nil, _ handler: (DeliveryReport) -> Void = { _ in }) throws {
         try checkOpen()
         try flush(timeout: timeout, handler)
+        // A transaction past its transaction.timeout.ms must not commit: abort expired ones first.
+        broker.sweepExpiredTransactions(intervalMs: 0)
         try endTxn(commit: true)
     }
 

@@ -247,4 +247,21 @@ struct TransactionTests {
         #expect(try readAll(f.broker, "t", isolation: .readCommitted).map { string($0.value) } == ["v0", "v1", "v2", "later"])
         c.destroy()
     }
+
+    @Test(arguments: backends)
+    func aTransactionPastItsTimeoutCannotCommitEvenWithNoReaderWatching(kind: String) throws {
+        let f = try BrokerFixture(kind)
+        try f.broker.createTopic("late", partitions: 1)
+        let p = try Self.txProducer(f.broker, "late-tx", [("transaction.timeout.ms", "200")])
+        try p.initTransactions()
+        try p.beginTransaction()
+        _ = try p.send("late", Record(value: bytes("never")))
+        sleepMs(400)
+        #expect(errorCode { try p.commitTransaction() } == .txnTimedOut)
+        #expect(try readAll(f.broker, "late", isolation: .readCommitted).isEmpty)
+        // the producer can abort and carry on
+        try p.abortTransaction()
+        try p.transaction { _ = try p.send("late", Record(value: bytes("kept"))) }
+        #expect(try readAll(f.broker, "late", isolation: .readCommitted).map { string($0.value) } == ["kept"])
+    }
 }
