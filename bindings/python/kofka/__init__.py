@@ -463,8 +463,24 @@ def _message_from(m: _ffi.kofka_message) -> Message:
 
 
 class _Closing:
-    """Context-manager and finaliser behaviour shared by the handle classes: leaving a
-    ``with`` block or collecting the object closes it (errors at collection are ignored)."""
+    """Behaviour shared by the handle classes: the library handle (``_h`` raises ClosedError
+    once closed), ``closed``, and closing on leaving a ``with`` block or on collection (errors
+    at collection are ignored)."""
+
+    _handle: Any = None
+
+    def _closed_message(self) -> str:
+        return f"{type(self).__name__.lower()} is closed"
+
+    def _h(self) -> Any:
+        if not self._handle:
+            raise ClosedError(_ffi.KOFKA_ERR_CLOSED, self._closed_message())
+        return self._handle
+
+    @property
+    def closed(self) -> bool:
+        """True once the handle was closed (or, for a consumer, destroyed)."""
+        return not self._handle
 
     def close(self) -> None:  # pragma: no cover - every subclass defines it
         raise NotImplementedError
@@ -506,15 +522,8 @@ class Broker(_Closing):
         _call(_lib.kofka_broker_open, _enc(storage), cfg.pointer(), ctypes.byref(out))
         self._handle = out
 
-    def _h(self) -> Any:
-        if not self._handle:
-            raise ClosedError(_ffi.KOFKA_ERR_CLOSED, f"broker {self.storage!r} is closed")
-        return self._handle
-
-    @property
-    def closed(self) -> bool:
-        """True once :meth:`close` was called."""
-        return not self._handle
+    def _closed_message(self) -> str:
+        return f"broker {self.storage!r} is closed"
 
     def create_topic(self, name: str, partitions: int = 1) -> None:
         """Create a topic with ``partitions`` partitions.
@@ -623,15 +632,6 @@ class Producer(_Closing):
         """The broker this producer writes to."""
         return self._broker
 
-    @property
-    def closed(self) -> bool:
-        """True once :meth:`close` was called."""
-        return not self._handle
-
-    def _h(self) -> Any:
-        if not self._handle:
-            raise ClosedError(_ffi.KOFKA_ERR_CLOSED, "producer is closed")
-        return self._handle
 
     def _raise_callback_error(self) -> None:
         e, self._callback_error = self._callback_error, None
@@ -928,15 +928,6 @@ class Consumer(_Closing):
         """The broker this consumer reads from."""
         return self._broker
 
-    @property
-    def closed(self) -> bool:
-        """True once :meth:`close` or :meth:`destroy` was called."""
-        return not self._handle
-
-    def _h(self) -> Any:
-        if not self._handle:
-            raise ClosedError(_ffi.KOFKA_ERR_CLOSED, "consumer is closed")
-        return self._handle
 
     def subscribe(self, topics: Union[str, Iterable[str]]) -> None:
         """Join ``group.id`` for these topics; the group assigns partitions."""
