@@ -67,7 +67,8 @@ struct Demo: ParsableCommand {
         } else {
             print(table(results))
         }
-        if results.contains(where: { !$0.held }) { throw ExitCode(1) }
+        let broken = results.filter { !$0.held }.map { "\($0.mode.rawValue) (\($0.promise))" }
+        if !broken.isEmpty { throw CLIError("promise broken: \(broken.joined(separator: ", "))") }
     }
 
     func table(_ rs: [DeliveryLab.Result]) -> String {
