@@ -172,14 +172,14 @@ public final class Consumer: @unchecked Sendable {
                     if autoCommit && config.deliveryMode == .atMostOnce {
                         // commit before handing the records out: if the group moved on, hand out nothing
                         do {
-                            try commitPositions(Set(msgs.map { TopicPartition($0.topic, $0.partition) }))
+                            try commitPositions(Self.partitions(of: msgs))
                         } catch let e as KofkaError where e.code == .rebalanced {
                             positions = before
                             try sync(force: true)
                             continue
                         }
-                    } else {
-                        for m in msgs { uncommitted.insert(TopicPartition(m.topic, m.partition)) }
+                    } else if autoCommit {
+                        uncommitted.formUnion(Self.partitions(of: msgs))
                     }
                     return msgs
                 }
@@ -193,6 +193,18 @@ public final class Consumer: @unchecked Sendable {
                 broker.storage.waitForChange(since: token, until: instant(fromNs: wake))
             }
         }
+    }
+
+    /// The partitions `msgs` came from (records of one partition are adjacent in a poll).
+    private static func partitions(of msgs: [Message]) -> Set<TopicPartition> {
+        var out: Set<TopicPartition> = []
+        var last: TopicPartition? = nil
+        for m in msgs where last?.partition != m.partition || last?.topic != m.topic {
+            let tp = TopicPartition(m.topic, m.partition)
+            out.insert(tp)
+            last = tp
+        }
+        return out
     }
 
     /// Reads up to `limit` records from the assigned partitions in one snapshot.
