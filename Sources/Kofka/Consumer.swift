@@ -151,6 +151,19 @@ public final class Consumer: @unchecked Sendable {
     /// Returns up to `max` records (at most `max.poll.records`), waiting up to `timeout`
     /// (nil = forever) for the first; empty when nothing arrived. Wakes as soon as a record is written.
     public func pollBatch(max: Int, timeout: Duration?) throws -> [Message] {
+        try poll(max: max, timeout: timeout, discard: { _ in }) { topic, partition, r in
+            Message(topic: topic, partition: partition, offset: r.offset, timestampMs: r.timestampMs,
+                    key: r.key.map { Array($0) }, value: r.value.map { Array($0) },
+                    headers: try HeaderCodec.decode(r.headers.map { Array($0) }))
+        }
+    }
+
+    /// `pollBatch` that builds each result straight from the stored bytes with `make` (the view
+    /// is valid only during the call), so a binding can copy each record once, into its own
+    /// format. `discard` releases results that were made but must not be handed out (an
+    /// at-most-once poll whose commit found the group moved on).
+    public func poll<T>(max: Int, timeout: Duration?, discard: ([T]) -> Void,
+                        make: (String, Int32, RecordView) throws -> T) throws -> [T] {
         try lock.locked {
             try checkOpen()
             let deadline = timeout.map { monoNs() &+ $0.nanoseconds }
@@ -167,50 +180,51 @@ public final class Consumer: @unchecked Sendable {
                 let token = broker.storage.changeToken()
                 try sync(force: false)
                 let before = positions
-                let (msgs, progressed, blocked) = try fetch(limit)
-                if !msgs.isEmpty {
+                let f = try fetch(limit, make)
+                if !f.items.isEmpty {
                     if autoCommit && config.deliveryMode == .atMostOnce {
                         // commit before handing the records out: if the group moved on, hand out nothing
                         do {
-                            try commitPositions(Self.partitions(of: msgs))
+                            try commitPositions(f.partitions)
                         } catch let e as KofkaError where e.code == .rebalanced {
+                            discard(f.items)
                             positions = before
                             try sync(force: true)
                             continue
                         }
                     } else if autoCommit {
-                        uncommitted.formUnion(Self.partitions(of: msgs))
+                        uncommitted.formUnion(f.partitions)
                     }
-                    return msgs
+                    return f.items
                 }
-                if blocked { broker.sweepExpiredTransactions() }
-                if progressed { continue }
+                if f.blocked { broker.sweepExpiredTransactions() }
+                if f.progressed { continue }
                 let now = monoNs()
                 if let deadline, now >= deadline { return [] }
                 var wake = deadline ?? (now &+ 3_600_000_000_000)
                 if case .group = subscription { wake = Swift.min(wake, lastSyncNs &+ heartbeatIntervalNs) }
-                if blocked { wake = Swift.min(wake, now &+ 100_000_000) }
+                if f.blocked { wake = Swift.min(wake, now &+ 100_000_000) }
                 broker.storage.waitForChange(since: token, until: instant(fromNs: wake))
             }
         }
     }
 
-    /// The partitions `msgs` came from (records of one partition are adjacent in a poll).
-    private static func partitions(of msgs: [Message]) -> Set<TopicPartition> {
-        var out: Set<TopicPartition> = []
-        var last: TopicPartition? = nil
-        for m in msgs where last?.partition != m.partition || last?.topic != m.topic {
-            let tp = TopicPartition(m.topic, m.partition)
-            out.insert(tp)
-            last = tp
-        }
-        return out
+    /// What one fetch found.
+    private struct Fetched<T> {
+        var items: [T] = []
+        /// Partitions records were returned from.
+        var partitions: Set<TopicPartition> = []
+        /// Whether any position moved (records may all have been skipped as aborted).
+        var progressed = false
+        /// Whether an open transaction held a partition back (read_committed).
+        var blocked = false
     }
 
-    /// Reads up to `limit` records from the assigned partitions in one snapshot.
-    /// Returns the messages, whether any position moved, and whether an open transaction held a partition back.
-    private func fetch(_ limit: Int) throws -> ([Message], Bool, Bool) {
-        guard !assignment.isEmpty else { return ([], false, false) }
+    /// Reads up to `limit` records from the assigned partitions in one snapshot, making each
+    /// with `make`. read_committed stops at the last stable offset and skips aborted records.
+    private func fetch<T>(_ limit: Int, _ make: (String, Int32, RecordView) throws -> T) throws -> Fetched<T> {
+        var out = Fetched<T>()
+        guard !assignment.isEmpty else { return out }
         var metas: [String: TopicMeta] = [:]
         for tp in assignment where metas[tp.topic] == nil { metas[tp.topic] = try broker.topicMeta(tp.topic) }
         let readCommitted = config.isolationLevel == .readCommitted
@@ -219,11 +233,9 @@ public final class Consumer: @unchecked Sendable {
         let order = (0..<assignment.count).map { assignment[($0 + rotate) % assignment.count] }
         rotate &+= 1
         var newPositions = positions
-        let result = try broker.storage.read { r -> ([Message], Bool, Bool) in
-            var out: [Message] = []
-            var progressed = false, blocked = false
+        try broker.storage.read { r in
             for tp in order {
-                guard out.count < limit, let meta = metas[tp.topic] else { break }
+                guard out.items.count < limit, let meta = metas[tp.topic] else { break }
                 let pnum = meta.firstPnum + Int64(tp.partition)
                 let hw = try r.highWatermark(pnum)
                 var pos: Int64
@@ -240,35 +252,38 @@ public final class Consumer: @unchecked Sendable {
                 }
                 newPositions[tp] = pos
                 var end = hw
+                var aborted: Set<Int64> = []
                 if readCommitted {
                     let (lo, hi) = Keys.openTxnRange(pnum)
                     for e in try r.scan(from: lo, to: hi) {
                         var rd = BinaryReader(e.value)
                         end = Swift.min(end, try rd.i64())
                     }
-                    if end < hw { blocked = true }
-                }
-                guard pos < end else { continue }
-                let recs = try r.readRecords(pnum, from: pos, below: end, maxCount: limit - out.count)
-                guard let last = recs.last else { continue }
-                var aborted: Set<Int64> = []
-                if readCommitted && recs.contains(where: { $0.txn != 0 }) {
-                    let (lo, hi) = Keys.abortedRange(pnum, from: pos)
-                    for e in try r.scan(from: lo, to: hi) {
-                        if let t = e.key.split(separator: "/").last, let txn = Int64(t, radix: 16) { aborted.insert(txn) }
+                    if end < hw { out.blocked = true }
+                    if pos < end {
+                        let (alo, ahi) = Keys.abortedRange(pnum, from: pos)
+                        for e in try r.scan(from: alo, to: ahi) {
+                            if let t = e.key.split(separator: "/").last, let txn = Int64(t, radix: 16) { aborted.insert(txn) }
+                        }
                     }
                 }
-                for rec in recs where rec.txn == 0 || !aborted.contains(rec.txn) {
-                    out.append(Message(topic: tp.topic, partition: tp.partition, offset: rec.offset, timestampMs: rec.data.timestampMs,
-                                       key: rec.data.key, value: rec.data.value, headers: try HeaderCodec.decode(rec.data.headers)))
+                guard pos < end else { continue }
+                var last: Int64 = -1
+                var returned = false
+                _ = try r.forEachRecord(pnum, from: pos, below: end, maxCount: limit - out.items.count) { rec in
+                    last = rec.offset
+                    if rec.txn != 0 && aborted.contains(rec.txn) { return }
+                    out.items.append(try make(tp.topic, tp.partition, rec))
+                    returned = true
                 }
-                newPositions[tp] = last.offset + 1
-                progressed = true
+                guard last >= 0 else { continue }
+                newPositions[tp] = last + 1
+                out.progressed = true
+                if returned { out.partitions.insert(tp) }
             }
-            return (out, progressed, blocked)
         }
         positions = newPositions
-        return result
+        return out
     }
 
     // MARK: Offsets

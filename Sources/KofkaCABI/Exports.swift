@@ -337,11 +337,7 @@ public func kofka_poll(_ c: OpaquePointer?, _ timeout_ms: Int32, _ out: UnsafeMu
     run {
         let consumer = object(try need(c, "consumer", "kofka_poll"), Consumer.self)
         let out = try need(out, "out", "kofka_poll")
-        out.pointee = nil
-        if let m = try consumer.poll(timeout: duration(timeout_ms)) {
-            guard let msg = makeMessage(m) else { throw KofkaError(.storage, "out of memory copying a message of \(m.value?.count ?? 0) bytes") }
-            out.pointee = msg
-        }
+        out.pointee = try consumer.poll(max: 1, timeout: duration(timeout_ms), discard: freeMessages, make: makeMessage).first
     }
 }
 
@@ -354,16 +350,14 @@ public func kofka_poll_batch(_ c: OpaquePointer?, _ timeout_ms: Int32, _ out: Un
         guard max > 0 else { throw invalidArg("kofka_poll_batch: max is \(max); at least 1 is needed") }
         let out = try need(out, "out", "kofka_poll_batch")
         n.pointee = 0
-        let msgs = try consumer.pollBatch(max: max, timeout: duration(timeout_ms))
-        for (i, m) in msgs.enumerated() {
-            guard let msg = makeMessage(m) else {
-                throw KofkaError(.storage, "out of memory copying message \(i)")
-            }
-            out[i] = msg
-            n.pointee = i + 1
-        }
+        let msgs = try consumer.poll(max: max, timeout: duration(timeout_ms), discard: freeMessages, make: makeMessage)
+        for (i, m) in msgs.enumerated() { out[i] = m }
+        n.pointee = msgs.count
     }
 }
+
+/// Frees messages made for a poll that cannot hand them out.
+func freeMessages(_ ms: [UnsafeMutablePointer<kofka_message>]) { for m in ms { free(m) } }
 
 @c @implementation
 public func kofka_message_free(_ m: UnsafeMutablePointer<kofka_message>?) {

@@ -190,35 +190,38 @@ final class ProducerBox {
 
 // MARK: - Messages
 
-/// Packs a message into one malloc'd block: the struct, the header array, then the bytes.
-/// `kofka_message_free` frees the block.
-func makeMessage(_ m: Message) -> UnsafeMutablePointer<kofka_message>? {
-    let topic = Array(m.topic.utf8)
-    let names = m.headers.map { Array($0.name.utf8) }
-    var size = MemoryLayout<kofka_message>.stride + MemoryLayout<kofka_header>.stride * m.headers.count
-    size += topic.count + 1 + (m.key?.count ?? 0) + (m.value?.count ?? 0)
-    for (i, h) in m.headers.enumerated() { size += names[i].count + 1 + (h.value?.count ?? 0) }
-    guard let raw = malloc(size) else { return nil }
+/// Packs a record into one malloc'd `kofka_message` block: the struct, the header array, then
+/// the bytes, copied once from storage. `kofka_message_free` frees the block.
+func makeMessage(_ topic: String, _ partition: Int32, _ r: RecordView) throws -> UnsafeMutablePointer<kofka_message> {
+    let headers = try r.headers.map { try HeaderCodec.decode(Array($0)) } ?? []
+    let names = headers.map { Array($0.name.utf8) }
+    let topicBytes = Array(topic.utf8)
+    var size = MemoryLayout<kofka_message>.stride + MemoryLayout<kofka_header>.stride * headers.count
+    size += topicBytes.count + 1 + (r.key?.count ?? 0) + (r.value?.count ?? 0)
+    for (i, h) in headers.enumerated() { size += names[i].count + 1 + (h.value?.count ?? 0) }
+    guard let raw = malloc(size) else {
+        throw KofkaError(.storage, "out of memory copying a message of \(size) bytes")
+    }
     let msg = raw.bindMemory(to: kofka_message.self, capacity: 1)
-    let hdrs = (raw + MemoryLayout<kofka_message>.stride).bindMemory(to: kofka_header.self, capacity: max(1, m.headers.count))
-    var cursor = UnsafeMutableRawPointer(hdrs + m.headers.count)
-    func put(_ b: [UInt8], nul: Bool) -> UnsafeRawPointer {
+    let hdrs = (raw + MemoryLayout<kofka_message>.stride).bindMemory(to: kofka_header.self, capacity: max(1, headers.count))
+    var cursor = UnsafeMutableRawPointer(hdrs + headers.count)
+    func put(_ b: UnsafeRawBufferPointer, nul: Bool) -> UnsafeRawPointer {
         let start = cursor
-        b.withUnsafeBytes { if let base = $0.baseAddress { cursor.copyMemory(from: base, byteCount: b.count) } }
+        if let base = b.baseAddress, b.count > 0 { cursor.copyMemory(from: base, byteCount: b.count) }
         cursor += b.count
         if nul { cursor.storeBytes(of: 0, as: UInt8.self); cursor += 1 }
         return UnsafeRawPointer(start)
     }
-    let topicPtr = put(topic, nul: true).assumingMemoryBound(to: CChar.self)
-    let keyPtr = m.key.map { put($0, nul: false) }
-    let valuePtr = m.value.map { put($0, nul: false) }
-    for (i, h) in m.headers.enumerated() {
-        let n = put(names[i], nul: true).assumingMemoryBound(to: CChar.self)
-        let v = h.value.map { put($0, nul: false) }
+    let topicPtr = topicBytes.withUnsafeBytes { put($0, nul: true) }.assumingMemoryBound(to: CChar.self)
+    let keyPtr = r.key.map { put($0, nul: false) }
+    let valuePtr = r.value.map { put($0, nul: false) }
+    for (i, h) in headers.enumerated() {
+        let n = names[i].withUnsafeBytes { put($0, nul: true) }.assumingMemoryBound(to: CChar.self)
+        let v = h.value.map { a in a.withUnsafeBytes { put($0, nul: false) } }
         (hdrs + i).initialize(to: kofka_header(name: n, value: v, value_len: h.value?.count ?? 0))
     }
-    msg.initialize(to: kofka_message(topic: topicPtr, partition: m.partition, offset: m.offset, timestamp_ms: m.timestampMs,
-                                     key: keyPtr, key_len: m.key?.count ?? 0, value: valuePtr, value_len: m.value?.count ?? 0,
-                                     headers: m.headers.isEmpty ? nil : UnsafePointer(hdrs), header_count: m.headers.count))
+    msg.initialize(to: kofka_message(topic: topicPtr, partition: partition, offset: r.offset, timestamp_ms: r.timestampMs,
+                                     key: keyPtr, key_len: r.key?.count ?? 0, value: valuePtr, value_len: r.value?.count ?? 0,
+                                     headers: headers.isEmpty ? nil : UnsafePointer(hdrs), header_count: headers.count))
     return msg
 }

@@ -168,6 +168,16 @@ public final class MemoryStorage: StorageBackend, @unchecked Sendable {
         return log.slice(Int(lo), Int(hi))
     }
 
+    fileprivate func forEachRecord(_ pnum: Int64, from: Int64, below: Int64, maxCount: Int, _ body: (RecordView) throws -> Void) throws -> Int {
+        try checkPartitionNumber(pnum)
+        guard let log = logs[pnum], maxCount > 0 else { return 0 }
+        let lo = max(from, 0)
+        let hi = min(below, Int64(log.count), lo + Int64(maxCount))
+        guard lo < hi else { return 0 }
+        try log.visit(Int(lo), Int(hi), body)
+        return Int(hi - lo)
+    }
+
     fileprivate func put(_ key: String, _ value: [UInt8]) {
         undo.append(.restore(key: key, old: values[key]))
         setValue(key, value)
@@ -207,6 +217,10 @@ public final class MemoryStorage: StorageBackend, @unchecked Sendable {
             try live().scan(from: lower, to: upper)
         }
         func highWatermark(_ pnum: Int64) throws -> Int64 { try live().highWatermark(pnum) }
+        func forEachRecord(_ pnum: Int64, from: Int64, below: Int64, maxCount: Int, _ body: (RecordView) throws -> Void) throws -> Int {
+            try live().forEachRecord(pnum, from: from, below: below, maxCount: maxCount, body)
+        }
+
         func readRecords(_ pnum: Int64, from: Int64, below: Int64, maxCount: Int) throws -> [StoredRecord] {
             try live().readRecords(pnum, from: from, below: below, maxCount: maxCount)
         }
@@ -252,17 +266,44 @@ struct BatchLog {
         count = batches.last.map { Int($0.base) + $0.batch.count } ?? 0
     }
 
+    /// The index of the last batch whose base is <= `offset`.
+    private func batchIndex(_ offset: Int) -> Int {
+        var a = 0, b = batches.count - 1
+        while a < b {
+            let mid = (a + b + 1) / 2
+            if batches[mid].base <= Int64(offset) { a = mid } else { b = mid - 1 }
+        }
+        return a
+    }
+
+    /// Visits records `lo ..< hi` (within `0 ..< count`) in place.
+    func visit(_ lo: Int, _ hi: Int, _ body: (RecordView) throws -> Void) throws {
+        var i = batchIndex(lo), at = lo
+        while at < hi && i < batches.count {
+            let s = batches[i]
+            let first = at - Int(s.base)
+            let n = min(s.batch.count - first, hi - at)
+            try s.batch.buffer.withUnsafeBytes { buf in
+                for j in first ..< first + n {
+                    let e = s.batch.entries[j]
+                    func view(_ start: Int, _ len: Int32) -> UnsafeRawBufferPointer? {
+                        len < 0 ? nil : UnsafeRawBufferPointer(rebasing: buf[start ..< start + Int(len)])
+                    }
+                    try body(RecordView(offset: s.base + Int64(j), txn: s.txn, timestampMs: e.timestampMs,
+                                        key: view(e.start, e.keyLen), value: view(e.valueStart, e.valueLen),
+                                        headers: view(e.headersStart, e.headersLen)))
+                }
+            }
+            at += n
+            i += 1
+        }
+    }
+
     /// Records `lo ..< hi` (within `0 ..< count`).
     func slice(_ lo: Int, _ hi: Int) -> [StoredRecord] {
         var out: [StoredRecord] = []
         out.reserveCapacity(hi - lo)
-        // the last batch whose base <= lo
-        var a = 0, b = batches.count - 1
-        while a < b {
-            let mid = (a + b + 1) / 2
-            if batches[mid].base <= Int64(lo) { a = mid } else { b = mid - 1 }
-        }
-        var i = a, at = lo
+        var i = batchIndex(lo), at = lo
         while at < hi && i < batches.count {
             let s = batches[i]
             let first = at - Int(s.base)

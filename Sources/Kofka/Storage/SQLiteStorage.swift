@@ -340,6 +340,31 @@ public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
             return out
         }
 
+        func forEachRecord(_ pnum: Int64, from: Int64, below: Int64, maxCount: Int, _ body: (RecordView) throws -> Void) throws -> Int {
+            try checkPartitionNumber(pnum)
+            let c = try live()
+            let lo = max(from, 0), hi = min(below, 1 << StorageLimits.offsetBits)
+            guard lo < hi, maxCount > 0 else { return 0 }
+            let stmt = try c.statement(SQL.readRecords)
+            defer { sqlite3_reset(stmt) }
+            let base = Self.base(pnum)
+            sqlite3_bind_int64(stmt, 1, base + lo)
+            sqlite3_bind_int64(stmt, 2, base + hi - 1)  // inclusive: no overflow
+            sqlite3_bind_int64(stmt, 3, Int64(maxCount))
+            func column(_ i: Int32) -> UnsafeRawBufferPointer? {
+                if sqlite3_column_type(stmt, i) == SQLITE_NULL { return nil }
+                let p = sqlite3_column_blob(stmt, i)
+                return UnsafeRawBufferPointer(start: p, count: Int(sqlite3_column_bytes(stmt, i)))
+            }
+            var n = 0
+            while try c.step(stmt, "read partition \(pnum)") {
+                try body(RecordView(offset: sqlite3_column_int64(stmt, 0) - base, txn: sqlite3_column_int64(stmt, 5),
+                                    timestampMs: sqlite3_column_int64(stmt, 1), key: column(2), value: column(3), headers: column(4)))
+                n += 1
+            }
+            return n
+        }
+
         func put(_ key: String, _ value: [UInt8]) throws {
             let c = try writer("put")
             let stmt = try c.statement(SQL.put)

@@ -46,6 +46,23 @@ public protocol StorageReader {
     func highWatermark(_ pnum: Int64) throws -> Int64
     /// Records of partition `pnum` with `from <= offset < below`, ascending, at most `maxCount`.
     func readRecords(_ pnum: Int64, from: Int64, below: Int64, maxCount: Int) throws -> [StoredRecord]
+    /// The same records as `readRecords`, visited in place without copying (each view is valid
+    /// only during its call). Returns how many were visited.
+    func forEachRecord(_ pnum: Int64, from: Int64, below: Int64, maxCount: Int, _ body: (RecordView) throws -> Void) throws -> Int
+}
+
+/// A stored record seen in place, valid only during the `forEachRecord` call that shows it.
+public struct RecordView {
+    public var offset: Int64
+    /// The transaction that wrote it (0 = none).
+    public var txn: Int64
+    public var timestampMs: Int64
+    /// nil: no key; otherwise its bytes (possibly empty).
+    public var key: UnsafeRawBufferPointer?
+    /// nil: no value; otherwise its bytes (possibly empty).
+    public var value: UnsafeRawBufferPointer?
+    /// Encoded headers (`HeaderCodec`), nil when none.
+    public var headers: UnsafeRawBufferPointer?
 }
 
 /// Writes inside `StorageBackend.write`.
