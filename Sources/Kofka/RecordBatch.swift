@@ -87,16 +87,6 @@ public struct RecordBatch: Sendable {
         with(r.key) { k in with(r.value) { v in appendVerbatim(r.timestampMs, k, v, r.headers) } }
     }
 
-    /// Record `i` as separate arrays (a copy).
-    public func record(_ i: Int) -> RecordData {
-        let e = entries[i]
-        return buffer.withUnsafeBufferPointer { b in
-            func slice(_ at: Int, _ len: Int32) -> [UInt8]? { len < 0 ? nil : Array(b[at ..< at + Int(len)]) }
-            return RecordData(timestampMs: e.timestampMs, key: slice(e.start, e.keyLen), value: slice(e.valueStart, e.valueLen),
-                              headers: slice(e.headersStart, e.headersLen))
-        }
-    }
-
     /// The records at `indices`, as a new batch.
     func select(_ indices: [Int]) -> RecordBatch {
         var out = RecordBatch(reservingRecords: indices.count, bytes: indices.reduce(0) { $0 + entries[$1].size })

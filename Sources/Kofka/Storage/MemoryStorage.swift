@@ -277,7 +277,7 @@ struct BatchLog {
     }
 
     /// Visits records `lo ..< hi` (within `0 ..< count`) in place.
-    func visit(_ lo: Int, _ hi: Int, _ body: (RecordView) throws -> Void) throws {
+    func visit(_ lo: Int, _ hi: Int, _ body: (RecordView) throws -> Void) rethrows {
         var i = batchIndex(lo), at = lo
         while at < hi && i < batches.count {
             let s = batches[i]
@@ -299,21 +299,11 @@ struct BatchLog {
         }
     }
 
-    /// Records `lo ..< hi` (within `0 ..< count`).
+    /// Records `lo ..< hi` (within `0 ..< count`), copied.
     func slice(_ lo: Int, _ hi: Int) -> [StoredRecord] {
         var out: [StoredRecord] = []
         out.reserveCapacity(hi - lo)
-        var i = batchIndex(lo), at = lo
-        while at < hi && i < batches.count {
-            let s = batches[i]
-            let first = at - Int(s.base)
-            let n = min(s.batch.count - first, hi - at)
-            for j in first ..< first + n {
-                out.append(StoredRecord(offset: s.base + Int64(j), txn: s.txn, data: s.batch.record(j)))
-            }
-            at += n
-            i += 1
-        }
+        visit(lo, hi) { out.append($0.stored) }
         return out
     }
 }

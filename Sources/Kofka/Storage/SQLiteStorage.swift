@@ -71,17 +71,7 @@ public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
     public func write<T>(_ body: (any StorageWriter) throws -> T) throws -> T {
         let (result, changed): (T, Bool) = try writerLock.withLock {
             guard let conn = writer else { throw closedError() }
-            try conn.exec(SQL.beginImmediate)
-            let txn = Transaction(conn, writable: true)
-            defer { txn.conn = nil }
-            do {
-                let result = try body(txn)
-                try conn.exec(SQL.commit)
-                return (result, txn.changed)
-            } catch {
-                if sqlite3_get_autocommit(conn.db) == 0 { try? conn.exec(SQL.rollback) }
-                throw error
-            }
+            return try Self.transaction(conn, begin: SQL.beginImmediate, writable: true, body)
         }
         if changed {
             signal.withLock {
@@ -93,21 +83,28 @@ public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
         return result
     }
 
-    /// Runs `body` in a deferred transaction on a pooled reader connection (a WAL snapshot).
-    public func read<T>(_ body: (any StorageReader) throws -> T) throws -> T {
-        let conn = try acquireReader()
-        defer { releaseReader(conn) }
-        try conn.exec(SQL.begin)
-        let txn = Transaction(conn, writable: false)
+    /// Runs `body` between `begin` and COMMIT on `conn`, rolling back if it throws. Returns its
+    /// result and whether it wrote anything.
+    private static func transaction<T>(_ conn: SQLiteConnection, begin: String, writable: Bool,
+                                       _ body: (Transaction) throws -> T) throws -> (T, Bool) {
+        try conn.exec(begin)
+        let txn = Transaction(conn, writable: writable)
         defer { txn.conn = nil }
         do {
             let result = try body(txn)
             try conn.exec(SQL.commit)
-            return result
+            return (result, txn.changed)
         } catch {
             if sqlite3_get_autocommit(conn.db) == 0 { try? conn.exec(SQL.rollback) }
             throw error
         }
+    }
+
+    /// Runs `body` in a deferred transaction on a pooled reader connection (a WAL snapshot).
+    public func read<T>(_ body: (any StorageReader) throws -> T) throws -> T {
+        let conn = try acquireReader()
+        defer { releaseReader(conn) }
+        return try Self.transaction(conn, begin: SQL.begin, writable: false, body).0
     }
 
     /// This instance's commit counter combined with `PRAGMA data_version` (other connections' commits).
@@ -315,28 +312,8 @@ public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
         }
 
         func readRecords(_ pnum: Int64, from: Int64, below: Int64, maxCount: Int) throws -> [StoredRecord] {
-            try checkPartitionNumber(pnum)
-            let c = try live()
-            let lo = max(from, 0), hi = min(below, 1 << StorageLimits.offsetBits)
-            guard lo < hi, maxCount > 0 else { return [] }
-            let stmt = try c.statement(SQL.readRecords)
-            defer { sqlite3_reset(stmt) }
-            let base = Self.base(pnum)
-            sqlite3_bind_int64(stmt, 1, base + lo)
-            sqlite3_bind_int64(stmt, 2, base + hi - 1)  // inclusive: no overflow
-            sqlite3_bind_int64(stmt, 3, Int64(maxCount))
             var out: [StoredRecord] = []
-            out.reserveCapacity(Int(min(Int64(maxCount), hi - lo, 4096)))
-            while try c.step(stmt, "read partition \(pnum)") {
-                out.append(StoredRecord(
-                    offset: sqlite3_column_int64(stmt, 0) - base,
-                    txn: sqlite3_column_int64(stmt, 5),
-                    data: RecordData(
-                        timestampMs: sqlite3_column_int64(stmt, 1),
-                        key: sqliteColumnBlob(stmt, 2),
-                        value: sqliteColumnBlob(stmt, 3),
-                        headers: sqliteColumnBlob(stmt, 4))))
-            }
+            _ = try forEachRecord(pnum, from: from, below: below, maxCount: maxCount) { r in out.append(r.stored) }
             return out
         }
 

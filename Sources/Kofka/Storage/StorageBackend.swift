@@ -63,6 +63,12 @@ public struct RecordView {
     public var value: UnsafeRawBufferPointer?
     /// Encoded headers (`HeaderCodec`), nil when none.
     public var headers: UnsafeRawBufferPointer?
+
+    /// A copy that outlives the view.
+    public var stored: StoredRecord {
+        StoredRecord(offset: offset, txn: txn, data: RecordData(timestampMs: timestampMs, key: key.map { Array($0) },
+                                                              value: value.map { Array($0) }, headers: headers.map { Array($0) }))
+    }
 }
 
 /// Writes inside `StorageBackend.write`.
