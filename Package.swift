@@ -17,10 +17,12 @@ let package = Package(
         .systemLibrary(name: "CKofka", path: "Sources/CKofka"),
         .target(name: "Kofka", dependencies: ["CSQLite"]),
         .target(name: "KofkaCABI", dependencies: ["Kofka", "CKofka"]),
+        // The delivery lab, its checker and the schedule explorer: test machinery, not shipped in Kofka.
+        .target(name: "KofkaLab", dependencies: ["Kofka"]),
         .target(name: "CRefLog", path: "Sources/CRefLog"),
         .executableTarget(name: "kofka-cli", dependencies: [
-            "Kofka", "CSQLite", "CRefLog", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "Kofka", "KofkaLab", "CSQLite", "CRefLog", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: [.swiftLanguageMode(.v5)]),
-        .testTarget(name: "KofkaTests", dependencies: ["Kofka"]),
+        .testTarget(name: "KofkaTests", dependencies: ["Kofka", "KofkaLab"]),
     ]
 )

@@ -107,14 +107,14 @@ final class ProduceQueue: @unchecked Sendable {
                     if pending.count == head {
                         if stopped { return nil }
                         writerIdle = true
-                        m.wait(untilNs: nil)
+                        m.wait(timeoutNs: nil)
                         writerIdle = false
                         continue
                     }
                     let waiting = pending.count - head
                     let due = pending[head].enqueuedNs &+ lingerNs
                     if stopped || flushers > 0 || waiting >= batchSize || monoNs() >= due { break }
-                    m.wait(untilNs: due)
+                    m.wait(timeoutNs: due &- monoNs())
                 }
                 let n = min(batchSize, pending.count - head)
                 let out = Array(pending[head..<head + n])
@@ -165,11 +165,11 @@ final class ProduceQueue: @unchecked Sendable {
                 // as librdkafka's does when nothing is in flight)
                 if outstandingCount == 0 && unackedCount == 0 { return [] }
                 if outstandingCount == 0 && deadline == nil {
-                    m.wait(untilNs: monoNs() &+ 50_000_000)   // a fire-and-forget write in progress
+                    m.wait(timeoutNs: 50_000_000)   // a fire-and-forget write in progress
                     return []
                 }
                 if let d = deadline, monoNs() >= d { return [] }
-                m.wait(untilNs: deadline)
+                m.wait(timeoutNs: deadline.map { $0 > monoNs() ? $0 - monoNs() : 0 })
             }
             let r = reports
             reports = []

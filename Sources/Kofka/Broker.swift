@@ -18,6 +18,8 @@ public final class Broker: @unchecked Sendable {
     public let config: BrokerConfig
     /// The storage string it was opened with.
     public let storageString: String
+    /// The one clock its rules, producers and consumers read.
+    package let clock: any TimeSource
 
     private let lock = Monitor()
     private var topicCache: [String: TopicMeta] = [:]
@@ -37,7 +39,13 @@ public final class Broker: @unchecked Sendable {
     }
 
     /// Opens a broker on `storage` with parsed settings.
-    public init(_ storage: String, config: BrokerConfig) throws {
+    public convenience init(_ storage: String, config: BrokerConfig) throws {
+        try self.init(storage, config: config, clock: SystemClock())
+    }
+
+    /// Opens a broker whose rules read `clock` (tests and the schedule explorer step time with it).
+    package init(_ storage: String, config: BrokerConfig, clock: any TimeSource) throws {
+        self.clock = clock
         self.config = config
         self.storageString = storage
         self.storageFaults = SplitMix64(seed: config.faultStorageSeed)
@@ -201,13 +209,13 @@ public final class Broker: @unchecked Sendable {
     /// `intervalMs` per broker handle, so a crashed producer cannot block read_committed readers.
     func sweepExpiredTransactions(intervalMs: Int = 100) {
         let due = lock.locked { () -> Bool in
-            let now = monoNs()
+            let now = clock.monotonicNs()
             if now &- lastTxnSweepNs < UInt64(intervalMs) * 1_000_000 { return false }
             lastTxnSweepNs = now
             return true
         }
         guard due, !closed else { return }
-        let now = nowMs()
+        let now = clock.wallMs()
         do {
             let expired = try storage.read { r in
                 try r.scan(from: Keys.txnDeadlineRange.0, to: Keys.txnDeadlineRange.1).compactMap { e -> Int64? in

@@ -82,7 +82,7 @@ public final class Consumer: @unchecked Sendable {
         positions = [:]
         uncommitted = []
         generation = -1
-        _ = try broker.joinGroup(group, member: .init(id: id, clientId: config.clientId, topics: topics, lastHeartbeatMs: nowMs(),
+        _ = try broker.joinGroup(group, member: .init(id: id, clientId: config.clientId, topics: topics, lastHeartbeatMs: broker.clock.wallMs(),
                                                       sessionTimeoutMs: Int32(config.sessionTimeoutMs), strategy: config.assignmentStrategy.rawValue))
         try sync(force: true)
     }
@@ -110,7 +110,7 @@ public final class Consumer: @unchecked Sendable {
     /// mode requires) and takes partitions it gained.
     private func sync(force: Bool) throws {
         guard case .group = subscription, let group = config.groupId, let id = memberId else { return }
-        let now = nowMs()
+        let now = broker.clock.wallMs()
         if !force {
             let due = monoNs() &- lastSyncNs >= heartbeatIntervalNs
             let stale = try broker.storage.read { r in
@@ -204,7 +204,7 @@ public final class Consumer: @unchecked Sendable {
                 var wake = deadline ?? (now &+ 3_600_000_000_000)
                 if case .group = subscription { wake = Swift.min(wake, lastSyncNs &+ heartbeatIntervalNs) }
                 if f.blocked { wake = Swift.min(wake, now &+ 100_000_000) }
-                broker.storage.waitForChange(since: token, until: instant(fromNs: wake))
+                broker.storage.waitForChange(since: token, timeoutNs: wake &- now)
             }
         }
     }
@@ -414,10 +414,4 @@ public final class Consumer: @unchecked Sendable {
     }
 }
 
-extension SplitMix64 {
-    /// 8 random hex digits.
-    mutating func unitHex() -> String {
-        let s = String(next() & 0xffff_ffff, radix: 16)
-        return String(repeating: "0", count: 8 - s.count) + s
-    }
-}
+

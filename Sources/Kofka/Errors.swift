@@ -19,6 +19,8 @@ public enum ErrorCode: Int32, Sendable, CaseIterable {
     case closed = 16
     case unsupported = 17
     case queueFull = 18
+    case busy = 19
+    case purged = 20
 
     /// The C name, e.g. `KOFKA_ERR_PRODUCER_FENCED`.
     public var name: String {
@@ -42,6 +44,8 @@ public enum ErrorCode: Int32, Sendable, CaseIterable {
         case .closed: "KOFKA_ERR_CLOSED"
         case .unsupported: "KOFKA_ERR_UNSUPPORTED"
         case .queueFull: "KOFKA_ERR_QUEUE_FULL"
+        case .busy: "KOFKA_ERR_BUSY"
+        case .purged: "KOFKA_ERR_PURGED"
         }
     }
 
@@ -67,6 +71,8 @@ public enum ErrorCode: Int32, Sendable, CaseIterable {
         case .closed: "The broker or handle was closed."
         case .unsupported: "The operation is not supported."
         case .queueFull: "The producer queue is full (queue.buffering.max.messages); serve delivery reports and retry."
+        case .busy: "The storage stayed locked by another writer past its busy timeout; nothing was written, and the call may be repeated."
+        case .purged: "The record was removed from the producer's queue before it was written, because its transaction was aborted."
         }
     }
 }
@@ -93,4 +99,16 @@ public struct KofkaError: Error, Sendable, CustomStringConvertible, Equatable {
     }
 
     public var description: String { "\(code.name): \(message)" }
+}
+
+extension ErrorCode {
+    /// True when the same call may succeed if repeated: the storage was busy (nothing was
+    /// written), a request or acknowledgement was lost (outcome unknown: an idempotent producer
+    /// retries safely, an at-least-once one may duplicate), or the producer queue was full.
+    public var isRetriable: Bool {
+        switch self {
+        case .busy, .timedOut, .queueFull: true
+        default: false
+        }
+    }
 }

@@ -157,7 +157,7 @@ extension Broker {
             for (tp, off) in commits where gs.held[tp] == memberId { try w.putInt64(Keys.offset(group, tp), off) }
             guard gs.member(memberId) != nil else { return }
             gs.members.removeAll { $0.id == memberId }
-            _ = Groups.expire(&gs, now: nowMs(), keep: nil)
+            _ = Groups.expire(&gs, now: clock.wallMs(), keep: nil)
             try Groups.rebalance(&gs, partitionsOf: partitionsLookup(w))
             try w.put(Keys.group(group), gs.encode())
         }

@@ -54,6 +54,15 @@ public final class Producer: @unchecked Sendable {
 
     deinit { queue.stop() }
 
+    /// True when the open transaction failed in a way that only an abort can resolve
+    /// (librdkafka's `txn_requires_abort`): call `abortTransaction`, then start over.
+    public var transactionRequiresAbort: Bool {
+        sendLock.locked {
+            if case .abortable = txnState { return true }
+            return false
+        }
+    }
+
     /// Throws `.closed` if the producer or its broker is closed.
     public func checkOpenPublic() throws { try checkOpen() }
 
@@ -75,7 +84,7 @@ public final class Producer: @unchecked Sendable {
     public func sendBatch(_ topic: String, _ records: [Record]) throws -> [Result<RecordMetadata, KofkaError>] {
         var batch = RecordBatch(reservingRecords: records.count, bytes: records.reduce(0) { $0 + $1.size })
         var parts = [Int32](repeating: -1, count: records.count)
-        let now = nowMs()
+        let now = broker.clock.wallMs()
         for (i, r) in records.enumerated() {
             if let p = r.partition { parts[i] = p < 0 ? -2 : p }
             batch.append(RecordData(timestampMs: r.timestampMs == 0 ? now : r.timestampMs, key: r.key, value: r.value, headers: HeaderCodec.encode(r.headers)))
@@ -500,7 +509,7 @@ public final class Producer: @unchecked Sendable {
 
     /// Called by the background writer for each batch.
     func deliverQueued(_ meta: TopicMeta, _ partition: Int32, _ records: [Record]) -> [Result<Int64, KofkaError>] {
-        let now = nowMs()
+        let now = broker.clock.wallMs()
         var batch = RecordBatch(reservingRecords: records.count, bytes: records.reduce(0) { $0 + $1.size })
         var bad: [Int: KofkaError] = [:]
         for (i, r) in records.enumerated() {
@@ -525,9 +534,4 @@ public final class Producer: @unchecked Sendable {
     }
 }
 
-extension Duration {
-    var nanoseconds: UInt64 {
-        let c = components
-        return UInt64(max(0, c.seconds)) &* 1_000_000_000 &+ UInt64(max(0, c.attoseconds / 1_000_000_000))
-    }
-}
+

@@ -31,14 +31,10 @@ public struct RecordBatch: Sendable {
     public private(set) var buffer: [UInt8] = []
     /// One entry per record, in order.
     public private(set) var entries: [Entry] = []
-    /// What a timestamp of 0 ("now") becomes: the time the batch was made.
-    private let now: Int64
-
-    public init() { now = nowMs() }
+    public init() {}
 
     /// An empty batch with room for `records` records of `bytes` bytes in all.
     public init(reservingRecords records: Int, bytes: Int) {
-        now = nowMs()
         entries.reserveCapacity(records)
         buffer.reserveCapacity(bytes)
     }
@@ -61,9 +57,14 @@ public struct RecordBatch: Sendable {
     }
 
     /// Appends one record from raw bytes (copied). nil key / value mean "none", distinct from
-    /// empty; a timestamp of 0 means the batch's creation time.
+    /// empty; a timestamp of 0 means "now" (set by the producer when it sends the batch).
     public mutating func append(timestampMs: Int64, key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer?, headers: [UInt8]?) {
-        appendVerbatim(timestampMs == 0 ? now : timestampMs, key, value, headers)
+        appendVerbatim(timestampMs, key, value, headers)
+    }
+
+    /// Gives every record whose timestamp is 0 ("now") the timestamp `now`.
+    mutating func resolveTimestamps(now: Int64) {
+        for i in entries.indices where entries[i].timestampMs == 0 { entries[i].timestampMs = now }
     }
 
     private mutating func appendVerbatim(_ timestampMs: Int64, _ key: UnsafeRawBufferPointer?, _ value: UnsafeRawBufferPointer?, _ headers: [UInt8]?) {

@@ -107,17 +107,3 @@ public struct TopicPartition: Sendable, Hashable, Comparable, CustomStringConver
 
     public var description: String { "\(topic)[\(partition)]" }
 }
-
-/// Milliseconds since the epoch, from the wall clock.
-@inline(__always)
-public func nowMs() -> Int64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_REALTIME, &ts)
-    return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
-}
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif

@@ -96,7 +96,7 @@ extension Broker {
             }
             if ps.openTxn != 0 { try Transactions.endOpen(w, pid: pid, &ps, commit: false) }
             let txn = try w.nextCounter(Keys.nextTxn)
-            let now = nowMs()
+            let now = clock.wallMs()
             ps.openTxn = txn
             ps.txnStartMs = now
             try w.putInt64(Keys.txnDeadline(pid), now + Int64(timeoutMs))

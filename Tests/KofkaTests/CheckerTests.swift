@@ -1,5 +1,6 @@
 import Testing
 @testable import Kofka
+import KofkaLab
 
 /// The checker's own tests: hand-made histories, each with one known fault.
 @Suite struct CheckerTests {

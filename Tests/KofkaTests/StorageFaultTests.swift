@@ -1,5 +1,6 @@
 import Testing
 @testable import Kofka
+import KofkaLab
 
 /// `fault.storage.failure.rate`: writes that fail inside storage, half of them *after* the commit
 /// (the caller sees an error for a write that happened). Idempotence must make retrying safe.

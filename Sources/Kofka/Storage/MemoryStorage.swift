@@ -70,13 +70,16 @@ public final class MemoryStorage: StorageBackend, @unchecked Sendable {
         monitor.withLock { token }
     }
 
-    /// Blocks until a commit, `wakeAll`, `close`, or `deadline`.
-    public func waitForChange(since token: UInt64, until deadline: ContinuousClock.Instant) {
+    /// Blocks until a commit, `wakeAll`, `close`, or `timeoutNs` nanoseconds.
+    public func waitForChange(since token: UInt64, timeoutNs: UInt64) {
+        let deadline = monoNs() &+ timeoutNs
         monitor.withLock {
             guard self.token == token, !closed else { return }
             let seen = wakeups
-            while self.token == token, wakeups == seen, ContinuousClock.now < deadline {
-                monitor.wait(until: deadline)
+            while self.token == token, wakeups == seen {
+                let now = monoNs()
+                if now >= deadline { return }
+                monitor.wait(timeoutNs: deadline - now)
             }
         }
     }

@@ -45,46 +45,26 @@ final class Monitor: @unchecked Sendable {
     /// Wakes every thread in `wait`. Call with or without the lock held.
     func broadcast() { pthread_cond_broadcast(cond) }
 
-    /// With the lock held: waits until a broadcast, `deadline`, or a spurious wakeup.
-    func wait(until deadline: ContinuousClock.Instant) {
-        let remaining = ContinuousClock.now.duration(to: deadline)
-        guard remaining > .zero else { return }
-        let capped = min(remaining, .seconds(86_400))
-        let (seconds, attoseconds) = capped.components
+    /// Runs `body` with the mutex held.
+    @inline(__always)
+    func locked<T>(_ body: () throws -> T) rethrows -> T { try withLock(body) }
+
+    /// With the lock held: waits until a broadcast, `timeoutNs` nanoseconds (nil = no limit;
+    /// waits are capped at a day), or a spurious wakeup. Callers re-check their condition.
+    func wait(timeoutNs: UInt64?) {
+        let ns = min(timeoutNs ?? 86_400_000_000_000, 86_400_000_000_000)
+        guard ns > 0 else { return }
         var ts = timespec()
         #if os(Linux)
         clock_gettime(CLOCK_MONOTONIC, &ts)
         #else
         clock_gettime(CLOCK_REALTIME, &ts)
         #endif
-        var nsec = Int(ts.tv_nsec) + Int(attoseconds / 1_000_000_000)
-        var sec = Int(ts.tv_sec) + Int(seconds)
+        var nsec = Int(ts.tv_nsec) + Int(ns % 1_000_000_000)
+        var sec = Int(ts.tv_sec) + Int(ns / 1_000_000_000)
         if nsec >= 1_000_000_000 { nsec -= 1_000_000_000; sec += 1 }
         ts.tv_sec = .init(sec)
         ts.tv_nsec = .init(nsec)
         pthread_cond_timedwait(cond, mutex, &ts)
-    }
-}
-
-/// Compares strings by their UTF-8 bytes, the order `StorageReader.scan` promises
-/// (and SQLite's BINARY collation uses).
-@inline(__always)
-func utf8Less(_ a: String, _ b: String) -> Bool {
-    a.utf8.lexicographicallyPrecedes(b.utf8)
-}
-
-/// Throws `.invalidArg` unless `pnum` is a valid partition number.
-@inline(__always)
-func checkPartitionNumber(_ pnum: Int64) throws {
-    guard pnum >= 0, pnum < StorageLimits.maxPartitionNumbers else {
-        throw KofkaError(.invalidArg, "partition number \(pnum) is outside 0..<\(StorageLimits.maxPartitionNumbers)")
-    }
-}
-
-/// Throws `.storage` if appending `count` records at `base` would exceed the offset space.
-@inline(__always)
-func checkOffsetSpace(_ pnum: Int64, base: Int64, count: Int) throws {
-    guard Int64(count) <= (Int64(1) << StorageLimits.offsetBits) - base else {
-        throw KofkaError(.storage, "partition \(pnum) is full: \(base) + \(count) records exceed 2^\(StorageLimits.offsetBits) offsets")
     }
 }

@@ -45,7 +45,7 @@ final class SQLiteConnection {
     func error(_ rc: Int32, _ context: String) -> KofkaError {
         let primary = rc & 0xff
         if primary == SQLITE_BUSY || primary == SQLITE_LOCKED {
-            return KofkaError(.storage, "database is locked (busy for more than \(busyTimeoutMs) ms): \(path) (\(context))", retriable: true)
+            return KofkaError(.busy, "database is locked (busy for more than \(busyTimeoutMs) ms): \(path) (\(context))", retriable: true)
         }
         let detail = db.map { String(cString: sqlite3_errmsg($0)) } ?? String(cString: sqlite3_errstr(rc))
         return KofkaError(.storage, "SQLite error \(rc) (\(String(cString: sqlite3_errstr(rc)))) during \(context): \(detail): \(path)")

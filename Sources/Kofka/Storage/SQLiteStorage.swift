@@ -118,16 +118,17 @@ public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
     }
 
     /// Waits on this process's commits and `wakeAll`, re-checking `data_version` every ~2 ms.
-    public func waitForChange(since token: UInt64, until deadline: ContinuousClock.Instant) {
+    public func waitForChange(since token: UInt64, timeoutNs: UInt64) {
+        let deadline = monoNs() &+ timeoutNs
         while true {
             let seen = signal.withLock { wakeups }
             if changeToken() != token || poolLock.withLock({ closed }) { return }
-            let now = ContinuousClock.now
+            let now = monoNs()
             if now >= deadline { return }
             // Short slices: commits by other processes only show in data_version.
-            let slice = min(deadline, now + .milliseconds(2))
+            let slice = min(deadline - now, 2_000_000)
             let woken = signal.withLock {
-                if wakeups == seen { signal.wait(until: slice) }
+                if wakeups == seen { signal.wait(timeoutNs: slice) }
                 return wakeups != seen
             }
             if woken { return }

@@ -24,10 +24,11 @@ public protocol StorageBackend: AnyObject, Sendable {
     /// any process) has committed. Cheap: called by every blocking poll.
     func changeToken() -> UInt64
 
-    /// Blocks until `changeToken()` may differ from `token`, or until `deadline`. It may return
-    /// early (spuriously); callers re-check. In-process commits wake it at once; commits by
-    /// other processes are noticed within a few milliseconds.
-    func waitForChange(since token: UInt64, until deadline: ContinuousClock.Instant)
+    /// Blocks until `changeToken()` may differ from `token`, `wakeAll()` is called, or
+    /// `timeoutNs` nanoseconds pass. It may return early (spuriously); callers re-check.
+    /// In-process commits wake it at once; commits by other processes are noticed within a few
+    /// milliseconds.
+    func waitForChange(since token: UInt64, timeoutNs: UInt64)
 
     /// Wakes every `waitForChange` in this process (used when a handle is closed).
     func wakeAll()
@@ -130,4 +131,27 @@ public enum StorageLimits {
     public static let offsetBits: Int64 = 40
     /// Partition numbers: `0 ..< 2^23`.
     public static let maxPartitionNumbers: Int64 = 1 << 23
+}
+
+/// Compares strings by their UTF-8 bytes, the order `StorageReader.scan` promises
+/// (and SQLite's BINARY collation uses).
+@inline(__always)
+func utf8Less(_ a: String, _ b: String) -> Bool {
+    a.utf8.lexicographicallyPrecedes(b.utf8)
+}
+
+/// Throws `.invalidArg` unless `pnum` is a valid partition number.
+@inline(__always)
+func checkPartitionNumber(_ pnum: Int64) throws {
+    guard pnum >= 0, pnum < StorageLimits.maxPartitionNumbers else {
+        throw KofkaError(.invalidArg, "partition number \(pnum) is outside 0..<\(StorageLimits.maxPartitionNumbers)")
+    }
+}
+
+/// Throws `.storage` if appending `count` records at `base` would exceed the offset space.
+@inline(__always)
+func checkOffsetSpace(_ pnum: Int64, base: Int64, count: Int) throws {
+    guard Int64(count) <= (Int64(1) << StorageLimits.offsetBits) - base else {
+        throw KofkaError(.storage, "partition \(pnum) is full: \(base) + \(count) records exceed 2^\(StorageLimits.offsetBits) offsets")
+    }
 }

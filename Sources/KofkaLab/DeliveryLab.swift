@@ -1,3 +1,5 @@
+import Kofka
+
 /// The delivery-semantics lab: the workload behind `kofka demo`, the crash harness and the tests.
 ///
 /// For one delivery mode it runs

@@ -1,3 +1,5 @@
+import Kofka
+
 /// A delivery checker in the spirit of Jepsen's queue checker.
 ///
 /// A workload writes records with unique ids and tells the checker what happened to each send
