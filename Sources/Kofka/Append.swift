@@ -39,6 +39,11 @@ extension Broker {
                 }
                 if id.epoch == s.epoch {
                     if let b = s.batches.first(where: { $0.baseSeq == baseSeq && $0.count == n }) {
+                        guard b.txn == id.txn else {
+                            // The same sequence from another transaction is not a retry: the
+                            // producer reused a sequence it should have retired (KIP-360).
+                            throw KofkaError(.outOfOrderSequence, "out of order sequence for producer id \(id.pid) on \(meta.name)[\(partition)]: sequence \(baseSeq) was written by transaction \(b.txn), not \(id.txn)")
+                        }
                         return b.baseOffset   // a retry of a batch already written
                     }
                     if baseSeq != s.nextSeq {
@@ -59,7 +64,7 @@ extension Broker {
             let base = try w.append(pnum, records, txn: id.txn)
             if var s = st {
                 s.nextSeq = baseSeq &+ n
-                s.batches.append(.init(baseSeq: baseSeq, count: n, baseOffset: base))
+                s.batches.append(.init(baseSeq: baseSeq, count: n, baseOffset: base, txn: id.txn))
                 if s.batches.count > SequenceState.window { s.batches.removeFirst(s.batches.count - SequenceState.window) }
                 try w.put(key, s.encode())
             }

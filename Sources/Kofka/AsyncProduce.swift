@@ -14,24 +14,37 @@ public struct DeliveryReport: Sendable {
 /// librdkafka's model of asynchronous produce: a bounded queue, a background writer that
 /// batches by `linger.ms` and `batch.num.messages` so many records share one storage commit
 /// (group commit), and delivery reports handed back on the caller's thread.
+///
+/// Everything is guarded by one monitor, which the writer releases while it writes; producers
+/// wait on it only for reports (`serve`, `drain`) or for a write of an aborted transaction to
+/// finish (`purge`).
 final class ProduceQueue: @unchecked Sendable {
     struct Item {
         var topic: TopicMeta
         var partition: Int32
         var record: Record
         var opaque: UInt
+        /// When it was queued (the producer's clock, monotonic ns).
         var enqueuedNs: UInt64
+        /// The transaction it was produced in (0 = none).
+        var txn: Int64
     }
 
     private let m = Monitor()
+    private let clock: any TimeSource
+    // Everything below is guarded by `m`.
     private var pending: [Item] = []
+    private var head = 0
     /// Fire-and-forget batches (`acks=0`): written in the background, never reported.
     private var unacked: [(topic: TopicMeta, partition: Int32, batch: RecordBatch)] = []
     /// Fire-and-forget batches queued or being written.
     private var unackedCount = 0
+    /// Records the writer is writing now, by transaction.
+    private var writing: [Int64: Int] = [:]
+    /// True while the writer thread runs.
+    private var writerRunning = false
     /// True while the writer sleeps with nothing to do (so only then does a producer wake it).
     private var writerIdle = false
-    private var head = 0
     private var reports: [DeliveryReport] = []
     /// Records produced whose report has not been served yet.
     private var outstandingCount = 0
@@ -41,11 +54,17 @@ final class ProduceQueue: @unchecked Sendable {
     private var batchSize = 10_000
     private let capacity: Int
     private weak var producer: Producer?
-    private var started = false
 
-    init(capacity: Int) { self.capacity = capacity }
+    init(capacity: Int, clock: any TimeSource) {
+        self.capacity = capacity
+        self.clock = clock
+    }
 
     var outstanding: Int { m.locked { outstandingCount } }
+
+    func start(_ p: Producer) {
+        m.locked { producer = p }
+    }
 
     /// Queues a batch to be written without an acknowledgement (`acks=0`): the caller does not
     /// wait, and no report comes back. `close`/`flush` still wait for it to be written.
@@ -59,22 +78,11 @@ final class ProduceQueue: @unchecked Sendable {
         }
     }
 
-    func start(_ p: Producer) {
-        m.locked { producer = p }
-    }
-
-    private func startWriterIfNeeded() {
-        // called with m held
-        guard !started else { return }
-        started = true
-        startThread { [self] in writerLoop() }
-    }
-
     func enqueue(_ item: Item, lingerMs: Int, batch: Int) throws {
         try m.locked {
             if stopped { throw KofkaError(.closed, "the producer is closed") }
             if outstandingCount >= capacity {
-                throw KofkaError(.queueFull, "producer queue is full: \(outstandingCount) records await delivery reports (queue.buffering.max.messages=\(capacity)); call poll and retry")
+                throw KofkaError(.queueFull, "producer queue is full: \(outstandingCount) records await delivery reports (queue.buffering.max.messages=\(capacity)); call poll and retry", retriable: true)
             }
             lingerNs = UInt64(lingerMs) * 1_000_000
             batchSize = batch
@@ -85,76 +93,104 @@ final class ProduceQueue: @unchecked Sendable {
         }
     }
 
-    private func writerLoop() {
+    private func startWriterIfNeeded() {
+        // called with m held
+        guard !writerRunning, !stopped else { return }
+        writerRunning = true
+        startThread { [self] in writerLoop() }
+    }
+
+    private enum Work {
+        case fireAndForget([(topic: TopicMeta, partition: Int32, batch: RecordBatch)])
+        case batch([Item])
+    }
+
+    /// The next piece of work, waiting for it (with `m` held); nil once stopped.
+    private func nextWork() -> Work? {
         while true {
-            // fire-and-forget batches first: they were handed over as they are
-            let fire = m.locked { () -> [(topic: TopicMeta, partition: Int32, batch: RecordBatch)] in
+            if stopped { return nil }
+            if !unacked.isEmpty {
                 defer { unacked = [] }
-                return unacked
+                return .fireAndForget(unacked)
             }
-            if !fire.isEmpty {
-                let p = m.locked { producer }
-                for f in fire { p?.writeUnacknowledged(f.topic, f.partition, f.batch) }
-                m.locked {
-                    unackedCount -= fire.count
-                    m.broadcast()
-                }
+            if pending.count == head {
+                writerIdle = true
+                m.wait(timeoutNs: nil)
+                writerIdle = false
                 continue
             }
-            let batch: [Item]? = m.locked {
-                while true {
-                    if !unacked.isEmpty { return [] }
-                    if pending.count == head {
-                        if stopped { return nil }
-                        writerIdle = true
-                        m.wait(timeoutNs: nil)
-                        writerIdle = false
-                        continue
+            let due = pending[head].enqueuedNs &+ lingerNs
+            let now = clock.monotonicNs()
+            if flushers > 0 || pending.count - head >= batchSize || now >= due { break }
+            m.wait(timeoutNs: due - now)
+        }
+        let n = min(batchSize, pending.count - head)
+        let out = Array(pending[head..<head + n])
+        head += n
+        if head > 4096 && head * 2 > pending.count {
+            pending.removeFirst(head)
+            head = 0
+        }
+        for it in out { writing[it.txn, default: 0] += 1 }
+        return .batch(out)
+    }
+
+    private func writerLoop() {
+        while true {
+            let (work, p) = m.locked { (nextWork(), producer) }
+            guard let work else {
+                m.locked {
+                    writerRunning = false
+                    m.broadcast()
+                }
+                return
+            }
+            switch work {
+            case .fireAndForget(let batches):
+                for f in batches { p?.writeUnacknowledged(f.topic, f.partition, f.batch) }
+                m.locked {
+                    unackedCount -= batches.count
+                    m.broadcast()
+                }
+            case .batch(let batch):
+                let out = write(batch, p)
+                m.locked {
+                    for it in batch {
+                        writing[it.txn, default: 0] -= 1
+                        if writing[it.txn] == 0 { writing[it.txn] = nil }
                     }
-                    let waiting = pending.count - head
-                    let due = pending[head].enqueuedNs &+ lingerNs
-                    if stopped || flushers > 0 || waiting >= batchSize || monoNs() >= due { break }
-                    m.wait(timeoutNs: due &- monoNs())
+                    reports.append(contentsOf: out)
+                    m.broadcast()
                 }
-                let n = min(batchSize, pending.count - head)
-                let out = Array(pending[head..<head + n])
-                head += n
-                if head > 4096 && head * 2 > pending.count {
-                    pending.removeFirst(head)
-                    head = 0
-                }
-                return out
-            }
-            guard let batch else { return }
-            if batch.isEmpty { continue }
-            var out: [DeliveryReport] = []
-            out.reserveCapacity(batch.count)
-            // group by partition, keeping order within each
-            var groups: [Int64: [Int]] = [:]
-            var order: [Int64] = []
-            for (i, it) in batch.enumerated() {
-                let key = it.topic.firstPnum + Int64(it.partition)
-                if groups[key] == nil { order.append(key) }
-                groups[key, default: []].append(i)
-            }
-            let p = m.locked { producer }
-            for key in order {
-                guard let idx = groups[key], let first = idx.first else { continue }
-                let it0 = batch[first]
-                let results = p?.deliverQueued(it0.topic, it0.partition, idx.map { batch[$0].record })
-                    ?? idx.map { _ in .failure(KofkaError(.closed, "the producer is closed")) }
-                for (j, i) in idx.enumerated() {
-                    let it = batch[i]
-                    out.append(DeliveryReport(topic: it.topic.name, record: it.record,
-                                              result: results[j].map { RecordMetadata(topic: it.topic.name, partition: it.partition, offset: $0) },
-                                              opaque: it.opaque))
-                }
-            }
-            m.locked {
-                reports.append(contentsOf: out)
-                m.broadcast()
             }
         }
+    }
+
+    /// Writes a batch (one request per partition and transaction, in order) and makes its reports.
+    private func write(_ batch: [Item], _ p: Producer?) -> [DeliveryReport] {
+        struct Key: Hashable { var pnum: Int64; var txn: Int64 }
+        var groups: [Key: [Int]] = [:]
+        var order: [Key] = []
+        for (i, it) in batch.enumerated() {
+            let key = Key(pnum: it.topic.firstPnum + Int64(it.partition), txn: it.txn)
+            if groups[key] == nil { order.append(key) }
+            groups[key, default: []].append(i)
+        }
+        var out: [DeliveryReport] = []
+        out.reserveCapacity(batch.count)
+        for key in order {
+            guard let idx = groups[key], let first = idx.first else { continue }
+            let it0 = batch[first]
+            let results = p?.deliverQueued(it0.topic, it0.partition, idx.map { batch[$0].record }, txn: key.txn)
+                ?? idx.map { _ in .failure(KofkaError(.closed, "the producer is closed")) }
+            for (j, i) in idx.enumerated() {
+                let it = batch[i]
+                out.append(DeliveryReport(topic: it.topic.name, record: it.record,
+                                          result: results[j].map { RecordMetadata(topic: it.topic.name, partition: it.partition, offset: $0) },
+                                          opaque: it.opaque))
+            }
+        }
+        return out
     }
 
     /// Serves the reports ready now (waiting until `deadline` for the first; nil = forever).
@@ -168,8 +204,9 @@ final class ProduceQueue: @unchecked Sendable {
                     m.wait(timeoutNs: 50_000_000)   // a fire-and-forget write in progress
                     return []
                 }
-                if let d = deadline, monoNs() >= d { return [] }
-                m.wait(timeoutNs: deadline.map { $0 > monoNs() ? $0 - monoNs() : 0 })
+                let left = clock.remainingNs(until: deadline)
+                if left == 0 { return [] }
+                m.wait(timeoutNs: left)
             }
             let r = reports
             reports = []
@@ -190,9 +227,31 @@ final class ProduceQueue: @unchecked Sendable {
         defer { m.locked { flushers -= 1 } }
         while true {
             if m.locked({ outstandingCount == 0 && unackedCount == 0 }) { return true }
-            if let d = deadline, monoNs() >= d { return false }
-            let step = min(deadline ?? UInt64.max, monoNs() &+ 50_000_000)
+            let left = clock.remainingNs(until: deadline)
+            if left == 0 { return false }
+            let step = clock.monotonicNs() &+ min(left ?? UInt64.max, 50_000_000)
             _ = serve(deadline: step, handler)
+        }
+    }
+
+    /// Removes every record of transaction `txn` not yet taken by the writer and fails it with
+    /// `error` (its report); then waits until no record of `txn` is being written, so nothing of
+    /// the transaction reaches storage after this returns.
+    func purge(txn: Int64, _ error: KofkaError) {
+        m.locked {
+            var kept: [Item] = []
+            kept.reserveCapacity(pending.count - head)
+            for it in pending[head...] {
+                if it.txn == txn {
+                    reports.append(DeliveryReport(topic: it.topic.name, record: it.record, result: .failure(error), opaque: it.opaque))
+                } else {
+                    kept.append(it)
+                }
+            }
+            pending = kept
+            head = 0
+            m.broadcast()
+            while writing[txn] != nil { m.wait(timeoutNs: nil) }
         }
     }
 
@@ -208,10 +267,20 @@ final class ProduceQueue: @unchecked Sendable {
         }
     }
 
+    /// Stops the writer after the write it is doing now; it takes nothing more.
     func stop() {
         m.locked {
             stopped = true
             m.broadcast()
+        }
+    }
+
+    /// `stop`, then waits until the writer has finished its current write and exited.
+    func stopAndWait() {
+        m.locked {
+            stopped = true
+            m.broadcast()
+            while writerRunning { m.wait(timeoutNs: nil) }
         }
     }
 }

@@ -204,39 +204,13 @@ public final class Broker: @unchecked Sendable {
 
     // MARK: Transaction timeouts
 
-    /// Aborts every transaction (of any producer, in any process) open longer than its
-    /// `transaction.timeout.ms`. Called by consumers and producers as they work, at most every
-    /// `intervalMs` per broker handle, so a crashed producer cannot block read_committed readers.
-    func sweepExpiredTransactions(intervalMs: Int = 100) {
-        let due = lock.locked { () -> Bool in
+    /// Whether this handle should look for timed-out transactions now (at most every `intervalMs`).
+    func sweepDue(intervalMs: Int) -> Bool {
+        lock.locked {
             let now = clock.monotonicNs()
-            if now &- lastTxnSweepNs < UInt64(intervalMs) * 1_000_000 { return false }
+            if intervalMs > 0 && now &- lastTxnSweepNs < UInt64(intervalMs) * 1_000_000 { return false }
             lastTxnSweepNs = now
             return true
-        }
-        guard due, !closed else { return }
-        let now = clock.wallMs()
-        do {
-            let expired = try storage.read { r in
-                try r.scan(from: Keys.txnDeadlineRange.0, to: Keys.txnDeadlineRange.1).compactMap { e -> Int64? in
-                    var rd = BinaryReader(e.value)
-                    let deadline = try rd.i64()
-                    guard deadline <= now, let pid = Int64(e.key.dropFirst(2), radix: 16) else { return nil }
-                    return pid
-                }
-            }
-            guard !expired.isEmpty else { return }
-            try storage.write { w in
-                for pid in expired {
-                    guard let deadline = try w.getInt64(Keys.txnDeadline(pid)), deadline <= now else { continue }
-                    guard let b = try w.get(Keys.producer(pid)) else { try w.delete(Keys.txnDeadline(pid)); continue }
-                    var ps = try ProducerState.decode(b)
-                    try Transactions.endOpen(w, pid: pid, &ps, commit: false, forced: .txnTimedOut)
-                    try w.put(Keys.producer(pid), ps.encode())
-                }
-            }
-        } catch {
-            // A sweep is best effort: a busy file or a closed handle just means another handle will do it.
         }
     }
 }

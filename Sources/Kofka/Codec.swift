@@ -23,6 +23,9 @@ struct BinaryReader {
 
     init(_ bytes: [UInt8]) { self.bytes = bytes }
 
+    /// True when every byte has been read (fields appended by a later version are absent).
+    var atEnd: Bool { pos >= bytes.count }
+
     private func corrupt() -> KofkaError { KofkaError(.storage, "corrupt metadata blob (\(bytes.count) bytes, at \(pos))") }
 
     mutating func u8() throws -> UInt8 {

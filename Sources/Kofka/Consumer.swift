@@ -1,3 +1,4 @@
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -5,9 +6,17 @@ import Glibc
 /// A consumer: reads records from assigned partitions, by manual assignment or as a member of a
 /// consumer group, and commits offsets as its delivery mode says.
 ///
-/// * at-most-once: a poll commits the new positions *before* it returns the records.
+/// * at-most-once: a poll commits the new positions *before* it returns the records; if that
+///   commit fails, the poll returns nothing and the positions do not move.
 /// * at-least-once: what a poll returned is committed at the next poll and at `close()`.
-/// * exactly-once: read_committed, no automatic commits; offsets go through a producer transaction.
+/// * exactly-once: read_committed, no automatic commits; offsets go through a producer
+///   transaction (`Producer.sendOffsetsToTransaction`).
+///
+/// Threads: every method may be called from any thread. The consumer's state lives in one
+/// `Mutex` that is never held across storage; its storage operations (group maintenance, fetch,
+/// commit) run one at a time, but a poll waiting for records holds nothing, so `commit`,
+/// `position`, `close` and `destroy` on another thread never wait for it — and a waiting poll
+/// returns (with nothing) as soon as the consumer is closed.
 ///
 /// ```swift
 /// let c = try broker.consumer(ConsumerConfig(groupId: "billing"))
@@ -15,27 +24,43 @@ import Glibc
 /// for m in try c.pollBatch(max: 100, timeout: .seconds(1)) { print(m.offset) }
 /// try c.close()
 /// ```
-public final class Consumer: @unchecked Sendable {
+public final class Consumer: Sendable {
     /// The broker it reads from.
     public let broker: Broker
     /// Its settings.
     public let config: ConsumerConfig
 
-    private enum Subscription { case none, manual, group([String]) }
+    enum Subscription: Sendable { case none, manual, group([String]) }
 
-    private let lock = Monitor()
-    private var subscription = Subscription.none
-    /// Partitions it may fetch: the manual assignment, or what it holds in its group.
-    private var assignment: [TopicPartition] = []
-    /// Next offset to return per partition; absent until resolved (committed or reset).
-    private var positions: [TopicPartition: Int64] = [:]
-    /// Partitions returned by a poll and not yet committed (at-least-once).
-    private var uncommitted: Set<TopicPartition> = []
-    private var memberId: String?
-    private var generation: Int32 = -1
-    private var lastSyncNs: UInt64 = 0
-    private var rotate = 0
-    private var isClosed = false
+    /// Everything that changes, in one place (guarded by `state`).
+    struct State: Sendable {
+        var closed = false
+        var subscription = Subscription.none
+        /// Partitions it may fetch: the manual assignment, or what it holds in its group.
+        var assignment: [TopicPartition] = []
+        /// Next offset to return per partition; absent until resolved (committed or reset).
+        var positions: [TopicPartition: Int64] = [:]
+        /// Partitions returned by a poll and not yet committed automatically (at-least-once).
+        var uncommitted: Set<TopicPartition> = []
+        /// Partitions records were returned from since their offsets were last committed or
+        /// handed to a transaction.
+        var returned: Set<TopicPartition> = []
+        /// Partitions the group took away while they were in `returned`: the records returned
+        /// from them cannot be committed by this member any more, so a transaction that
+        /// processed them must abort (cleared by `seekToCommitted` and by a new subscription).
+        var revokedWithUncommitted: Set<TopicPartition> = []
+        var memberId: String?
+        var generation: Int32 = -1
+        /// When the member last heartbeated (the broker clock's monotonic ns).
+        var lastSyncNs: UInt64 = 0
+        /// Round robin of the partition fetched first.
+        var rotate = 0
+    }
+
+    private let state = Mutex(State())
+    /// Runs this consumer's storage operations one at a time (used as a plain mutex; never
+    /// held while a poll waits for records).
+    private let ops = Monitor()
 
     init(broker: Broker, config: ConsumerConfig) {
         self.broker = broker
@@ -44,6 +69,7 @@ public final class Consumer: @unchecked Sendable {
 
     private var autoCommit: Bool { config.enableAutoCommit && config.groupId != nil && config.deliveryMode != .exactlyOnce }
     private var heartbeatIntervalNs: UInt64 { UInt64(max(10, min(config.sessionTimeoutMs / 3, 1000))) * 1_000_000 }
+    private var isClosed: Bool { state.withLock { $0.closed } }
 
     private func checkOpen() throws {
         if isClosed { throw KofkaError(.closed, "the consumer is closed") }
@@ -55,89 +81,118 @@ public final class Consumer: @unchecked Sendable {
         return g
     }
 
+    /// Runs `body` as this consumer's only storage operation, on a copy of the state that is
+    /// stored back when it ends (also when it throws: each step changes the copy only after its
+    /// storage call succeeded). `closed` is never written back (close sets it without waiting).
+    private func withOps<T>(_ body: (inout State) throws -> T) rethrows -> T {
+        try ops.locked {
+            var s = state.withLock { $0 }
+            defer {
+                state.withLock { live in
+                    let closed = live.closed
+                    live = s
+                    live.closed = closed
+                }
+            }
+            return try body(&s)
+        }
+    }
+
     // MARK: Assignment
 
     /// Joins `group.id` and subscribes to `topics`; the group assigns partitions.
     public func subscribe(_ topics: [String]) throws {
-        try lock.locked {
-            try checkOpen()
-            let group = try requireGroup("subscribe")
-            guard !topics.isEmpty else { throw KofkaError(.invalidArg, "subscribe needs at least one topic") }
-            if case .manual = subscription { throw KofkaError(.invalidState, "the consumer has a manual assignment; subscribe is not allowed") }
+        try checkOpen()
+        let group = try requireGroup("subscribe")
+        guard !topics.isEmpty else { throw KofkaError(.invalidArg, "subscribe needs at least one topic") }
+        try withOps { s in
+            if case .manual = s.subscription { throw KofkaError(.invalidState, "the consumer has a manual assignment; subscribe is not allowed") }
             for t in topics { _ = try broker.topicMeta(t, autoCreate: true) }
-            if case .group = subscription, let id = memberId {
-                try broker.leaveGroup(group, memberId: id, commits: autoCommitOffsets())
+            if case .group = s.subscription, let id = s.memberId {
+                try broker.leaveGroup(group, memberId: id, commits: autoCommitOffsets(s))
             }
-            subscription = .group(Array(Set(topics)).sorted())
-            try join()
+            s.subscription = .group(Array(Set(topics)).sorted())
+            s.revokedWithUncommitted = []
+            try join(&s)
         }
     }
 
-    private func join() throws {
-        guard case .group(let topics) = subscription, let group = config.groupId else { return }
+    /// Joins as a new member; positions start again from the group's committed offsets.
+    private func join(_ s: inout State) throws {
+        guard case .group(let topics) = s.subscription, let group = config.groupId else { return }
+        // Records returned and not committed can no longer be committed by the new member.
+        if !autoCommit { s.revokedWithUncommitted.formUnion(s.returned) }
         var rng = SplitMix64(seed: monoNs() ^ UInt64(UInt(bitPattern: ObjectIdentifier(self).hashValue)) ^ UInt64(getpid()))
         let id = config.clientId + "-" + rng.unitHex()
-        memberId = id
-        assignment = []
-        positions = [:]
-        uncommitted = []
-        generation = -1
+        s.memberId = id
+        s.assignment = []
+        s.positions = [:]
+        s.uncommitted = []
+        s.returned = []
+        s.generation = -1
         _ = try broker.joinGroup(group, member: .init(id: id, clientId: config.clientId, topics: topics, lastHeartbeatMs: broker.clock.wallMs(),
                                                       sessionTimeoutMs: Int32(config.sessionTimeoutMs), strategy: config.assignmentStrategy.rawValue))
-        try sync(force: true)
+        try sync(&s, force: true)
     }
 
     /// Assigns partitions of `topic` manually (no group membership); adds to earlier assignments.
     public func assign(_ topic: String, partitions: [Int32]) throws {
-        try lock.locked {
-            try checkOpen()
-            if case .group = subscription { throw KofkaError(.invalidState, "the consumer is subscribed to a group; assign is not allowed") }
+        try checkOpen()
+        try withOps { s in
+            if case .group = s.subscription { throw KofkaError(.invalidState, "the consumer is subscribed to a group; assign is not allowed") }
             let meta = try broker.topicMeta(topic)
             for p in partitions { _ = try broker.pnum(meta, p) }
-            subscription = .manual
-            for p in partitions where !assignment.contains(TopicPartition(topic, p)) {
-                assignment.append(TopicPartition(topic, p))
+            s.subscription = .manual
+            for p in partitions where !s.assignment.contains(TopicPartition(topic, p)) {
+                s.assignment.append(TopicPartition(topic, p))
             }
         }
     }
 
     /// The partitions this consumer may fetch now.
-    public var assigned: [TopicPartition] { lock.locked { assignment } }
+    public var assigned: [TopicPartition] { state.withLock { $0.assignment } }
+
+    /// The member id and generation this consumer last saw in its group (nil / -1 outside one).
+    package var membership: (memberId: String?, generation: Int32) {
+        state.withLock { ($0.memberId, $0.generation) }
+    }
 
     // MARK: Group maintenance
 
     /// Heartbeats and follows rebalances: releases partitions it lost (committing first, as the
     /// mode requires) and takes partitions it gained.
-    private func sync(force: Bool) throws {
-        guard case .group = subscription, let group = config.groupId, let id = memberId else { return }
+    private func sync(_ s: inout State, force: Bool) throws {
+        guard case .group = s.subscription, let group = config.groupId, let id = s.memberId else { return }
         let now = broker.clock.wallMs()
         if !force {
-            let due = monoNs() &- lastSyncNs >= heartbeatIntervalNs
+            let due = broker.clock.monotonicNs() &- s.lastSyncNs >= heartbeatIntervalNs
+            let generation = s.generation, holding = s.assignment.count
             let stale = try broker.storage.read { r in
-                try broker.groupNeedsSync(r, group, memberId: id, generation: generation, holding: assignment.count, now: now)
+                try broker.groupNeedsSync(r, group, memberId: id, generation: generation, holding: holding, now: now)
             }
             if !due && !stale { return }
         }
-        let view = try broker.syncGroup(group, memberId: id, now: now, revokeCommits: autoCommitOffsets())
-        lastSyncNs = monoNs()
+        let view = try broker.syncGroup(group, memberId: id, now: now, revokeCommits: autoCommitOffsets(s))
+        s.lastSyncNs = broker.clock.monotonicNs()
         guard view.isMember else {
-            try join()   // expired while away: rejoin as a new member
+            if !isClosed { try join(&s) }   // expired while away: rejoin as a new member
             return
         }
-        generation = view.generation
+        s.generation = view.generation
         let kept = Set(view.held)
-        for tp in assignment where !kept.contains(tp) {
-            positions[tp] = nil
-            uncommitted.remove(tp)
+        for tp in s.assignment where !kept.contains(tp) {
+            s.positions[tp] = nil
+            s.uncommitted.remove(tp)
+            if s.returned.remove(tp) != nil && !autoCommit { s.revokedWithUncommitted.insert(tp) }
         }
-        assignment = view.held
+        s.assignment = view.held
     }
 
     /// The offsets an automatic commit would write now (at-least-once: what was returned; at-most-once: already written).
-    private func autoCommitOffsets() -> [TopicPartition: Int64] {
+    private func autoCommitOffsets(_ s: State) -> [TopicPartition: Int64] {
         guard autoCommit else { return [:] }
         var out: [TopicPartition: Int64] = [:]
-        for tp in uncommitted { if let p = positions[tp] { out[tp] = p } }
+        for tp in s.uncommitted { if let p = s.positions[tp] { out[tp] = p } }
         return out
     }
 
@@ -161,51 +216,75 @@ public final class Consumer: @unchecked Sendable {
     /// `pollBatch` that builds each result straight from the stored bytes with `make` (the view
     /// is valid only during the call), so a binding can copy each record once, into its own
     /// format. `discard` releases results that were made but must not be handed out (an
-    /// at-most-once poll whose commit found the group moved on).
+    /// at-most-once poll whose commit failed). Returns empty, without an error, when the
+    /// consumer is closed by another thread while this poll waits.
     public func poll<T>(max: Int, timeout: Duration?, discard: ([T]) -> Void,
                         make: (String, Int32, RecordView) throws -> T) throws -> [T] {
-        try lock.locked {
-            try checkOpen()
-            let deadline = timeout.map { monoNs() &+ $0.nanoseconds }
-            let limit = Swift.max(1, Swift.min(max, config.maxPollRecords))
-            // at-least-once: the previous poll's records count as processed now. Follow a
-            // rebalance first, so partitions kept are committed in the new generation (and
-            // partitions lost were committed as they were released).
-            if autoCommit && config.deliveryMode != .atMostOnce && !uncommitted.isEmpty {
-                try sync(force: false)
-                try commitAuto()
+        try checkOpen()
+        let clock = broker.clock
+        let deadline = clock.deadline(after: timeout)
+        let limit = Swift.max(1, Swift.min(max, config.maxPollRecords))
+        while true {
+            let token = broker.storage.changeToken()
+            let found: Fetched<T>? = try withOps { s in
+                if isClosed { return nil }
+                try broker.checkOpen()
+                return try pollStep(&s, limit: limit, discard: discard, make: make)
             }
-            while true {
-                try checkOpen()
-                let token = broker.storage.changeToken()
-                try sync(force: false)
-                let before = positions
-                let f = try fetch(limit, make)
-                if !f.items.isEmpty {
-                    if autoCommit && config.deliveryMode == .atMostOnce {
-                        // commit before handing the records out: if the group moved on, hand out nothing
-                        do {
-                            try commitPositions(f.partitions)
-                        } catch let e as KofkaError where e.code == .rebalanced {
-                            discard(f.items)
-                            positions = before
-                            try sync(force: true)
-                            continue
-                        }
-                    } else if autoCommit {
-                        uncommitted.formUnion(f.partitions)
-                    }
-                    return f.items
+            guard let f = found else { return [] }
+            if !f.items.isEmpty { return f.items }
+            if f.blocked { broker.sweepExpiredTransactions() }
+            if f.progressed { continue }
+            let now = clock.monotonicNs()
+            if let deadline, now >= deadline { return [] }
+            var wake = deadline ?? (now &+ 3_600_000_000_000)
+            let (grouped, lastSync) = state.withLock { s -> (Bool, UInt64) in
+                if case .group = s.subscription { return (true, s.lastSyncNs) }
+                return (false, 0)
+            }
+            if grouped { wake = Swift.min(wake, lastSync &+ heartbeatIntervalNs) }
+            if f.blocked { wake = Swift.min(wake, now &+ 100_000_000) }
+            broker.storage.waitForChange(since: token, timeoutNs: wake > now ? wake - now : 0)
+            if isClosed { return [] }
+        }
+    }
+
+    /// One round of a poll: group maintenance, the at-least-once commit of what the previous
+    /// poll returned, a fetch, and the at-most-once commit before anything is handed out.
+    private func pollStep<T>(_ s: inout State, limit: Int, discard: ([T]) -> Void,
+                             make: (String, Int32, RecordView) throws -> T) throws -> Fetched<T> {
+        // at-least-once: the previous poll's records count as processed now. Follow a
+        // rebalance first, so partitions kept are committed in the new generation (and
+        // partitions lost were committed as they were released).
+        if autoCommit && config.deliveryMode != .atMostOnce && !s.uncommitted.isEmpty {
+            try sync(&s, force: false)
+            try commitAuto(&s)
+        }
+        while true {
+            try sync(&s, force: false)
+            let f = try fetch(&s, limit, make)
+            if !f.items.isEmpty && autoCommit && config.deliveryMode == .atMostOnce {
+                // Commit before handing the records out. If the commit fails, hand out nothing
+                // and keep the positions: no record is skipped without having been returned.
+                var offs: [TopicPartition: Int64] = [:]
+                for tp in f.partitions { offs[tp] = f.positions[tp] }
+                do {
+                    try commitOffsets(&s, offs)
+                } catch let e as KofkaError where e.code == .rebalanced {
+                    discard(f.items)
+                    try sync(&s, force: true)
+                    continue
+                } catch {
+                    discard(f.items)
+                    throw error
                 }
-                if f.blocked { broker.sweepExpiredTransactions() }
-                if f.progressed { continue }
-                let now = monoNs()
-                if let deadline, now >= deadline { return [] }
-                var wake = deadline ?? (now &+ 3_600_000_000_000)
-                if case .group = subscription { wake = Swift.min(wake, lastSyncNs &+ heartbeatIntervalNs) }
-                if f.blocked { wake = Swift.min(wake, now &+ 100_000_000) }
-                broker.storage.waitForChange(since: token, timeoutNs: wake &- now)
             }
+            s.positions = f.positions
+            if !f.items.isEmpty && !(autoCommit && config.deliveryMode == .atMostOnce) {
+                if autoCommit { s.uncommitted.formUnion(f.partitions) }
+                s.returned.formUnion(f.partitions)
+            }
+            return f
         }
     }
 
@@ -214,51 +293,58 @@ public final class Consumer: @unchecked Sendable {
         var items: [T] = []
         /// Partitions records were returned from.
         var partitions: Set<TopicPartition> = []
+        /// Positions after the fetch (applied only if the poll hands the records out).
+        var positions: [TopicPartition: Int64] = [:]
         /// Whether any position moved (records may all have been skipped as aborted).
         var progressed = false
         /// Whether an open transaction held a partition back (read_committed).
         var blocked = false
     }
 
+    /// Where a partition without a committed offset starts (`auto.offset.reset`). `latest` is
+    /// the high watermark, or for a read_committed reader the last stable offset, so a
+    /// transaction open now is delivered when it commits.
+    private func resetPosition(_ r: any StorageReader, _ tp: TopicPartition, pnum: Int64, hw: Int64) throws -> Int64 {
+        switch config.autoOffsetReset {
+        case .earliest: return 0
+        case .latest:
+            return config.isolationLevel == .readCommitted ? try Transactions.lastStableOffset(r, pnum, hw: hw) : hw
+        case .none:
+            throw KofkaError(.noOffset, "no committed offset for \(tp) in group '\(config.groupId ?? "")' and auto.offset.reset=none")
+        }
+    }
+
     /// Reads up to `limit` records from the assigned partitions in one snapshot, making each
     /// with `make`. read_committed stops at the last stable offset and skips aborted records.
-    private func fetch<T>(_ limit: Int, _ make: (String, Int32, RecordView) throws -> T) throws -> Fetched<T> {
+    private func fetch<T>(_ s: inout State, _ limit: Int, _ make: (String, Int32, RecordView) throws -> T) throws -> Fetched<T> {
         var out = Fetched<T>()
-        guard !assignment.isEmpty else { return out }
+        out.positions = s.positions
+        guard !s.assignment.isEmpty else { return out }
         var metas: [String: TopicMeta] = [:]
-        for tp in assignment where metas[tp.topic] == nil { metas[tp.topic] = try broker.topicMeta(tp.topic) }
+        for tp in s.assignment where metas[tp.topic] == nil { metas[tp.topic] = try broker.topicMeta(tp.topic) }
         let readCommitted = config.isolationLevel == .readCommitted
         let group = config.groupId
-        let reset = config.autoOffsetReset
-        let order = (0..<assignment.count).map { assignment[($0 + rotate) % assignment.count] }
-        rotate &+= 1
-        var newPositions = positions
+        let assignment = s.assignment
+        let order = (0..<assignment.count).map { assignment[($0 + s.rotate) % assignment.count] }
+        s.rotate &+= 1
         try broker.storage.read { r in
             for tp in order {
                 guard out.items.count < limit, let meta = metas[tp.topic] else { break }
                 let pnum = meta.firstPnum + Int64(tp.partition)
                 let hw = try r.highWatermark(pnum)
                 var pos: Int64
-                if let p = newPositions[tp] {
+                if let p = out.positions[tp] {
                     pos = p
                 } else if let g = group, let c = try r.getInt64(Keys.offset(g, tp)) {
                     pos = c
                 } else {
-                    switch reset {
-                    case .earliest: pos = 0
-                    case .latest: pos = hw
-                    case .none: throw KofkaError(.noOffset, "no committed offset for \(tp) in group '\(group ?? "")' and auto.offset.reset=none")
-                    }
+                    pos = try resetPosition(r, tp, pnum: pnum, hw: hw)
                 }
-                newPositions[tp] = pos
+                out.positions[tp] = pos
                 var end = hw
                 var aborted: Set<Int64> = []
                 if readCommitted {
-                    let (lo, hi) = Keys.openTxnRange(pnum)
-                    for e in try r.scan(from: lo, to: hi) {
-                        var rd = BinaryReader(e.value)
-                        end = Swift.min(end, try rd.i64())
-                    }
+                    end = try Transactions.lastStableOffset(r, pnum, hw: hw)
                     if end < hw { out.blocked = true }
                     if pos < end {
                         let (alo, ahi) = Keys.abortedRange(pnum, from: pos)
@@ -277,51 +363,62 @@ public final class Consumer: @unchecked Sendable {
                     returned = true
                 }
                 guard last >= 0 else { continue }
-                newPositions[tp] = last + 1
+                out.positions[tp] = last + 1
                 out.progressed = true
                 if returned { out.partitions.insert(tp) }
             }
         }
-        positions = newPositions
         return out
     }
 
     // MARK: Offsets
 
-    private func commitPositions(_ tps: Set<TopicPartition>) throws {
-        guard let group = config.groupId else { return }
-        var offs: [TopicPartition: Int64] = [:]
-        for tp in tps { if let p = positions[tp] { offs[tp] = p } }
-        let member: String? = if case .group = subscription { memberId } else { nil }
-        try broker.commitOffsets(group, memberId: member, generation: generation, offs)
-        for tp in tps { uncommitted.remove(tp) }
+    /// Commits `offsets` for the group (checked against the generation when subscribed).
+    private func commitOffsets(_ s: inout State, _ offsets: [TopicPartition: Int64]) throws {
+        guard let group = config.groupId, !offsets.isEmpty else { return }
+        let member: String? = if case .group = s.subscription { s.memberId } else { nil }
+        try broker.commitOffsets(group, memberId: member, generation: s.generation, offsets)
+        for tp in offsets.keys {
+            s.uncommitted.remove(tp)
+            s.returned.remove(tp)
+        }
     }
 
-    private func commitAuto() throws {
+    private func currentPositions(_ s: State, _ tps: some Sequence<TopicPartition>) -> [TopicPartition: Int64] {
+        var offs: [TopicPartition: Int64] = [:]
+        for tp in tps { if let p = s.positions[tp] { offs[tp] = p } }
+        return offs
+    }
+
+    private func commitAuto(_ s: inout State) throws {
         do {
-            try commitPositions(uncommitted)
+            try commitOffsets(&s, currentPositions(s, s.uncommitted))
         } catch let e as KofkaError where e.code == .rebalanced {
-            uncommitted = []   // the partitions moved on; their records will be delivered again
+            s.uncommitted = []   // the partitions moved on; their records will be delivered again
         }
     }
 
     /// Commits the position after every message returned so far, for every assigned partition.
     public func commit() throws {
-        try lock.locked {
-            try checkOpen()
-            _ = try requireGroup("commit")
-            try commitPositions(Set(assignment.filter { positions[$0] != nil }))
-        }
+        try checkOpen()
+        _ = try requireGroup("commit")
+        try withOps { s in try commitOffsets(&s, currentPositions(s, s.assignment)) }
     }
 
-    /// Commits `message.offset + 1` for the message's partition.
+    /// Commits `message.offset + 1` for the message's partition. The message must be one that
+    /// exists: its topic and partition must exist and `0 <= offset < high watermark`
+    /// (`.unknownTopic`, `.unknownPartition`, `.offsetOutOfRange` otherwise).
     public func commit(_ message: Message) throws {
-        try lock.locked {
-            try checkOpen()
-            let group = try requireGroup("commit")
-            let tp = TopicPartition(message.topic, message.partition)
-            let member: String? = if case .group = subscription { memberId } else { nil }
-            try broker.commitOffsets(group, memberId: member, generation: generation, [tp: message.offset + 1])
+        try checkOpen()
+        let group = try requireGroup("commit")
+        let tp = TopicPartition(message.topic, message.partition)
+        let high = try broker.watermarks(message.topic, message.partition).high
+        guard message.offset >= 0 && message.offset < high else {
+            throw KofkaError(.offsetOutOfRange, "cannot commit message offset \(message.offset) of \(tp): offsets held are 0..<\(high)")
+        }
+        try withOps { s in
+            let member: String? = if case .group = s.subscription { s.memberId } else { nil }
+            try broker.commitOffsets(group, memberId: member, generation: s.generation, [tp: message.offset + 1])
         }
     }
 
@@ -336,82 +433,104 @@ public final class Consumer: @unchecked Sendable {
 
     /// The next offset this consumer will return for an assigned partition; -1 before its first fetch.
     public func position(_ topic: String, _ partition: Int32) throws -> Int64 {
-        try lock.locked {
-            try checkOpen()
-            let tp = TopicPartition(topic, partition)
-            guard assignment.contains(tp) else { throw KofkaError(.invalidState, "\(tp) is not assigned to this consumer") }
-            return positions[tp] ?? -1
+        try checkOpen()
+        let tp = TopicPartition(topic, partition)
+        return try state.withLock { s in
+            guard s.assignment.contains(tp) else { throw KofkaError(.invalidState, "\(tp) is not assigned to this consumer") }
+            return s.positions[tp] ?? -1
         }
     }
 
     /// Moves the position of an assigned partition (0 ... high watermark).
     public func seek(_ topic: String, _ partition: Int32, _ offset: Int64) throws {
-        try lock.locked {
-            try checkOpen()
-            let tp = TopicPartition(topic, partition)
-            guard assignment.contains(tp) else { throw KofkaError(.invalidState, "\(tp) is not assigned to this consumer") }
+        try checkOpen()
+        let tp = TopicPartition(topic, partition)
+        try withOps { s in
+            guard s.assignment.contains(tp) else { throw KofkaError(.invalidState, "\(tp) is not assigned to this consumer") }
             let hw = try broker.watermarks(topic, partition).high
             guard offset >= 0 && offset <= hw else {
                 throw KofkaError(.offsetOutOfRange, "offset \(offset) is out of range for \(tp): valid offsets are 0...\(hw)")
             }
-            positions[tp] = offset
-            uncommitted.remove(tp)
+            s.positions[tp] = offset
+            s.uncommitted.remove(tp)
+            s.returned.remove(tp)
         }
     }
 
-    /// Rewinds every assigned partition to the group's committed offset (or the reset position).
+    /// Rewinds every assigned partition to the group's committed offset (or the reset
+    /// position) — what an application does after aborting a transaction.
     public func seekToCommitted() throws {
-        try lock.locked {
-            try checkOpen()
-            let group = try requireGroup("seek_to_committed")
-            var fresh: [TopicPartition: Int64] = [:]
-            for tp in assignment {
-                if let c = try broker.committedOffset(group: group, tp) {
-                    fresh[tp] = c
-                    continue
+        try checkOpen()
+        let group = try requireGroup("seek_to_committed")
+        try withOps { s in
+            let assignment = s.assignment
+            var metas: [String: TopicMeta] = [:]
+            for tp in assignment where metas[tp.topic] == nil { metas[tp.topic] = try broker.topicMeta(tp.topic) }
+            let fresh = try broker.storage.read { r -> [TopicPartition: Int64] in
+                var out: [TopicPartition: Int64] = [:]
+                for tp in assignment {
+                    guard let meta = metas[tp.topic] else { continue }
+                    if let c = try r.getInt64(Keys.offset(group, tp)) {
+                        out[tp] = c
+                    } else {
+                        let pnum = meta.firstPnum + Int64(tp.partition)
+                        out[tp] = try resetPosition(r, tp, pnum: pnum, hw: try r.highWatermark(pnum))
+                    }
                 }
-                switch config.autoOffsetReset {
-                case .earliest: fresh[tp] = 0
-                case .latest: fresh[tp] = try broker.watermarks(tp.topic, tp.partition).high
-                case .none: throw KofkaError(.noOffset, "no committed offset for \(tp) in group '\(group)' and auto.offset.reset=none")
-                }
+                return out
             }
-            positions = fresh
-            uncommitted = []
+            s.positions = fresh
+            s.uncommitted = []
+            s.returned = []
+            s.revokedWithUncommitted = []
         }
     }
 
-    /// The group, member and generation plus current positions, for `Producer.sendOffsetsToTransaction`.
-    func transactionOffsets() throws -> (group: String, memberId: String?, generation: Int32, offsets: [(TopicPartition, Int64)]) {
-        try lock.locked {
-            try checkOpen()
-            let group = try requireGroup("send_offsets_to_transaction")
-            let member: String? = if case .group = subscription { memberId } else { nil }
-            let offs = assignment.compactMap { tp in positions[tp].map { (tp, $0) } }
-            return (group, member, generation, offs)
+    /// Hands the group, member, generation and current positions to `body` (which adds them to
+    /// a producer's transaction), with no poll in between. Throws `.rebalanced` when the group
+    /// took a partition away after records were returned from it and before their offsets were
+    /// committed: those records' outputs must not commit (KIP-447's generation fencing covers the
+    /// partitions still held).
+    func handOverOffsets(_ body: (String, String?, Int32, [(TopicPartition, Int64)]) throws -> Void) throws {
+        try checkOpen()
+        let group = try requireGroup("send_offsets_to_transaction")
+        try withOps { s in
+            if !s.revokedWithUncommitted.isEmpty {
+                let lost = s.revokedWithUncommitted.sorted().map(\.description).joined(separator: ", ")
+                throw KofkaError(.rebalanced, "group '\(group)' reassigned \(lost) after records were returned from it and before their offsets were committed: abort the transaction and seek_to_committed")
+            }
+            let member: String? = if case .group = s.subscription { s.memberId } else { nil }
+            let offs = s.assignment.compactMap { tp in s.positions[tp].map { (tp, $0) } }
+            try body(group, member, s.generation, offs)
+            for (tp, _) in offs { s.returned.remove(tp) }
         }
     }
 
     // MARK: Closing
 
-    /// Graceful close: the mode's final commit, then leaves the group. Idempotent.
+    /// Graceful close: the mode's final commit, then leaves the group. Idempotent. A poll
+    /// waiting on another thread returns at once with nothing.
     public func close() throws {
-        try lock.locked {
-            guard !isClosed else { return }
-            defer { isClosed = true }
-            guard !broker.closed else { return }
-            if case .group = subscription, let group = config.groupId, let id = memberId {
-                try broker.leaveGroup(group, memberId: id, commits: autoCommitOffsets())
-            } else if autoCommit && !uncommitted.isEmpty {
-                try commitPositions(uncommitted)
+        let first = state.withLock { s -> Bool in
+            defer { s.closed = true }
+            return !s.closed
+        }
+        guard first else { return }
+        broker.storage.wakeAll()
+        guard !broker.closed else { return }
+        try withOps { s in
+            if case .group = s.subscription, let group = config.groupId, let id = s.memberId {
+                try broker.leaveGroup(group, memberId: id, commits: autoCommitOffsets(s))
+            } else if autoCommit && !s.uncommitted.isEmpty {
+                try commitOffsets(&s, currentPositions(s, s.uncommitted))
             }
         }
     }
 
     /// As if the process died: no commit, no leave. The group notices after `session.timeout.ms`.
+    /// A poll waiting on another thread returns at once with nothing.
     public func destroy() {
-        lock.locked { isClosed = true }
+        state.withLock { $0.closed = true }
+        broker.storage.wakeAll()
     }
 }
-
-

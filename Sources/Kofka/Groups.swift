@@ -38,6 +38,18 @@ enum Groups {
         gs.assignment = try assign(gs.members, partitionsOf: partitionsOf)
     }
 
+    /// True when no open transaction holds offsets for `tp` (KIP-447), so its new owner may
+    /// fetch it. Offsets pending in a transaction past its `transaction.timeout.ms` — its
+    /// producer died after `send_offsets_to_transaction` — are released by aborting that
+    /// transaction here: whoever waits on an expired transaction aborts it.
+    static func pendingOffsetsCleared(_ w: any StorageWriter, _ group: String, _ tp: TopicPartition, now: Int64) throws -> Bool {
+        guard let pid = try w.getInt64(Keys.pendingOffset(group, tp)) else { return true }
+        guard try Transactions.expireIfDue(w, pid: pid, now: now) else { return false }
+        // The transaction is over; a pending mark it left behind means nothing any more.
+        try w.delete(Keys.pendingOffset(group, tp))
+        return true
+    }
+
     /// The deterministic assignment of every subscribed partition to one member.
     static func assign(_ members: [GroupState.Member], partitionsOf: (String) throws -> Int32?) throws -> [TopicPartition: String] {
         let sorted = members.sorted { $0.id < $1.id }
@@ -127,7 +139,7 @@ extension Broker {
                 gs.held[tp] = nil
             }
             for (tp, target) in gs.assignment where target == memberId && gs.held[tp] == nil {
-                if try w.get(Keys.pendingOffset(group, tp)) == nil { gs.held[tp] = memberId }
+                if try Groups.pendingOffsetsCleared(w, group, tp, now: now) { gs.held[tp] = memberId }
             }
             try w.put(Keys.group(group), gs.encode())
             return GroupView(isMember: true, generation: gs.generation,
@@ -144,7 +156,10 @@ extension Broker {
         let mine = gs.held.values.filter { $0 == memberId }.count
         if mine != holding { return true }
         for (tp, target) in gs.assignment where target == memberId && gs.held[tp] == nil {
-            if try r.get(Keys.pendingOffset(group, tp)) == nil { return true }
+            guard let pid = try r.getInt64(Keys.pendingOffset(group, tp)) else { return true }
+            // offsets pending in a transaction past its deadline: syncing will abort it
+            if let deadline = try r.getInt64(Keys.txnDeadline(pid)), deadline <= now { return true }
+            if try r.getInt64(Keys.txnDeadline(pid)) == nil { return true }
         }
         return false
     }

@@ -1,3 +1,5 @@
+import Synchronization
+
 /// A producer: writes records to topics with the guarantee of its delivery mode.
 ///
 /// * at-most-once (`acks=0`, no retries): one attempt; the outcome is not waited for.
@@ -5,69 +7,86 @@
 ///   a lost acknowledgement makes the retry write the records again (a duplicate).
 /// * exactly-once (idempotence): every batch carries the producer id, epoch and a per-partition
 ///   sequence number; the broker acknowledges a retried batch with its original offsets instead
-///   of writing it again. With `transactional.id`, writes and consumer offsets commit atomically.
+///   of writing it again. With `transactional.id`, writes and consumer offsets commit atomically
+///   (see `Producer+Transactions.swift`).
 ///
 /// The link to the broker can lose requests and acknowledgements on purpose
 /// (`fault.request.loss.rate`, `fault.ack.loss.rate`, `fault.seed`): both surface as a timeout
 /// with the outcome unknown, which is exactly the situation the modes answer differently.
 ///
+/// Threads: every method may be called from any thread. State lives in one `Mutex`, never held
+/// across a storage call, a wait or a backoff; idempotent requests take turns (`Sequencer`) so
+/// their sequence numbers reach the broker in order.
+///
 /// ```swift
 /// let p = try broker.producer(try ProducerConfig([("delivery.mode", "exactly-once")]))
 /// let md = try p.send("orders", Record(key: Array("k".utf8), value: Array("v".utf8)))
 /// ```
-public final class Producer: @unchecked Sendable {
+public final class Producer: Sendable {
     /// The broker it writes to.
     public let broker: Broker
     /// Its settings.
     public let config: ProducerConfig
 
-    /// Serialises requests that carry sequence numbers, and guards the fault link's random source.
-    private let sendLock = Monitor()
-    /// Guards the fault link's random source and `isClosed` (never held while calling out).
-    private let rngLock = Monitor()
-    private var rng: SplitMix64
-    /// The idempotent identity (pid -1 until known).
-    private var pid: Int64 = -1
-    private var epoch: Int32 = 0
-    /// Next sequence number per storage partition.
-    private var nextSeq: [Int64: Int32] = [:]
-    private var spread: UInt32 = 0
+    /// A transactional producer's state (librdkafka's state machine, reduced to what callers see).
+    enum TxnState: Sendable {
+        /// `init_transactions` not called yet.
+        case uninitialized
+        /// Initialised, no transaction open.
+        case ready
+        /// Transaction `txn` is open.
+        case open(Int64)
+        /// Transaction `txn` failed in a way only an abort resolves (an unknown outcome, a
+        /// refused write, offsets that could not be sent, a timeout).
+        case abortable(Int64, KofkaError)
+        /// A newer producer holds the transactional.id: fatal, the producer must be re-created.
+        case fenced(KofkaError)
+    }
 
-    /// Transaction state (guarded by `sendLock`).
-    private enum TxnState { case uninitialized, ready, open(Int64), abortable(Int64, KofkaError), fenced(KofkaError) }
-    private var txnState = TxnState.uninitialized
+    /// Everything that changes, in one place (guarded by `state`).
+    struct State: Sendable {
+        var closed = false
+        /// The fault link's random source.
+        var rng: SplitMix64
+        /// The idempotent identity (pid -1 until known).
+        var pid: Int64 = -1
+        var epoch: Int32 = 0
+        /// Next sequence number per storage partition number.
+        var nextSeq: [Int64: Int32] = [:]
+        /// Round robin of unkeyed batches over partitions.
+        var spread: UInt32 = 0
+        var txn = TxnState.uninitialized
+        /// A transaction call (init, begin, send_offsets, commit, abort) is running on some thread.
+        var txnCallInProgress = false
+        /// A commit or abort is running: `produce` is refused until it ends.
+        var txnEnding = false
+    }
 
+    let state: Mutex<State>
+    /// Turns for sequenced requests and interruptible retry pauses.
+    let sequencer = Sequencer()
     /// Asynchronous produce queue and delivery reports.
     let queue: ProduceQueue
-    private var isClosed = false
 
     init(broker: Broker, config: ProducerConfig) throws {
         self.broker = broker
         self.config = config
-        rng = SplitMix64(seed: config.faultSeed)
-        queue = ProduceQueue(capacity: config.queueBufferingMaxMessages)
+        var s = State(rng: SplitMix64(seed: config.faultSeed))
         if config.idempotence && config.transactionalId == nil {
-            pid = try broker.allocateProducerId()
+            s.pid = try broker.allocateProducerId()
         }
+        state = Mutex(s)
+        queue = ProduceQueue(capacity: config.queueBufferingMaxMessages, clock: broker.clock)
         queue.start(self)
     }
 
     deinit { queue.stop() }
 
-    /// True when the open transaction failed in a way that only an abort can resolve
-    /// (librdkafka's `txn_requires_abort`): call `abortTransaction`, then start over.
-    public var transactionRequiresAbort: Bool {
-        sendLock.locked {
-            if case .abortable = txnState { return true }
-            return false
-        }
-    }
-
     /// Throws `.closed` if the producer or its broker is closed.
     public func checkOpenPublic() throws { try checkOpen() }
 
     func checkOpen() throws {
-        if rngLock.locked({ isClosed }) { throw KofkaError(.closed, "the producer is closed") }
+        if state.withLock({ $0.closed }) { throw KofkaError(.closed, "the producer is closed") }
         try broker.checkOpen()
     }
 
@@ -127,7 +146,8 @@ public final class Producer: @unchecked Sendable {
     private func send(_ topic: String, _ input: RecordBatch, partitions: [Int32]?, failed: [Int: KofkaError]) throws -> BatchOutcome {
         try checkOpen()
         let meta = try broker.topicMeta(topic, autoCreate: true)
-        let batch = input
+        var batch = input
+        batch.resolveTimestamps(now: broker.clock.wallMs())
         let sticky = nextSpread(meta.partitions)
         let maxBytes = broker.config.messageMaxBytes
         let n = batch.count
@@ -171,7 +191,7 @@ public final class Producer: @unchecked Sendable {
             // One partition: the batch goes as it is, in one request.
             guard only >= 0 else { return BatchOutcome(partitions: parts, offsets: offsets, errors: [:]) }
             do {
-                let base = try deliver(meta, only, batch)
+                let base = try deliver(meta, only, batch, queuedIn: nil)
                 if base >= 0 { for i in 0..<n { offsets[i] = base + Int64(i) } }
             } catch let e as KofkaError {
                 for i in 0..<n { failures[i] = e }
@@ -188,7 +208,7 @@ public final class Producer: @unchecked Sendable {
         for p in order {
             guard let idx = groups[p] else { continue }
             do {
-                let base = try deliver(meta, p, batch.select(idx))
+                let base = try deliver(meta, p, batch.select(idx), queuedIn: nil)
                 if base >= 0 { for (j, i) in idx.enumerated() { offsets[i] = base + Int64(j) } }
             } catch let e as KofkaError {
                 for i in idx { failures[i] = e }
@@ -209,9 +229,9 @@ public final class Producer: @unchecked Sendable {
 
     /// The partition unkeyed records of the next batch go to (round robin over batches).
     func nextSpread(_ partitions: Int32) -> Int32 {
-        sendLock.locked {
-            spread &+= 1
-            return Int32(spread % UInt32(partitions))
+        state.withLock { s in
+            s.spread &+= 1
+            return Int32(s.spread % UInt32(partitions))
         }
     }
 
@@ -225,70 +245,96 @@ public final class Producer: @unchecked Sendable {
         return RecordData(timestampMs: r.timestampMs == 0 ? now : r.timestampMs, key: r.key, value: r.value, headers: HeaderCodec.encode(r.headers))
     }
 
-    /// Delivers one batch to one partition as the mode says; returns its first offset (-1 for acks=0).
-    func deliver(_ meta: TopicMeta, _ partition: Int32, _ data: RecordBatch) throws -> Int64 {
+    /// Delivers one batch to one partition as the mode says; returns its first offset (-1 for
+    /// acks=0). `queuedIn` is the transaction a queued (`produce`) batch was produced in: if that
+    /// transaction is no longer the open one, the batch is purged, never written.
+    func deliver(_ meta: TopicMeta, _ partition: Int32, _ data: RecordBatch, queuedIn: Int64?) throws -> Int64 {
         let transactional = config.transactionalId != nil
+        guard transactional || config.idempotence else {
+            return try attempts(meta, partition, data, identity: nil, seq: 0)
+        }
         if transactional { broker.sweepExpiredTransactions() }
-        if transactional || config.idempotence {
-            // Sequence numbers must reach the broker in order: one request at a time.
-            return try sendLock.locked {
-                var identity: ProducerIdentity
-                if transactional {
-                    switch txnState {
-                    case .open(let txn): identity = ProducerIdentity(pid: pid, epoch: epoch, txn: txn)
-                    case .fenced(let e): throw e
-                    case .abortable(_, let e): throw e
-                    case .uninitialized, .ready:
-                        throw KofkaError(.invalidState, "transactional producer '\(config.transactionalId ?? "")' can only send inside a transaction (call init_transactions, then begin_transaction)")
-                    }
-                } else {
-                    identity = ProducerIdentity(pid: pid, epoch: epoch, txn: 0)
+        let pnum = meta.firstPnum + Int64(partition)
+        return try sequencer.withTurn {
+            let (id, seq) = try identity(pnum, queuedIn: queuedIn)
+            do {
+                let base = try attempts(meta, partition, data, identity: id, seq: seq)
+                state.withLock { s in
+                    if s.pid == id.pid && s.epoch == id.epoch { s.nextSeq[pnum] = seq &+ Int32(data.count) }
                 }
-                let pnum = meta.firstPnum + Int64(partition)
-                let seq = nextSeq[pnum] ?? 0
-                do {
-                    let base = try attempts(meta, partition, data, identity: identity, seq: seq)
-                    nextSeq[pnum] = seq &+ Int32(data.count)
-                    return base
-                } catch let e as KofkaError {
-                    if e.code == .timedOut || e.code == .storage {
-                        // The batch's fate is unknown, so the sequence is too.
-                        if transactional {
-                            txnState = .abortable(identity.txn, KofkaError(e.code, e.message + "; the transaction must be aborted"))
-                        } else {
-                            // Start a new epoch: sequences restart at 0 and cannot collide with the lost batch.
-                            epoch &+= 1
-                            nextSeq = [:]
-                        }
-                    } else if e.code == .producerFenced {
-                        if transactional { txnState = .fenced(e) }
-                    } else if e.code == .txnTimedOut, transactional {
-                        txnState = .abortable(identity.txn, e)
-                    }
-                    throw e
-                }
+                return base
+            } catch let e as KofkaError {
+                requestFailed(e, id)
+                throw e
             }
         }
-        return try attempts(meta, partition, data, identity: nil, seq: 0)
     }
 
-    /// Sends the request through the (possibly lossy) link, retrying as the config allows.
+    /// The identity and sequence number the next request to `pnum` carries.
+    private func identity(_ pnum: Int64, queuedIn: Int64?) throws -> (ProducerIdentity, Int32) {
+        try state.withLock { s in
+            if s.closed { throw KofkaError(.closed, "the producer is closed") }
+            var txn: Int64 = 0
+            if let tid = config.transactionalId {
+                let purged = { (t: Int64) in KofkaError(.purged, "transaction \(t) of '\(tid)' ended before the record was written; it was not written") }
+                switch s.txn {
+                case .open(let t):
+                    if let q = queuedIn, q != t { throw purged(q) }
+                    txn = t
+                case .abortable(let t, let e):
+                    if let q = queuedIn, q != t { throw purged(q) }
+                    throw e
+                case .fenced(let e):
+                    throw e
+                case .uninitialized, .ready:
+                    if let q = queuedIn { throw purged(q) }
+                    throw KofkaError(.invalidState, "transactional producer '\(tid)' can only send inside a transaction (call init_transactions, then begin_transaction)")
+                }
+            }
+            return (ProducerIdentity(pid: s.pid, epoch: s.epoch, txn: txn), s.nextSeq[pnum] ?? 0)
+        }
+    }
+
+    /// What a failed sequenced request does to the producer. A transaction becomes abort-only
+    /// (its outcome is unknown, or the broker refused a write the application counted on); a
+    /// newer producer fences this one for good; a plain idempotent producer starts a new epoch,
+    /// so its sequences restart at 0 and cannot collide with a batch whose fate is unknown.
+    private func requestFailed(_ e: KofkaError, _ id: ProducerIdentity) {
+        guard e.code != .closed else { return }
+        state.withLock { s in
+            guard s.pid == id.pid && s.epoch == id.epoch else { return }   // already moved on (an abort)
+            if config.transactionalId != nil {
+                if e.code == .producerFenced {
+                    s.txn = .fenced(e)
+                } else if case .open(let t) = s.txn, t == id.txn {
+                    s.txn = .abortable(t, KofkaError(e.code, e.message + "; the transaction must be aborted"))
+                }
+            } else {
+                s.epoch &+= 1
+                s.nextSeq = [:]
+            }
+        }
+    }
+
+    /// Sends the request through the (possibly lossy) link, retrying as the config allows. The
+    /// backoff between attempts holds no lock and is cut short by `close`.
     private func attempts(_ meta: TopicMeta, _ partition: Int32, _ data: RecordBatch, identity: ProducerIdentity?, seq: Int32) throws -> Int64 {
-        let started = monoNs()
+        let clock = broker.clock
+        let started = clock.monotonicNs()
         var attempt = 0
         while true {
             do {
+                try checkOpen()
                 if faultDraw(config.faultRequestLossRate) {
                     throw KofkaError(.timedOut, "request to \(meta.name)[\(partition)] lost (fault.request.loss.rate=\(config.faultRequestLossRate))", retriable: true)
                 }
-                let base: Int64
                 if config.acks == .none {
                     // Fire and forget: handed to the background writer; the producer neither
                     // waits for nor learns the outcome (a request lost above never got there).
                     try queue.enqueueUnacknowledged(meta, partition, data)
                     return -1
                 }
-                base = try broker.appendRequest(meta, partition, data, identity: identity, baseSeq: seq)
+                let base = try broker.appendRequest(meta, partition, data, identity: identity, baseSeq: seq)
                 if faultDraw(config.faultAckLossRate) {
                     throw KofkaError(.timedOut, "acknowledgement from \(meta.name)[\(partition)] lost (fault.ack.loss.rate=\(config.faultAckLossRate))", retriable: true)
                 }
@@ -296,177 +342,50 @@ public final class Producer: @unchecked Sendable {
             } catch let e as KofkaError where e.retriable {
                 if config.acks == .none { return -1 }
                 attempt += 1
-                let elapsedMs = Int((monoNs() &- started) / 1_000_000)
+                let elapsedMs = Int((clock.monotonicNs() &- started) / 1_000_000)
                 if attempt > config.retries || elapsedMs + config.retryBackoffMs >= config.deliveryTimeoutMs {
                     let why = config.retries == 0 ? "no retries (retries=0)" : "gave up after \(attempt) attempt\(attempt == 1 ? "" : "s") in \(elapsedMs) ms"
+                    if e.code == .busy { throw KofkaError(.busy, "\(e.message); nothing was written, \(why)") }
                     throw KofkaError(.timedOut, "\(e.message); outcome unknown, \(why)")
                 }
-                sleepMs(config.retryBackoffMs)
-                try checkOpen()   // takes rngLock, never sendLock, so it is safe under sendLock
+                if !sequencer.pause(ms: config.retryBackoffMs) {
+                    throw KofkaError(.timedOut, "\(e.message); the producer was closed while retrying, outcome unknown")
+                }
             }
         }
     }
 
     private func faultDraw(_ rate: Double) -> Bool {
         guard rate > 0 else { return false }
-        return rngLock.locked { rng.unit() < rate }
-    }
-
-    // MARK: Transactions
-
-    /// Registers `transactional.id`: bumps its epoch, fencing any earlier producer with the same
-    /// id and aborting its open transaction.
-    public func initTransactions() throws {
-        try checkOpen()
-        guard let tid = config.transactionalId else {
-            throw KofkaError(.invalidState, "init_transactions needs transactional.id to be set")
-        }
-        try sendLock.locked {
-            guard case .uninitialized = txnState else {
-                throw KofkaError(.invalidState, "init_transactions was already called on this producer")
-            }
-            let (p, e) = try broker.initTransactions(tid)
-            pid = p
-            epoch = e
-            nextSeq = [:]
-            txnState = .ready
-        }
-    }
-
-    /// Opens a transaction.
-    public func beginTransaction() throws {
-        try checkOpen()
-        try sendLock.locked {
-            switch txnState {
-            case .uninitialized:
-                throw KofkaError(.invalidState, config.transactionalId == nil
-                    ? "begin_transaction needs transactional.id to be set"
-                    : "begin_transaction before init_transactions")
-            case .open: throw KofkaError(.invalidState, "a transaction is already open")
-            case .abortable(_, let e): throw KofkaError(.invalidState, "the previous transaction failed and must be aborted first: \(e.message)")
-            case .fenced(let e): throw e
-            case .ready:
-                do {
-                    txnState = .open(try broker.beginTransaction(pid: pid, epoch: epoch, timeoutMs: config.transactionTimeoutMs))
-                } catch let e as KofkaError where e.code == .producerFenced {
-                    txnState = .fenced(e)
-                    throw e
-                }
-            }
-        }
-    }
-
-    private func openTxn(_ what: String) throws -> ProducerIdentity {
-        switch txnState {
-        case .open(let t): return ProducerIdentity(pid: pid, epoch: epoch, txn: t)
-        case .fenced(let e): throw e
-        case .abortable(_, let e): throw e
-        default: throw KofkaError(.invalidState, "\(what) needs an open transaction")
-        }
-    }
-
-    private func txnFailed(_ e: KofkaError, txn: Int64) {
-        switch e.code {
-        case .producerFenced: txnState = .fenced(e)
-        case .txnTimedOut: txnState = .abortable(txn, e)
-        default: break
-        }
-    }
-
-    /// Adds the consumer's current positions to the open transaction: they become the group's
-    /// committed offsets if and only if the transaction commits.
-    public func sendOffsetsToTransaction(_ consumer: Consumer) throws {
-        try checkOpen()
-        let t = try consumer.transactionOffsets()
-        try sendLock.locked {
-            let id = try openTxn("send_offsets_to_transaction")
-            do {
-                try broker.addOffsetsToTransaction(id, group: t.group, memberId: t.memberId, generation: t.generation, offsets: t.offsets)
-            } catch let e as KofkaError {
-                txnFailed(e, txn: id.txn)
-                throw e
-            }
-        }
-    }
-
-    /// Commits the open transaction (after delivering everything queued by `produce`).
-    public func commitTransaction(timeout: Duration? = nil, _ handler: (DeliveryReport) -> Void = { _ in }) throws {
-        try checkOpen()
-        try flush(timeout: timeout, handler)
-        // A transaction past its transaction.timeout.ms must not commit: abort expired ones first.
-        broker.sweepExpiredTransactions(intervalMs: 0)
-        try endTxn(commit: true)
-    }
-
-    /// Aborts the open transaction; its records are never visible to read_committed readers.
-    public func abortTransaction(timeout: Duration? = nil, _ handler: (DeliveryReport) -> Void = { _ in }) throws {
-        try checkOpen()
-        _ = try? flush(timeout: timeout, handler)
-        try endTxn(commit: false)
-    }
-
-    private func endTxn(commit: Bool) throws {
-        try sendLock.locked {
-            switch txnState {
-            case .abortable(let txn, let e):
-                if commit { throw e }
-                // The broker may still hold it open (an unknown outcome): abort it there too.
-                do {
-                    try broker.endTransaction(ProducerIdentity(pid: pid, epoch: epoch, txn: txn), commit: false)
-                } catch let e2 as KofkaError where e2.code == .producerFenced {
-                    txnState = .fenced(e2)
-                    throw e2
-                } catch let e2 as KofkaError where e2.code == .txnTimedOut || e2.code == .invalidState {
-                    // already aborted by the broker
-                }
-                txnState = .ready
-            case .fenced(let e): throw e
-            case .open(let txn):
-                do {
-                    try broker.endTransaction(ProducerIdentity(pid: pid, epoch: epoch, txn: txn), commit: commit)
-                    txnState = .ready
-                } catch let e as KofkaError {
-                    if e.code == .txnTimedOut && !commit { txnState = .ready; return }
-                    txnFailed(e, txn: txn)
-                    throw e
-                }
-            default:
-                throw KofkaError(.invalidState, "\(commit ? "commit" : "abort")_transaction without an open transaction")
-            }
-        }
-    }
-
-    /// Runs `body` in a transaction: commits when it returns, aborts and rethrows when it throws.
-    ///
-    /// ```swift
-    /// try producer.transaction { _ = try producer.send("out", record) }
-    /// ```
-    public func transaction<T>(_ body: () throws -> T) throws -> T {
-        try beginTransaction()
-        do {
-            let v = try body()
-            try commitTransaction()
-            return v
-        } catch {
-            try? abortTransaction()
-            throw error
-        }
+        return state.withLock { $0.rng.unit() < rate }
     }
 
     // MARK: Asynchronous produce
 
     /// Queues a copy of `record` for delivery by the background writer and returns. The outcome
-    /// comes back as a `DeliveryReport` from `poll` / `flush`, with `opaque` unchanged.
+    /// comes back as a `DeliveryReport` from `poll` / `flush`, with `opaque` unchanged. On a
+    /// transactional producer the record belongs to the open transaction: if that transaction
+    /// is aborted before the record is written, its report fails with `.purged`.
     /// Throws `.queueFull` when `queue.buffering.max.messages` reports are outstanding.
     public func produce(_ topic: String, _ record: Record, opaque: UInt = 0) throws {
         try checkOpen()
-        if config.transactionalId != nil {
-            try sendLock.locked { _ = try openTxn("produce on a transactional producer") }
+        var txn: Int64 = 0
+        if let tid = config.transactionalId {
+            txn = try state.withLock { s in
+                if s.txnEnding { throw KofkaError(.invalidState, "produce while the transaction of '\(tid)' is being committed or aborted") }
+                switch s.txn {
+                case .open(let t): return t
+                case .abortable(_, let e), .fenced(let e): throw e
+                case .uninitialized, .ready:
+                    throw KofkaError(.invalidState, "produce on a transactional producer needs an open transaction")
+                }
+            }
         }
         let meta = try broker.topicMeta(topic, autoCreate: true)
         let p = try choosePartition(meta, record, sticky: nextSpread(meta.partitions))
         _ = try recordData(record, now: 0)
-        try queue.enqueue(.init(topic: meta, partition: p, record: record, opaque: opaque, enqueuedNs: monoNs()),
+        try queue.enqueue(.init(topic: meta, partition: p, record: record, opaque: opaque,
+                                enqueuedNs: broker.clock.monotonicNs(), txn: txn),
                           lingerMs: config.lingerMs, batch: config.batchNumMessages)
     }
 
@@ -474,30 +393,39 @@ public final class Producer: @unchecked Sendable {
     /// (nil = until one arrives). Returns how many were served.
     @discardableResult
     public func poll(timeout: Duration? = .zero, _ handler: (DeliveryReport) -> Void) -> Int {
-        queue.serve(deadline: timeout.map { monoNs() &+ $0.nanoseconds }, handler)
+        queue.serve(deadline: broker.clock.deadline(after: timeout), handler)
     }
 
     /// Waits until every queued record is delivered or failed, serving reports to `handler`.
     public func flush(timeout: Duration? = nil, _ handler: (DeliveryReport) -> Void = { _ in }) throws {
-        let deadline = timeout.map { monoNs() &+ $0.nanoseconds }
-        if !queue.drain(deadline: deadline, handler) {
-            throw KofkaError(.timedOut, "flush timed out with \(queue.outstanding) record(s) undelivered")
+        if !queue.drain(deadline: broker.clock.deadline(after: timeout), handler) {
+            throw KofkaError(.timedOut, "flush timed out with \(queue.outstanding) record(s) undelivered", retriable: true)
         }
     }
 
-    /// Flushes (up to `timeout`), aborts an open transaction, and closes. Idempotent.
+    /// Flushes (up to `timeout`), then closes: records still queued fail with `.timedOut` in
+    /// their reports, and a transaction left open or abort-only is aborted so it does not hold
+    /// read_committed readers back. Idempotent. Another thread inside a send, a retry backoff,
+    /// `poll` or `flush` returns (`.closed` for a send that had not started).
     public func close(timeout: Duration? = nil, _ handler: (DeliveryReport) -> Void = { _ in }) throws {
-        if rngLock.locked({ isClosed }) { return }
-        let flushed = broker.closed ? true : queue.drain(deadline: timeout.map { monoNs() &+ $0.nanoseconds }, handler)
-        queue.stop()
+        if state.withLock({ $0.closed }) { return }
+        let flushed = broker.closed ? true : queue.drain(deadline: broker.clock.deadline(after: timeout), handler)
+        let first = state.withLock { s -> Bool in
+            defer { s.closed = true }
+            return !s.closed
+        }
+        guard first else { return }
+        sequencer.interrupt()
+        queue.stopAndWait()
         queue.failAll(KofkaError(.timedOut, "the producer was closed before the record was delivered"))
         _ = queue.serve(deadline: 0, handler)
-        let open = sendLock.locked { () -> Bool in
-            if case .open = txnState { return true }
-            return false
+        let open: ProducerIdentity? = state.withLock { s in
+            switch s.txn {
+            case .open(let t), .abortable(let t, _): ProducerIdentity(pid: s.pid, epoch: s.epoch, txn: t)
+            default: nil
+            }
         }
-        if open && !broker.closed { try? endTxn(commit: false) }
-        rngLock.locked { isClosed = true }
+        if let id = open, !broker.closed { _ = try? broker.abortTransaction(id) }
         if !flushed { throw KofkaError(.timedOut, "close timed out: records were still queued") }
     }
 
@@ -507,8 +435,9 @@ public final class Producer: @unchecked Sendable {
         _ = try? broker.appendRequest(meta, partition, batch, identity: nil, baseSeq: 0)
     }
 
-    /// Called by the background writer for each batch.
-    func deliverQueued(_ meta: TopicMeta, _ partition: Int32, _ records: [Record]) -> [Result<Int64, KofkaError>] {
+    /// Called by the background writer for each batch of records produced in transaction `txn`
+    /// (0 = none): one result per record.
+    func deliverQueued(_ meta: TopicMeta, _ partition: Int32, _ records: [Record], txn: Int64) -> [Result<Int64, KofkaError>] {
         let now = broker.clock.wallMs()
         var batch = RecordBatch(reservingRecords: records.count, bytes: records.reduce(0) { $0 + $1.size })
         var bad: [Int: KofkaError] = [:]
@@ -518,7 +447,7 @@ public final class Producer: @unchecked Sendable {
         var results: [Result<Int64, KofkaError>] = []
         do {
             try checkOpen()
-            let base = batch.count == 0 ? -1 : try deliver(meta, partition, batch)
+            let base = batch.count == 0 ? -1 : try deliver(meta, partition, batch, queuedIn: config.transactionalId == nil ? nil : txn)
             var j: Int64 = 0
             for i in records.indices {
                 if let e = bad[i] { results.append(.failure(e)); continue }
@@ -533,5 +462,3 @@ public final class Producer: @unchecked Sendable {
         return results
     }
 }
-
-

@@ -112,18 +112,22 @@ struct ProducerState: Sendable {
 
 /// Idempotence state of one producer on one partition: the epoch, the next expected sequence,
 /// and the last five batches written (so a retry of any of them is acknowledged again with its
-/// original offsets, as Kafka does).
+/// original offsets, as Kafka does). A batch remembers the transaction it was written in: a
+/// retry matches it only from that same transaction, so a batch of an aborted transaction can
+/// never acknowledge a new one.
 struct SequenceState: Sendable {
     var epoch: Int32
     /// The sequence number the next new batch must start with.
     var nextSeq: Int32
-    /// The last (at most five) batches: first sequence, record count, first offset.
+    /// The last (at most five) batches: first sequence, record count, first offset, transaction.
     var batches: [Batch]
 
     struct Batch: Sendable, Hashable {
         var baseSeq: Int32
         var count: Int32
         var baseOffset: Int64
+        /// The transaction that wrote it (0 = none).
+        var txn: Int64 = 0
     }
 
     static let window = 5
@@ -132,13 +136,15 @@ struct SequenceState: Sendable {
         var w = BinaryWriter()
         w.i32(epoch); w.i32(nextSeq); w.i32(Int32(batches.count))
         for b in batches { w.i32(b.baseSeq); w.i32(b.count); w.i64(b.baseOffset) }
+        for b in batches { w.i64(b.txn) }   // appended after the first layout: older blobs end before it
         return w.bytes
     }
 
     static func decode(_ b: [UInt8]) throws -> SequenceState {
         var r = BinaryReader(b)
         let epoch = try r.i32(), next = try r.i32(), n = try r.i32()
-        let batches = try (0..<max(0, n)).map { _ in Batch(baseSeq: try r.i32(), count: try r.i32(), baseOffset: try r.i64()) }
+        var batches = try (0..<max(0, n)).map { _ in Batch(baseSeq: try r.i32(), count: try r.i32(), baseOffset: try r.i64()) }
+        if !r.atEnd { for i in batches.indices { batches[i].txn = try r.i64() } }
         return SequenceState(epoch: epoch, nextSeq: next, batches: batches)
     }
 }

@@ -24,6 +24,18 @@ enum Transactions {
         }
     }
 
+    /// The last stable offset of partition `pnum`: the first offset of its oldest open
+    /// transaction, or the high watermark `hw` when none is open. read_committed readers stop there.
+    static func lastStableOffset(_ r: any StorageReader, _ pnum: Int64, hw: Int64) throws -> Int64 {
+        var end = hw
+        let (lo, hi) = Keys.openTxnRange(pnum)
+        for e in try r.scan(from: lo, to: hi) {
+            var rd = BinaryReader(e.value)
+            end = Swift.min(end, try rd.i64())
+        }
+        return end
+    }
+
     /// Records that the transaction wrote to `pnum` starting at `firstOffset` (first write only).
     static func notePartitionWrite(_ w: any StorageWriter, _ id: ProducerIdentity, pnum: Int64, firstOffset: Int64) throws {
         guard let b = try w.get(Keys.producer(id.pid)) else { return }
@@ -60,6 +72,54 @@ enum Transactions {
         ps.txnOffsets = []
         try w.delete(Keys.txnDeadline(pid))
     }
+
+    /// Aborts the open transaction of `pid` if it has outlived its deadline (`now` in wall ms).
+    /// Returns true when the producer has no open transaction afterwards (none was open, or
+    /// this call aborted it), so whatever waited on it (a read_committed reader, a group member
+    /// waiting for pending offsets) may go on.
+    @discardableResult
+    static func expireIfDue(_ w: any StorageWriter, pid: Int64, now: Int64) throws -> Bool {
+        guard let b = try w.get(Keys.producer(pid)) else {
+            try w.delete(Keys.txnDeadline(pid))
+            return true
+        }
+        var ps = try ProducerState.decode(b)
+        guard ps.openTxn != 0 else {
+            try w.delete(Keys.txnDeadline(pid))
+            return true
+        }
+        guard let deadline = try w.getInt64(Keys.txnDeadline(pid)), deadline <= now else { return false }
+        try endOpen(w, pid: pid, &ps, commit: false, forced: .txnTimedOut)
+        try w.put(Keys.producer(pid), ps.encode())
+        return true
+    }
+
+    /// Starts a new epoch for a transactional producer, fencing every holder of an older one
+    /// (KIP-360: also after an abort, so sequence numbers restart and can never match a batch
+    /// of the aborted transaction). When the epoch is exhausted the transactional.id gets a new
+    /// producer id, as Kafka does. Returns the producer id and epoch to use from now on.
+    static func bumpEpoch(_ w: any StorageWriter, pid: Int64, _ ps: inout ProducerState) throws -> (pid: Int64, epoch: Int32) {
+        guard ps.epoch < Int32.max else {
+            let fresh = try w.nextCounter(Keys.nextProducerId)
+            try w.putInt64(Keys.transactionalId(ps.transactionalId), fresh)
+            try w.delete(Keys.producer(pid))
+            ps = ProducerState(epoch: 0, transactionalId: ps.transactionalId)
+            try w.put(Keys.producer(fresh), ps.encode())
+            return (fresh, 0)
+        }
+        ps.epoch += 1
+        try w.put(Keys.producer(pid), ps.encode())
+        return (pid, ps.epoch)
+    }
+
+    /// Throws `.producerFenced` unless (pid, epoch) is the producer's current identity.
+    static func checkEpoch(_ ps: ProducerState?, pid: Int64, epoch: Int32) throws -> ProducerState {
+        guard let ps else { throw KofkaError(.producerFenced, "producer id \(pid) is unknown to the broker") }
+        if ps.epoch != epoch {
+            throw KofkaError(.producerFenced, "transactional producer '\(ps.transactionalId)' epoch \(epoch) is fenced by epoch \(ps.epoch)")
+        }
+        return ps
+    }
 }
 
 extension Broker {
@@ -76,12 +136,9 @@ extension Broker {
                 try w.putInt64(Keys.transactionalId(transactionalId), pid)
             }
             var ps = try w.get(Keys.producer(pid)).map(ProducerState.decode) ?? ProducerState(epoch: -1, transactionalId: transactionalId)
-            try Transactions.endOpen(w, pid: pid, &ps, commit: false, forced: .producerFenced)
-            ps.epoch &+= 1
-            if ps.epoch < 0 { ps.epoch = 0 }
             ps.transactionalId = transactionalId
-            try w.put(Keys.producer(pid), ps.encode())
-            return (pid, ps.epoch)
+            try Transactions.endOpen(w, pid: pid, &ps, commit: false, forced: .producerFenced)
+            return try Transactions.bumpEpoch(w, pid: pid, &ps)
         }
     }
 
@@ -89,11 +146,7 @@ extension Broker {
     func beginTransaction(pid: Int64, epoch: Int32, timeoutMs: Int) throws -> Int64 {
         try checkOpen()
         return try storage.write { w in
-            guard let b = try w.get(Keys.producer(pid)) else { throw KofkaError(.producerFenced, "producer id \(pid) is unknown to the broker") }
-            var ps = try ProducerState.decode(b)
-            if ps.epoch != epoch {
-                throw KofkaError(.producerFenced, "transactional producer '\(ps.transactionalId)' epoch \(epoch) is fenced by epoch \(ps.epoch)")
-            }
+            var ps = try Transactions.checkEpoch(try w.get(Keys.producer(pid)).map(ProducerState.decode), pid: pid, epoch: epoch)
             if ps.openTxn != 0 { try Transactions.endOpen(w, pid: pid, &ps, commit: false) }
             let txn = try w.nextCounter(Keys.nextTxn)
             let now = clock.wallMs()
@@ -105,15 +158,28 @@ extension Broker {
         }
     }
 
-    /// Commits or aborts transaction `txn` of (pid, epoch).
-    func endTransaction(_ id: ProducerIdentity, commit: Bool) throws {
+    /// Commits transaction `txn` of (pid, epoch): its records become visible to read_committed
+    /// readers and its offsets become the groups' committed offsets, in one storage transaction.
+    func commitTransaction(_ id: ProducerIdentity) throws {
         try checkOpen()
         try storage.write { w in
             try Transactions.checkWritable(w, id)
             guard let b = try w.get(Keys.producer(id.pid)) else { return }
             var ps = try ProducerState.decode(b)
-            try Transactions.endOpen(w, pid: id.pid, &ps, commit: commit)
+            try Transactions.endOpen(w, pid: id.pid, &ps, commit: true)
             try w.put(Keys.producer(id.pid), ps.encode())
+        }
+    }
+
+    /// Aborts transaction `txn` of (pid, epoch) — or nothing, if the broker already aborted it
+    /// (timeout) — and starts a new epoch, in one storage transaction. Returns the identity to
+    /// use from now on. Throws `.producerFenced` if a newer producer holds the id.
+    func abortTransaction(_ id: ProducerIdentity) throws -> (pid: Int64, epoch: Int32) {
+        try checkOpen()
+        return try storage.write { w in
+            var ps = try Transactions.checkEpoch(try w.get(Keys.producer(id.pid)).map(ProducerState.decode), pid: id.pid, epoch: id.epoch)
+            if ps.openTxn != 0 { try Transactions.endOpen(w, pid: id.pid, &ps, commit: false) }
+            return try Transactions.bumpEpoch(w, pid: id.pid, &ps)
         }
     }
 
@@ -136,6 +202,30 @@ extension Broker {
                 try w.putInt64(Keys.pendingOffset(group, tp), id.pid)
             }
             try w.put(Keys.producer(id.pid), ps.encode())
+        }
+    }
+
+    /// Aborts every transaction (of any producer, in any process) open longer than its
+    /// `transaction.timeout.ms`. Called by consumers and producers as they work, at most every
+    /// `intervalMs` per broker handle, so a crashed producer cannot block read_committed readers.
+    func sweepExpiredTransactions(intervalMs: Int = 100) {
+        guard sweepDue(intervalMs: intervalMs), !closed else { return }
+        let now = clock.wallMs()
+        do {
+            let expired = try storage.read { r in
+                try r.scan(from: Keys.txnDeadlineRange.0, to: Keys.txnDeadlineRange.1).compactMap { e -> Int64? in
+                    var rd = BinaryReader(e.value)
+                    let deadline = try rd.i64()
+                    guard deadline <= now, let pid = Int64(e.key.dropFirst(2), radix: 16) else { return nil }
+                    return pid
+                }
+            }
+            guard !expired.isEmpty else { return }
+            try storage.write { w in
+                for pid in expired { try Transactions.expireIfDue(w, pid: pid, now: now) }
+            }
+        } catch {
+            // A sweep is best effort: a busy file or a closed handle just means another handle will do it.
         }
     }
 }

@@ -20,6 +20,7 @@ struct DeliveryModeTests {
         for i in 0..<n {
             do { _ = try p.send("t", Record(value: bytes("v\(i)"))) } catch let e as KofkaError { errors.append(e.code) }
         }
+        try p.flush()   // acks=0 hands records to the background writer; flush waits for the writes
         let values = try readAll(f.broker, "t").compactMap(intValue)
         return (values, errors)
     }

@@ -87,6 +87,14 @@ final class SQLiteConnection {
         return sqlite3_column_int64(stmt, 0)
     }
 
+    /// Runs a statement without parameters (cached) and returns the first three columns of its first row.
+    func int64Triple(_ sql: String) throws -> (Int64, Int64, Int64) {
+        let stmt = try statement(sql)
+        defer { sqlite3_reset(stmt) }
+        guard try step(stmt, sql) else { return (0, 0, 0) }
+        return (sqlite3_column_int64(stmt, 0), sqlite3_column_int64(stmt, 1), sqlite3_column_int64(stmt, 2))
+    }
+
     /// Runs uncached SQL (schema setup, pragmas that take a value).
     func execOnce(_ sql: String) throws {
         guard let db else { throw KofkaError(.closed, "the SQLite connection to \(path) is closed") }

@@ -49,7 +49,7 @@ public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
         self.busyTimeoutMs = max(0, busyTimeoutMs)
         let w = try openConnection()
         do {
-            try Self.prepareSchema(w)
+            try Self.prepareSchema(w, busyTimeoutMs: self.busyTimeoutMs)
             watcher = try openConnection()
         } catch {
             w.close()
@@ -191,16 +191,27 @@ public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
     /// The schema version this code writes and reads.
     static let schemaVersion: Int64 = 1
 
-    private static func prepareSchema(_ conn: SQLiteConnection) throws {
+    /// Checks that the file is empty or Kofka's, switches it to WAL and creates the schema. Safe
+    /// when many processes open a new file at once: the check reads a consistent snapshot, the
+    /// switch to WAL is retried while another opener holds the file, and the schema is created
+    /// (with the application id and version) in one write transaction, which the first opener
+    /// wins and the others then see whole.
+    private static func prepareSchema(_ conn: SQLiteConnection, busyTimeoutMs: Int) throws {
         // Check before changing anything (the first read also detects a non-database file).
-        try checkOwner(conn)
-        try conn.execOnce("PRAGMA journal_mode=WAL")
-        try conn.exec(SQL.beginImmediate)
-        do {
+        try retryWhileBusy(conn, timeoutMs: busyTimeoutMs) { try inTransaction(conn, SQL.begin) { _ = try checkOwner(conn) } }
+        try retryWhileBusy(conn, timeoutMs: busyTimeoutMs) { try conn.execOnce("PRAGMA journal_mode=WAL") }
+        try inTransaction(conn, SQL.beginImmediate) {
             if try checkOwner(conn) {
                 try conn.execOnce(SQL.schema)
                 try conn.execOnce("PRAGMA application_id=\(applicationID); PRAGMA user_version=\(schemaVersion)")
             }
+        }
+    }
+
+    private static func inTransaction(_ conn: SQLiteConnection, _ begin: String, _ body: () throws -> Void) throws {
+        try conn.exec(begin)
+        do {
+            try body()
             try conn.exec(SQL.commit)
         } catch {
             if sqlite3_get_autocommit(conn.db) == 0 { try? conn.exec(SQL.rollback) }
@@ -208,13 +219,27 @@ public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
         }
     }
 
+    /// Runs `body` again while it fails with `.busy`, for up to `timeoutMs`: changing the journal
+    /// mode needs the file to itself, and SQLite does not always wait for that by itself.
+    private static func retryWhileBusy(_ conn: SQLiteConnection, timeoutMs: Int, _ body: () throws -> Void) throws {
+        let deadline = monoNs() &+ UInt64(timeoutMs) * 1_000_000
+        var pause = 1
+        while true {
+            do {
+                return try body()
+            } catch let e as KofkaError where e.code == .busy && monoNs() < deadline {
+                sleepMs(pause)
+                pause = min(pause * 2, 50)
+            }
+        }
+    }
+
     /// Throws unless the file is empty or a Kofka database this code can read; returns true
-    /// when the schema still has to be created.
+    /// when the schema still has to be created. Reads the three facts in one statement, so a
+    /// file being created by another process is seen before or after, never half-made.
     @discardableResult
     private static func checkOwner(_ conn: SQLiteConnection) throws -> Bool {
-        let app = try conn.int64("PRAGMA application_id") ?? 0
-        let version = try conn.int64("PRAGMA user_version") ?? 0
-        let tables = try conn.int64("SELECT count(*) FROM sqlite_master") ?? 0
+        let (app, version, tables) = try conn.int64Triple(SQL.owner)
         if app == applicationID {
             guard version <= schemaVersion else {
                 throw KofkaError(.storage, "\(conn.path) has Kofka schema version \(version); this build reads up to \(schemaVersion)")
@@ -239,6 +264,10 @@ public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
         static let commit = "COMMIT"
         static let rollback = "ROLLBACK"
         static let dataVersion = "PRAGMA data_version"
+        static let owner = """
+            SELECT (SELECT application_id FROM pragma_application_id()), (SELECT user_version FROM pragma_user_version()),
+                   (SELECT count(*) FROM sqlite_master)
+            """
         static let get = "SELECT value FROM kv WHERE key = ?1"
         static let put = "INSERT OR REPLACE INTO kv(key, value) VALUES(?1, ?2)"
         static let delete = "DELETE FROM kv WHERE key = ?1"
