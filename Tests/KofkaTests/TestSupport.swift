@@ -13,18 +13,22 @@ final class BrokerFixture: @unchecked Sendable {
     let kind: String
     let path: String
     let config: [(String, String)]
+    /// The clock every handle of this fixture reads.
+    let clock: any TimeSource
     private(set) var broker: Broker
     private var extra: [Broker] = []
 
-    init(_ kind: String, config: [(String, String)] = []) throws {
+    /// `clock`: a `SteppedClock` lets a test make a stall past a timeout happen at once.
+    init(_ kind: String, config: [(String, String)] = [], clock: any TimeSource = SystemClock()) throws {
         self.kind = kind
         self.config = config
+        self.clock = clock
         if kind == "memory" {
             path = ""
-            broker = try Broker("memory:", config: config)
+            broker = try Broker("memory:", config: try BrokerConfig(config), clock: clock)
         } else {
             path = tempPath()
-            broker = try Broker("sqlite:" + path, config: config)
+            broker = try Broker("sqlite:" + path, config: try BrokerConfig(config), clock: clock)
         }
     }
 
@@ -32,14 +36,14 @@ final class BrokerFixture: @unchecked Sendable {
     func reopen() throws -> Broker {
         precondition(kind == "sqlite")
         broker.close()
-        broker = try Broker("sqlite:" + path, config: config)
+        broker = try Broker("sqlite:" + path, config: try BrokerConfig(config), clock: clock)
         return broker
     }
 
     /// A second, independent broker handle on the same SQLite file (as another process would open).
     func secondHandle() throws -> Broker {
         precondition(kind == "sqlite")
-        let b = try Broker("sqlite:" + path, config: config)
+        let b = try Broker("sqlite:" + path, config: try BrokerConfig(config), clock: clock)
         extra.append(b)
         return b
     }
