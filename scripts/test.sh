@@ -31,8 +31,8 @@ suite "README examples run as written (C, Python, Swift)" bash Tests/readme/test
 suite "swift example package (depends on Kofka by path)" \
     bash -c 'cd bindings/swift/Example && swift build 2>&1 | tail -n 1 && .build/debug/Example'
 suite "demo on memory: (the README's first command)" "$lib/kofka-cli" demo
-suite "crash harness: 3 worker processes, 20 SIGKILLs per mode, sqlite" \
-    "$lib/kofka-cli" demo --storage "sqlite:$tmp/harness.db" --processes 3 --kills 20 --records 600
+suite "crash harness: 3 worker processes, 20 SIGKILLs per mode, 3 polls per transaction, sqlite" \
+    "$lib/kofka-cli" demo --storage "sqlite:$tmp/harness.db" --processes 3 --kills 20 --records 600 --polls-per-transaction 3
 suite "bench smoke: every face, release build (figures not asserted)" bash bench/run.sh --quick
 
 echo

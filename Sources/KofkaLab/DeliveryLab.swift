@@ -23,6 +23,9 @@ public enum DeliveryLab {
         public var seed: UInt64 = 42
         public var sessionTimeoutMs = 200
         public var maxPollRecords = 30
+        /// Polls per read-process-write transaction (exactly-once pipelines): more than one lets
+        /// a rebalance land inside an open transaction.
+        public var pollsPerTransaction = 1
         /// Upper bound on one mode's consumer flow.
         public var timeLimitMs = 120_000
         public init() {}
@@ -215,7 +218,7 @@ public enum DeliveryLab {
                     }
                     try p.sendOffsetsToTransaction(consumer)
                     try p.commitTransaction()
-                } catch let e as KofkaError where e.code == .rebalanced || e.code == .txnTimedOut {
+                } catch let e as KofkaError where p.transactionRequiresAbort || e.code == .rebalanced || e.code == .txnTimedOut {
                     try? p.abortTransaction()
                     try consumer.seekToCommitted()
                 }
@@ -274,23 +277,30 @@ extension DeliveryLab {
         }
         defer { try? producer.close() }
         while !stop() {
-            let msgs = try consumer.pollBatch(max: o.maxPollRecords, timeout: .milliseconds(50))
-            if msgs.isEmpty { continue }
-            sleepMs(workMs)   // the "processing" a crash can interrupt
-            let out = msgs.map { Record(key: $0.key, value: $0.value) }
             if mode == .exactlyOnce {
+                // One transaction over several polls: a rebalance may land between them.
                 do {
                     try producer.beginTransaction()
-                    for r in try producer.sendBatch(output, out) { _ = try r.get() }
-                    try producer.sendOffsetsToTransaction(consumer)
+                    var processed = 0
+                    for _ in 0..<max(1, o.pollsPerTransaction) {
+                        let msgs = try consumer.pollBatch(max: o.maxPollRecords, timeout: .milliseconds(50))
+                        if msgs.isEmpty { continue }
+                        sleepMs(workMs)   // the "processing" a crash can interrupt
+                        for r in try producer.sendBatch(output, msgs.map { Record(key: $0.key, value: $0.value) }) { _ = try r.get() }
+                        processed += msgs.count
+                    }
+                    if processed > 0 { try producer.sendOffsetsToTransaction(consumer) }
                     try producer.commitTransaction()
-                } catch let e as KofkaError where e.code == .rebalanced || e.code == .txnTimedOut {
+                } catch let e as KofkaError where producer.transactionRequiresAbort || e.code == .rebalanced || e.code == .txnTimedOut {
                     try? producer.abortTransaction()
                     try consumer.seekToCommitted()
                 }
-            } else {
-                for r in try producer.sendBatch(output, out) { _ = try r.get() }
+                continue
             }
+            let msgs = try consumer.pollBatch(max: o.maxPollRecords, timeout: .milliseconds(50))
+            if msgs.isEmpty { continue }
+            sleepMs(workMs)   // the "processing" a crash can interrupt
+            for r in try producer.sendBatch(output, msgs.map { Record(key: $0.key, value: $0.value) }) { _ = try r.get() }
         }
     }
 }

@@ -26,6 +26,7 @@ struct Demo: ParsableCommand {
     @Option(help: "Seed of the lossy link.") var seed: UInt64 = 42
     @Option(help: "Run N worker processes on a SQLite file, killed with SIGKILL at random and restarted.") var processes = 0
     @Option(help: "With --processes: SIGKILLs per mode.") var kills = 20
+    @Option(name: .customLong("polls-per-transaction"), help: "Exactly-once: consumer polls per read-process-write transaction (more than 1 lets rebalances land inside open transactions).") var pollsPerTransaction = 1
     @Option(help: "Modes to run, comma-separated.") var modes = "at-most-once,at-least-once,exactly-once"
     @Flag(help: "Print JSON instead of a table.") var json = false
 
@@ -47,6 +48,7 @@ struct Demo: ParsableCommand {
         o.ackLoss = ackLoss
         o.crashEvery = crashEvery
         o.seed = seed
+        o.pollsPerTransaction = pollsPerTransaction
         let broker = try Broker(storage)
         defer { broker.close() }
         let runId = "demo-\(nowMs())"
@@ -130,12 +132,14 @@ struct DemoWorker: ParsableCommand {
     @Option(name: .customLong("transactional-id")) var transactionalId: String
     @Option(name: .customLong("session-timeout-ms")) var sessionTimeoutMs = 300
     @Option(name: .customLong("work-ms")) var workMs = 0
+    @Option(name: .customLong("polls-per-transaction")) var pollsPerTransaction = 1
 
     func run() throws {
         guard let m = DeliveryMode(rawValue: mode) else { throw ValidationError("unknown mode '\(mode)'") }
         let broker = try Broker(storage)
         var o = DeliveryLab.Options()
         o.sessionTimeoutMs = sessionTimeoutMs
+        o.pollsPerTransaction = pollsPerTransaction
         // Runs until killed (SIGKILL) or terminated (SIGTERM ends the process at once).
         try DeliveryLab.pipelineWorker(m, broker: broker, input: input, output: output, group: group,
                                        transactionalId: transactionalId, options: o, workMs: workMs) { false }
@@ -160,7 +164,8 @@ struct Harness {
         func spawn(_ slot: Int) throws -> pid_t {
             let args = [exe, "demo-worker", "--storage", storage, "--mode", mode.rawValue, "--input", tin, "--output", tout,
                         "--group", group, "--transactional-id", "\(runId)-\(mode.rawValue)-worker-\(slot)",
-                        "--session-timeout-ms", "\(options.sessionTimeoutMs)", "--work-ms", "10"]
+                        "--session-timeout-ms", "\(options.sessionTimeoutMs)", "--work-ms", "10",
+                        "--polls-per-transaction", "\(options.pollsPerTransaction)"]
             return try spawnProcess(args)
         }
         var pids = try (0..<workers).map { try spawn($0) }
