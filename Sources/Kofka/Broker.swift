@@ -1,3 +1,4 @@
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -11,7 +12,7 @@ import Glibc
 /// let p = try broker.producer(ProducerConfig(mode: .exactlyOnce))
 /// _ = try p.send("orders", Record(key: Array("k".utf8), value: Array("v".utf8)))
 /// ```
-public final class Broker: @unchecked Sendable {
+public final class Broker: Sendable {
     /// The storage backend.
     public let storage: any StorageBackend
     /// The broker's settings.
@@ -21,13 +22,17 @@ public final class Broker: @unchecked Sendable {
     /// The one clock its rules, producers and consumers read.
     package let clock: any TimeSource
 
-    private let lock = Monitor()
-    private var topicCache: [String: TopicMeta] = [:]
-    private var isClosed = false
-    /// When this handle last looked for timed-out transactions (monotonic ns).
-    private var lastTxnSweepNs: UInt64 = 0
-    /// The storage fault source (`fault.storage.failure.rate`).
-    private var storageFaults: SplitMix64
+    /// What changes on a broker handle (guarded by `state`; never held across storage).
+    private struct State {
+        /// Topics seen, by name (a topic's partitions never change).
+        var topicCache: [String: TopicMeta] = [:]
+        var closed = false
+        /// When this handle last looked for timed-out transactions (monotonic ns).
+        var lastTxnSweepNs: UInt64 = 0
+        /// The storage fault source (`fault.storage.failure.rate`).
+        var storageFaults: SplitMix64
+    }
+    private let state: Mutex<State>
 
     /// The storage schemes `Broker.init` understands.
     public static let schemes = ["memory:", "sqlite:PATH"]
@@ -48,7 +53,7 @@ public final class Broker: @unchecked Sendable {
         self.clock = clock
         self.config = config
         self.storageString = storage
-        self.storageFaults = SplitMix64(seed: config.faultStorageSeed)
+        self.state = Mutex(State(storageFaults: SplitMix64(seed: config.faultStorageSeed)))
         if storage == "memory:" || storage == "memory" {
             self.storage = MemoryStorage()
         } else if storage.hasPrefix("sqlite:") {
@@ -67,9 +72,9 @@ public final class Broker: @unchecked Sendable {
 
     /// Closes the broker. Producers and consumers on it get `.closed` afterwards. Idempotent.
     public func close() {
-        let first = lock.locked { () -> Bool in
-            defer { isClosed = true }
-            return !isClosed
+        let first = state.withLock { s -> Bool in
+            defer { s.closed = true }
+            return !s.closed
         }
         guard first else { return }
         storage.wakeAll()
@@ -77,7 +82,7 @@ public final class Broker: @unchecked Sendable {
     }
 
     /// Whether `close()` was called.
-    public var closed: Bool { lock.locked { isClosed } }
+    public var closed: Bool { state.withLock { $0.closed } }
 
     func checkOpen() throws {
         if closed { throw KofkaError(.closed, "the broker on '\(storageString)' is closed") }
@@ -109,7 +114,7 @@ public final class Broker: @unchecked Sendable {
             }
             return try Self.insertTopic(w, name, partitions)
         }
-        lock.locked { topicCache[name] = meta }
+        state.withLock { $0.topicCache[name] = meta }
     }
 
     private static func insertTopic(_ w: any StorageWriter, _ name: String, _ partitions: Int32) throws -> TopicMeta {
@@ -125,7 +130,7 @@ public final class Broker: @unchecked Sendable {
     /// The topic's metadata; creates it (with `num.partitions`) when `autoCreate` and
     /// `auto.create.topics.enable` allow, else throws `.unknownTopic`.
     func topicMeta(_ name: String, autoCreate: Bool = false) throws -> TopicMeta {
-        if let m = lock.locked({ topicCache[name] }) { return m }
+        if let m = state.withLock({ $0.topicCache[name] }) { return m }
         try Self.validateTopicName(name)
         try checkOpen()
         let found = try storage.read { r in try r.get(Keys.topic(name)).map { try TopicMeta.decode(name, $0) } }
@@ -141,7 +146,7 @@ public final class Broker: @unchecked Sendable {
         } else {
             throw KofkaError(.unknownTopic, "unknown topic '\(name)'")
         }
-        lock.locked { topicCache[name] = meta }
+        state.withLock { $0.topicCache[name] = meta }
         return meta
     }
 
@@ -182,9 +187,9 @@ public final class Broker: @unchecked Sendable {
     func drawStorageFault() -> Bool? {
         let rate = config.faultStorageFailureRate
         guard rate > 0 else { return nil }
-        return lock.locked {
-            guard storageFaults.unit() < rate else { return nil }
-            return storageFaults.unit() < 0.5
+        return state.withLock { s in
+            guard s.storageFaults.unit() < rate else { return nil }
+            return s.storageFaults.unit() < 0.5
         }
     }
 
@@ -206,10 +211,10 @@ public final class Broker: @unchecked Sendable {
 
     /// Whether this handle should look for timed-out transactions now (at most every `intervalMs`).
     func sweepDue(intervalMs: Int) -> Bool {
-        lock.locked {
+        state.withLock { s in
             let now = clock.monotonicNs()
-            if intervalMs > 0 && now &- lastTxnSweepNs < UInt64(intervalMs) * 1_000_000 { return false }
-            lastTxnSweepNs = now
+            if intervalMs > 0 && now &- s.lastTxnSweepNs < UInt64(intervalMs) * 1_000_000 { return false }
+            s.lastTxnSweepNs = now
             return true
         }
     }

@@ -1,8 +1,9 @@
 import CSQLite
 
 /// One SQLite connection with a cache of prepared statements. Not thread-safe: the owner
-/// guarantees that only one thread uses it at a time (it is opened with `SQLITE_OPEN_NOMUTEX`).
-final class SQLiteConnection {
+/// guarantees that only one thread uses it at a time (it is opened with `SQLITE_OPEN_NOMUTEX`);
+/// it is `Sendable` only so that the owner's `Mutex` can hold it.
+final class SQLiteConnection: @unchecked Sendable {
     let path: String
     private(set) var db: OpaquePointer?
     private let busyTimeoutMs: Int

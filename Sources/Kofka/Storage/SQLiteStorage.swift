@@ -1,4 +1,5 @@
 import CSQLite
+import Synchronization
 
 /// How hard SQLite works to make a commit durable (`PRAGMA synchronous`).
 public enum SQLiteSynchronous: String, Sendable {
@@ -11,7 +12,7 @@ public enum SQLiteSynchronous: String, Sendable {
 
 /// A `StorageBackend` on one SQLite file in WAL mode, safe for many threads and many processes.
 ///
-/// * One writer connection per instance, guarded by a lock; writes run in `BEGIN IMMEDIATE`,
+/// * One writer connection per instance, guarded by a mutex; writes run in `BEGIN IMMEDIATE`,
 ///   so writers of other processes wait up to `busyTimeoutMs` for each other.
 /// * A small pool of reader connections; each `read` is one deferred transaction (a snapshot),
 ///   concurrent with the writer.
@@ -24,16 +25,20 @@ public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
     private let synchronous: SQLiteSynchronous
     private let busyTimeoutMs: Int
 
-    private let writerLock = Monitor()
-    private var writer: SQLiteConnection?            // guarded by writerLock
+    /// The one writer connection; held for a whole write transaction (that is the storage's
+    /// exclusivity); nil once closed.
+    private let writer: Mutex<SQLiteConnection?>
 
-    private let poolLock = Monitor()
-    private var idleReaders: [SQLiteConnection] = [] // guarded by poolLock
-    private var closed = false                       // guarded by poolLock
+    /// Idle reader connections, and whether the storage is closed.
+    private struct Pool {
+        var idle: [SQLiteConnection] = []
+        var closed = false
+    }
+    private let pool = Mutex(Pool())
     private static let maxIdleReaders = 4
 
-    private let watchLock = Monitor()
-    private var watcher: SQLiteConnection?           // guarded by watchLock; reads data_version
+    /// The connection that reads `data_version`; nil once closed.
+    private let watcher: Mutex<SQLiteConnection?>
 
     private let signal = Monitor()
     private var localCommits: UInt64 = 0             // guarded by signal
@@ -47,15 +52,17 @@ public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
         self.path = path
         self.synchronous = synchronous
         self.busyTimeoutMs = max(0, busyTimeoutMs)
-        let w = try openConnection()
+        let w = try SQLiteConnection(path: path, busyTimeoutMs: self.busyTimeoutMs, synchronous: synchronous.rawValue.uppercased())
+        let watch: SQLiteConnection
         do {
             try Self.prepareSchema(w, busyTimeoutMs: self.busyTimeoutMs)
-            watcher = try openConnection()
+            watch = try SQLiteConnection(path: path, busyTimeoutMs: self.busyTimeoutMs, synchronous: synchronous.rawValue.uppercased())
         } catch {
             w.close()
             throw error
         }
-        writer = w
+        writer = Mutex(w)
+        watcher = Mutex(watch)
     }
 
     deinit { close() }
@@ -69,10 +76,12 @@ public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
     /// Runs `body` in `BEGIN IMMEDIATE … COMMIT` on the writer connection (`ROLLBACK` if it throws).
     /// Throws `.storage` ("database is locked …") if another writer holds the file beyond the busy timeout.
     public func write<T>(_ body: (any StorageWriter) throws -> T) throws -> T {
-        let (result, changed): (T, Bool) = try writerLock.withLock {
+        var outcome: (T, Bool)?
+        try writer.withLock { writer in
             guard let conn = writer else { throw closedError() }
-            return try Self.transaction(conn, begin: SQL.beginImmediate, writable: true, body)
+            outcome = try Self.transaction(conn, begin: SQL.beginImmediate, writable: true, body)
         }
+        guard let (result, changed) = outcome else { throw closedError() }
         if changed {
             signal.withLock {
                 localCommits &+= 1
@@ -109,7 +118,7 @@ public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
 
     /// This instance's commit counter combined with `PRAGMA data_version` (other connections' commits).
     public func changeToken() -> UInt64 {
-        let dataVersion: Int64 = watchLock.withLock {
+        let dataVersion: Int64 = watcher.withLock { watcher in
             guard let watcher else { return 0 }
             return ((try? watcher.int64(SQL.dataVersion)) ?? nil) ?? 0
         }
@@ -122,7 +131,7 @@ public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
         let deadline = monoNs() &+ timeoutNs
         while true {
             let seen = signal.withLock { wakeups }
-            if changeToken() != token || poolLock.withLock({ closed }) { return }
+            if changeToken() != token || pool.withLock({ $0.closed }) { return }
             let now = monoNs()
             if now >= deadline { return }
             // Short slices: commits by other processes only show in data_version.
@@ -145,18 +154,18 @@ public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
 
     /// Finalizes statements and closes every connection; later `read`/`write` calls throw `.closed`.
     public func close() {
-        writerLock.withLock {
-            writer?.close()
-            writer = nil
+        writer.withLock { w in
+            w?.close()
+            w = nil
         }
-        poolLock.withLock {
-            closed = true
-            for conn in idleReaders { conn.close() }
-            idleReaders = []
+        pool.withLock { p in
+            p.closed = true
+            for conn in p.idle { conn.close() }
+            p.idle = []
         }
-        watchLock.withLock {
-            watcher?.close()
-            watcher = nil
+        watcher.withLock { w in
+            w?.close()
+            w = nil
         }
         wakeAll()
     }
@@ -168,17 +177,17 @@ public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
     }
 
     private func acquireReader() throws -> SQLiteConnection {
-        let idle: SQLiteConnection? = try poolLock.withLock {
-            guard !closed else { throw closedError() }
-            return idleReaders.popLast()
+        let idle: SQLiteConnection? = try pool.withLock { p in
+            guard !p.closed else { throw closedError() }
+            return p.idle.popLast()
         }
         return try idle ?? openConnection()
     }
 
     private func releaseReader(_ conn: SQLiteConnection) {
-        let keep = poolLock.withLock {
-            guard !closed, idleReaders.count < Self.maxIdleReaders else { return false }
-            idleReaders.append(conn)
+        let keep = pool.withLock { p in
+            guard !p.closed, p.idle.count < Self.maxIdleReaders else { return false }
+            p.idle.append(conn)
             return true
         }
         if !keep { conn.close() }
