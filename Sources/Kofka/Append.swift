@@ -63,6 +63,7 @@ extension Broker {
             }
             let base = try w.append(pnum, records, txn: id.txn)
             if var s = st {
+                s.lastWriteMs = clock.wallMs()
                 s.nextSeq = baseSeq &+ n
                 s.batches.append(.init(baseSeq: baseSeq, count: n, baseOffset: base, txn: id.txn))
                 if s.batches.count > SequenceState.window { s.batches.removeFirst(s.batches.count - SequenceState.window) }

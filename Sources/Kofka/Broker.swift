@@ -23,7 +23,7 @@ public final class Broker: Sendable {
     package let clock: any TimeSource
 
     /// What changes on a broker handle (guarded by `state`; never held across storage).
-    private struct State {
+    struct State {
         /// Topics seen, by name (a topic's partitions never change).
         var topicCache: [String: TopicMeta] = [:]
         var closed = false
@@ -31,8 +31,10 @@ public final class Broker: Sendable {
         var lastTxnSweepNs: UInt64 = 0
         /// The storage fault source (`fault.storage.failure.rate`).
         var storageFaults: SplitMix64
+        /// The background cleaner, once started.
+        var cleaner: Cleaner?
     }
-    private let state: Mutex<State>
+    let state: Mutex<State>
 
     /// The storage schemes `Broker.init` understands.
     public static let schemes = ["memory:", "sqlite:PATH"]
@@ -66,9 +68,19 @@ public final class Broker: Sendable {
         } else {
             throw KofkaError(.invalidArg, "unknown storage '\(storage)': known schemes are \(Self.schemes.joined(separator: ", "))")
         }
+        startCleaner()
     }
 
     deinit { close() }
+
+    /// Starts this handle's background cleaner (`log.retention.check.interval.ms`).
+    private func startCleaner() {
+        guard config.logRetentionCheckIntervalMs > 0 else { return }
+        var rng = SplitMix64(seed: monoNs() ^ UInt64(UInt(bitPattern: ObjectIdentifier(self).hashValue)))
+        let cleaner = Cleaner(holder: "pid \(getpid()) handle \(rng.unitHex())")
+        state.withLock { $0.cleaner = cleaner }
+        cleaner.start(self, intervalMs: config.logRetentionCheckIntervalMs)
+    }
 
     /// Closes the broker. Producers and consumers on it get `.closed` afterwards. Idempotent.
     public func close() {
@@ -77,6 +89,7 @@ public final class Broker: Sendable {
             return !s.closed
         }
         guard first else { return }
+        state.withLock { $0.cleaner }?.interrupt()
         storage.wakeAll()
         storage.close()
     }
@@ -86,101 +99,6 @@ public final class Broker: Sendable {
 
     func checkOpen() throws {
         if closed { throw KofkaError(.closed, "the broker on '\(storageString)' is closed") }
-    }
-
-    // MARK: Topics
-
-    /// Checks Kafka's topic-name rule: `[A-Za-z0-9._-]{1,249}`, not `.` or `..`.
-    public static func validateTopicName(_ name: String) throws {
-        let ok = !name.isEmpty && name.utf8.count <= 249 && name != "." && name != ".."
-            && name.utf8.allSatisfy { c in
-                (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c == 0x2e || c == 0x5f || c == 0x2d
-            }
-        if !ok {
-            throw KofkaError(.invalidArg, "invalid topic name '\(name)': names are 1 to 249 characters of [A-Za-z0-9._-], not '.' or '..'")
-        }
-    }
-
-    /// Creates a topic with `partitions` partitions (1...100000). Throws `.topicExists` if it exists.
-    public func createTopic(_ name: String, partitions: Int32) throws {
-        try Self.validateTopicName(name)
-        guard partitions >= 1 && partitions <= 100_000 else {
-            throw KofkaError(.invalidArg, "invalid partition count \(partitions) for topic '\(name)': expected 1...100000")
-        }
-        try checkOpen()
-        let meta = try storage.write { w -> TopicMeta in
-            if try w.get(Keys.topic(name)) != nil {
-                throw KofkaError(.topicExists, "topic '\(name)' already exists")
-            }
-            return try Self.insertTopic(w, name, partitions)
-        }
-        state.withLock { $0.topicCache[name] = meta }
-    }
-
-    private static func insertTopic(_ w: any StorageWriter, _ name: String, _ partitions: Int32) throws -> TopicMeta {
-        let first = try w.nextCounter(Keys.nextPnum, first: 0, count: Int64(partitions))
-        guard first + Int64(partitions) <= StorageLimits.maxPartitionNumbers else {
-            throw KofkaError(.invalidArg, "cannot create topic '\(name)': the storage holds at most \(StorageLimits.maxPartitionNumbers) partitions in all")
-        }
-        let meta = TopicMeta(name: name, partitions: partitions, firstPnum: first)
-        try w.put(Keys.topic(name), meta.encode())
-        return meta
-    }
-
-    /// The topic's metadata; creates it (with `num.partitions`) when `autoCreate` and
-    /// `auto.create.topics.enable` allow, else throws `.unknownTopic`.
-    func topicMeta(_ name: String, autoCreate: Bool = false) throws -> TopicMeta {
-        if let m = state.withLock({ $0.topicCache[name] }) { return m }
-        try Self.validateTopicName(name)
-        try checkOpen()
-        let found = try storage.read { r in try r.get(Keys.topic(name)).map { try TopicMeta.decode(name, $0) } }
-        let meta: TopicMeta
-        if let found {
-            meta = found
-        } else if autoCreate && config.autoCreateTopics {
-            let n = config.numPartitions
-            meta = try storage.write { w in
-                if let b = try w.get(Keys.topic(name)) { return try TopicMeta.decode(name, b) }
-                return try Self.insertTopic(w, name, n)
-            }
-        } else {
-            throw KofkaError(.unknownTopic, "unknown topic '\(name)'")
-        }
-        state.withLock { $0.topicCache[name] = meta }
-        return meta
-    }
-
-    /// The storage partition number of `partition`, checking the range.
-    func pnum(_ meta: TopicMeta, _ partition: Int32) throws -> Int64 {
-        guard partition >= 0 && partition < meta.partitions else {
-            throw KofkaError(.unknownPartition, "topic '\(meta.name)' has \(meta.partitions) partition\(meta.partitions == 1 ? "" : "s"), asked for partition \(partition)")
-        }
-        return meta.firstPnum + Int64(partition)
-    }
-
-    /// The number of partitions of `topic`.
-    public func partitions(of topic: String) throws -> Int32 {
-        try checkOpen()
-        return try topicMeta(topic).partitions
-    }
-
-    /// Every topic and its partition count, by name.
-    public func topics() throws -> [(name: String, partitions: Int32)] {
-        try checkOpen()
-        return try storage.read { r in
-            try r.scan(from: Keys.topicPrefix, to: "t0").map { e in
-                let name = String(e.key.dropFirst(Keys.topicPrefix.count))
-                return (name, try TopicMeta.decode(name, e.value).partitions)
-            }
-        }
-    }
-
-    /// The partition's low watermark (first offset held: 0) and high watermark (next offset to be written).
-    public func watermarks(_ topic: String, _ partition: Int32) throws -> (low: Int64, high: Int64) {
-        try checkOpen()
-        let meta = try topicMeta(topic)
-        let p = try pnum(meta, partition)
-        return (0, try storage.read { r in try r.highWatermark(p) })
     }
 
     /// Draws a storage fault for one write: nil, or whether it strikes after the commit.

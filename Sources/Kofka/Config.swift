@@ -81,10 +81,34 @@ public struct BrokerConfig: Sendable {
     public var faultStorageFailureRate = 0.0
     /// Seed of the storage fault source (`fault.storage.seed`, default 1).
     public var faultStorageSeed: UInt64 = 1
+    /// Topic default of `retention.ms` (`log.retention.ms`): -1, unlimited — unlike Kafka's
+    /// seven days, an embedded log deletes nothing nobody asked it to delete.
+    public var logRetentionMs: Int64 = -1
+    /// Topic default of `retention.bytes` per partition (`log.retention.bytes`, -1: unlimited).
+    public var logRetentionBytes: Int64 = -1
+    /// Topic default of `cleanup.policy` (`log.cleanup.policy`, `delete`).
+    public var logCleanupPolicy = "delete"
+    /// Topic default of `delete.retention.ms` (`log.cleaner.delete.retention.ms`, one day).
+    public var logCleanerDeleteRetentionMs: Int64 = 86_400_000
+    /// Topic default of `min.compaction.lag.ms` (`log.cleaner.min.compaction.lag.ms`, 0).
+    public var logCleanerMinCompactionLagMs: Int64 = 0
+    /// How often each broker handle's background cleaner runs maintenance
+    /// (`log.retention.check.interval.ms`, five minutes; 0 = never in the background).
+    public var logRetentionCheckIntervalMs: Int64 = 300_000
+    /// Idempotence state of a producer id unused this long is removed (`producer.id.expiration.ms`, one day).
+    public var producerIdExpirationMs: Int64 = 86_400_000
+    /// A transactional.id unused this long is forgotten (`transactional.id.expiration.ms`, seven days).
+    public var transactionalIdExpirationMs: Int64 = 604_800_000
+    /// Committed offsets of a group that has been empty this long are removed
+    /// (`offsets.retention.minutes`, seven days).
+    public var offsetsRetentionMinutes: Int64 = 10_080
 
     static let keys: Set<String> = ["auto.create.topics.enable", "num.partitions", "message.max.bytes",
                                     "sqlite.synchronous", "sqlite.busy.timeout.ms", "fault.storage.failure.rate",
-                                    "fault.storage.seed"]
+                                    "fault.storage.seed", "log.retention.ms", "log.retention.bytes", "log.cleanup.policy",
+                                    "log.cleaner.delete.retention.ms", "log.cleaner.min.compaction.lag.ms",
+                                    "log.retention.check.interval.ms", "producer.id.expiration.ms",
+                                    "transactional.id.expiration.ms", "offsets.retention.minutes"]
 
     public init() {}
 
@@ -98,6 +122,15 @@ public struct BrokerConfig: Sendable {
         sqliteBusyTimeoutMs = try c.int("sqlite.busy.timeout.ms", 0...3_600_000) ?? sqliteBusyTimeoutMs
         faultStorageFailureRate = try c.double("fault.storage.failure.rate", 0...1) ?? 0
         if let v = try c.int("fault.storage.seed", 0...Int.max) { faultStorageSeed = UInt64(v) }
+        logRetentionMs = Int64(try c.int("log.retention.ms", -1...Int.max) ?? Int(logRetentionMs))
+        logRetentionBytes = Int64(try c.int("log.retention.bytes", -1...Int.max) ?? Int(logRetentionBytes))
+        logCleanupPolicy = try c.choice("log.cleanup.policy", TopicConfig.policies).map(TopicConfig.normalPolicy) ?? logCleanupPolicy
+        logCleanerDeleteRetentionMs = Int64(try c.int("log.cleaner.delete.retention.ms", 0...Int.max) ?? Int(logCleanerDeleteRetentionMs))
+        logCleanerMinCompactionLagMs = Int64(try c.int("log.cleaner.min.compaction.lag.ms", 0...Int.max) ?? Int(logCleanerMinCompactionLagMs))
+        logRetentionCheckIntervalMs = Int64(try c.int("log.retention.check.interval.ms", 0...Int.max) ?? Int(logRetentionCheckIntervalMs))
+        producerIdExpirationMs = Int64(try c.int("producer.id.expiration.ms", 1...Int.max) ?? Int(producerIdExpirationMs))
+        transactionalIdExpirationMs = Int64(try c.int("transactional.id.expiration.ms", 1...Int.max) ?? Int(transactionalIdExpirationMs))
+        offsetsRetentionMinutes = Int64(try c.int("offsets.retention.minutes", 1...Int(Int32.max)) ?? Int(offsetsRetentionMinutes))
     }
 }
 

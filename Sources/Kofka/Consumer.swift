@@ -301,15 +301,20 @@ public final class Consumer: Sendable {
         var blocked = false
     }
 
-    /// Where a partition without a committed offset starts (`auto.offset.reset`). `latest` is
-    /// the high watermark, or for a read_committed reader the last stable offset, so a
-    /// transaction open now is delivered when it commits.
-    private func resetPosition(_ r: any StorageReader, _ tp: TopicPartition, pnum: Int64, hw: Int64) throws -> Int64 {
+    /// Where a partition starts when it has no committed offset, or its position fell below the
+    /// log start offset (retention deleted those records): `auto.offset.reset`. `earliest` is
+    /// the log start; `latest` the high watermark, or for a read_committed reader the last
+    /// stable offset, so a transaction open now is delivered when it commits; `none` is
+    /// `.noOffset` (no committed offset) or `.offsetOutOfRange` (`outOfRange` given).
+    private func resetPosition(_ r: any StorageReader, _ tp: TopicPartition, pnum: Int64, hw: Int64, outOfRange: Int64? = nil) throws -> Int64 {
         switch config.autoOffsetReset {
-        case .earliest: return 0
+        case .earliest: return try r.logStartOffset(pnum)
         case .latest:
             return config.isolationLevel == .readCommitted ? try Transactions.lastStableOffset(r, pnum, hw: hw) : hw
         case .none:
+            if let pos = outOfRange {
+                throw KofkaError(.offsetOutOfRange, "position \(pos) of \(tp) is below its log start offset \(try r.logStartOffset(pnum)) (those records were deleted) and auto.offset.reset=none")
+            }
             throw KofkaError(.noOffset, "no committed offset for \(tp) in group '\(config.groupId ?? "")' and auto.offset.reset=none")
         }
     }
@@ -339,6 +344,9 @@ public final class Consumer: Sendable {
                     pos = c
                 } else {
                     pos = try resetPosition(r, tp, pnum: pnum, hw: hw)
+                }
+                if pos < hw, pos < (try r.logStartOffset(pnum)) {
+                    pos = try resetPosition(r, tp, pnum: pnum, hw: hw, outOfRange: pos)
                 }
                 out.positions[tp] = pos
                 var end = hw
@@ -441,15 +449,15 @@ public final class Consumer: Sendable {
         }
     }
 
-    /// Moves the position of an assigned partition (0 ... high watermark).
+    /// Moves the position of an assigned partition (log start ... high watermark).
     public func seek(_ topic: String, _ partition: Int32, _ offset: Int64) throws {
         try checkOpen()
         let tp = TopicPartition(topic, partition)
         try withOps { s in
             guard s.assignment.contains(tp) else { throw KofkaError(.invalidState, "\(tp) is not assigned to this consumer") }
-            let hw = try broker.watermarks(topic, partition).high
-            guard offset >= 0 && offset <= hw else {
-                throw KofkaError(.offsetOutOfRange, "offset \(offset) is out of range for \(tp): valid offsets are 0...\(hw)")
+            let (low, hw) = try broker.watermarks(topic, partition)
+            guard offset >= low && offset <= hw else {
+                throw KofkaError(.offsetOutOfRange, "offset \(offset) is out of range for \(tp): valid offsets are \(low)...\(hw)")
             }
             s.positions[tp] = offset
             s.uncommitted.remove(tp)

@@ -31,8 +31,9 @@ enum Groups {
     }
 
     /// Starts a new generation: recomputes the assignment and drops holds of departed members.
-    static func rebalance(_ gs: inout GroupState, partitionsOf: (String) throws -> Int32?) throws {
+    static func rebalance(_ gs: inout GroupState, now: Int64, partitionsOf: (String) throws -> Int32?) throws {
         gs.generation &+= 1
+        gs.emptySinceMs = gs.members.isEmpty ? (gs.emptySinceMs == 0 ? now : gs.emptySinceMs) : 0
         let ids = Set(gs.members.map(\.id))
         gs.held = gs.held.filter { ids.contains($0.value) }
         gs.assignment = try assign(gs.members, partitionsOf: partitionsOf)
@@ -113,7 +114,7 @@ extension Broker {
             _ = Groups.expire(&gs, now: member.lastHeartbeatMs, keep: nil)
             gs.members.removeAll { $0.id == member.id }
             gs.members.append(member)
-            try Groups.rebalance(&gs, partitionsOf: partitionsLookup(w))
+            try Groups.rebalance(&gs, now: member.lastHeartbeatMs, partitionsOf: partitionsLookup(w))
             try w.put(Keys.group(group), gs.encode())
             return gs.generation
         }
@@ -127,7 +128,7 @@ extension Broker {
         return try storage.write { w in
             var gs = try w.get(Keys.group(group)).map(GroupState.decode) ?? GroupState()
             if Groups.expire(&gs, now: now, keep: memberId) {
-                try Groups.rebalance(&gs, partitionsOf: partitionsLookup(w))
+                try Groups.rebalance(&gs, now: now, partitionsOf: partitionsLookup(w))
             }
             guard let i = gs.members.firstIndex(where: { $0.id == memberId }) else {
                 try w.put(Keys.group(group), gs.encode())
@@ -135,7 +136,7 @@ extension Broker {
             }
             gs.members[i].lastHeartbeatMs = now
             for (tp, owner) in gs.held where owner == memberId && gs.assignment[tp] != memberId {
-                if let off = revokeCommits[tp] { try w.putInt64(Keys.offset(group, tp), off) }
+                if let off = revokeCommits[tp] { try w.putCommittedOffset(Keys.offset(group, tp), off, now: now) }
                 gs.held[tp] = nil
             }
             for (tp, target) in gs.assignment where target == memberId && gs.held[tp] == nil {
@@ -169,11 +170,12 @@ extension Broker {
         try checkOpen()
         try storage.write { w in
             guard var gs = try w.get(Keys.group(group)).map(GroupState.decode) else { return }
-            for (tp, off) in commits where gs.held[tp] == memberId { try w.putInt64(Keys.offset(group, tp), off) }
+            let now = clock.wallMs()
+            for (tp, off) in commits where gs.held[tp] == memberId { try w.putCommittedOffset(Keys.offset(group, tp), off, now: now) }
             guard gs.member(memberId) != nil else { return }
             gs.members.removeAll { $0.id == memberId }
-            _ = Groups.expire(&gs, now: clock.wallMs(), keep: nil)
-            try Groups.rebalance(&gs, partitionsOf: partitionsLookup(w))
+            _ = Groups.expire(&gs, now: now, keep: nil)
+            try Groups.rebalance(&gs, now: now, partitionsOf: partitionsLookup(w))
             try w.put(Keys.group(group), gs.encode())
         }
     }
@@ -187,7 +189,8 @@ extension Broker {
                 let gs = try w.get(Keys.group(group)).map(GroupState.decode) ?? GroupState()
                 try Groups.checkOwner(gs, group: group, memberId: memberId, generation: generation, partitions: Array(offsets.keys))
             }
-            for (tp, off) in offsets { try w.putInt64(Keys.offset(group, tp), off) }
+            let now = clock.wallMs()
+            for (tp, off) in offsets { try w.putCommittedOffset(Keys.offset(group, tp), off, now: now) }
         }
     }
 

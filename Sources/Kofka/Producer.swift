@@ -149,7 +149,7 @@ public final class Producer: Sendable {
         var batch = input
         batch.resolveTimestamps(now: broker.clock.wallMs())
         let sticky = nextSpread(meta.partitions)
-        let maxBytes = broker.config.messageMaxBytes
+        let maxBytes = broker.effectiveConfig(meta).maxMessageBytes
         let n = batch.count
         // Each record's partition (an explicit one, murmur2 of the key, or sticky); size checks.
         var parts = [Int32](repeating: -1, count: n)
@@ -165,7 +165,7 @@ public final class Producer: Sendable {
                     continue
                 }
                 if e.size > maxBytes {
-                    failures[i] = KofkaError(.msgTooLarge, "record of \(e.size) bytes exceeds message.max.bytes (\(maxBytes))")
+                    failures[i] = KofkaError(.msgTooLarge, "record of \(e.size) bytes exceeds the largest record topic '\(meta.name)' takes (\(maxBytes) bytes: max.message.bytes / message.max.bytes)")
                     continue
                 }
                 let p: Int32
@@ -235,11 +235,12 @@ public final class Producer: Sendable {
         }
     }
 
-    /// Validates a record's size and resolves its timestamp.
-    func recordData(_ r: Record, now: Int64) throws -> RecordData {
+    /// Validates a record's size (against the topic's `max.message.bytes`) and resolves its timestamp.
+    func recordData(_ r: Record, _ meta: TopicMeta, now: Int64) throws -> RecordData {
         let size = r.size
-        if size > broker.config.messageMaxBytes {
-            throw KofkaError(.msgTooLarge, "record of \(size) bytes exceeds message.max.bytes (\(broker.config.messageMaxBytes))")
+        let maxBytes = broker.effectiveConfig(meta).maxMessageBytes
+        if size > maxBytes {
+            throw KofkaError(.msgTooLarge, "record of \(size) bytes exceeds the largest record topic '\(meta.name)' takes (\(maxBytes) bytes: max.message.bytes / message.max.bytes)")
         }
         if r.timestampMs < 0 { throw KofkaError(.invalidArg, "invalid timestamp \(r.timestampMs): expected milliseconds since the epoch, or 0 for now") }
         return RecordData(timestampMs: r.timestampMs == 0 ? now : r.timestampMs, key: r.key, value: r.value, headers: HeaderCodec.encode(r.headers))
@@ -256,16 +257,26 @@ public final class Producer: Sendable {
         if transactional { broker.sweepExpiredTransactions() }
         let pnum = meta.firstPnum + Int64(partition)
         return try sequencer.withTurn {
-            let (id, seq) = try identity(pnum, queuedIn: queuedIn)
-            do {
-                let base = try attempts(meta, partition, data, identity: id, seq: seq)
-                state.withLock { s in
-                    if s.pid == id.pid && s.epoch == id.epoch { s.nextSeq[pnum] = seq &+ Int32(data.count) }
+            var retriedUnknownProducer = false
+            while true {
+                let (id, seq) = try identity(pnum, queuedIn: queuedIn)
+                do {
+                    let base = try attempts(meta, partition, data, identity: id, seq: seq)
+                    state.withLock { s in
+                        if s.pid == id.pid && s.epoch == id.epoch { s.nextSeq[pnum] = seq &+ Int32(data.count) }
+                    }
+                    return base
+                } catch let e as KofkaError {
+                    requestFailed(e, id)
+                    // The broker forgot this producer (its state expired after
+                    // producer.id.expiration.ms) and refused the batch, writing nothing: a plain
+                    // idempotent producer starts a new epoch and sends it once more (KIP-360).
+                    if e.code == .outOfOrderSequence && !transactional && seq != 0 && !retriedUnknownProducer {
+                        retriedUnknownProducer = true
+                        continue
+                    }
+                    throw e
                 }
-                return base
-            } catch let e as KofkaError {
-                requestFailed(e, id)
-                throw e
             }
         }
     }
@@ -383,7 +394,7 @@ public final class Producer: Sendable {
         }
         let meta = try broker.topicMeta(topic, autoCreate: true)
         let p = try choosePartition(meta, record, sticky: nextSpread(meta.partitions))
-        _ = try recordData(record, now: 0)
+        _ = try recordData(record, meta, now: 0)
         try queue.enqueue(.init(topic: meta, partition: p, record: record, opaque: opaque,
                                 enqueuedNs: broker.clock.monotonicNs(), txn: txn),
                           lingerMs: config.lingerMs, batch: config.batchNumMessages)
@@ -442,7 +453,7 @@ public final class Producer: Sendable {
         var batch = RecordBatch(reservingRecords: records.count, bytes: records.reduce(0) { $0 + $1.size })
         var bad: [Int: KofkaError] = [:]
         for (i, r) in records.enumerated() {
-            do { batch.append(try recordData(r, now: now)) } catch let e as KofkaError { bad[i] = e } catch {}
+            do { batch.append(try recordData(r, meta, now: now)) } catch let e as KofkaError { bad[i] = e } catch {}
         }
         var results: [Result<Int64, KofkaError>] = []
         do {

@@ -37,27 +37,43 @@ enum Keys {
     /// (group, topic, partition) → committed offset (`Int64`).
     static func offset(_ g: String, _ tp: TopicPartition) -> String { "c/" + g + "\u{1}" + tp.topic + "\u{1}" + Int64(tp.partition).hex16 }
     static func offsetRange(_ g: String) -> (String, String) { ("c/" + g + "\u{1}", "c/" + g + "\u{2}") }
+    static let offsetPrefix = "c/"
+    /// Partition → the offset compaction has cleaned up to (its first dirty offset, `Int64`).
+    static func cleanedUpTo(_ pnum: Int64) -> String { "k/" + pnum.hex16 }
+    /// The background cleaner's lease: (holder, expiry in wall ms), so one cleaner runs at a time.
+    static let cleanerLease = "m/cleaner"
+    static let sequencePrefix = "s/"
+    static func sequenceRange(_ pid: Int64) -> (String, String) { ("s/" + pid.hex16 + "/", "s/" + pid.hex16 + "0") }
+    static let transactionalIdPrefix = "tid/"
+    /// Aborted transactions of a partition whose last offset is below `below`.
+    static func abortedBelow(_ pnum: Int64, _ below: Int64) -> (String, String) { ("a/" + pnum.hex16 + "/", "a/" + pnum.hex16 + "/" + below.hex16) }
     /// (group, topic, partition) → producer id with offsets pending in an open transaction (`Int64`).
     static func pendingOffset(_ g: String, _ tp: TopicPartition) -> String { "w/" + g + "\u{1}" + tp.topic + "\u{1}" + Int64(tp.partition).hex16 }
 }
 
-/// A topic: its partitions are numbered `firstPnum ..< firstPnum + partitions` in storage.
+/// A topic: its partitions are numbered `firstPnum ..< firstPnum + partitions` in storage, and
+/// its own configuration (keys not set take the broker's defaults).
 struct TopicMeta: Sendable, Hashable {
     var name: String
     /// Partition count.
     var partitions: Int32
     /// Storage partition number of partition 0.
     var firstPnum: Int64
+    /// Settings made for this topic (appended to the first layout: older blobs have none).
+    var config = TopicConfig()
 
     func encode() -> [UInt8] {
         var w = BinaryWriter()
         w.i32(partitions); w.i64(firstPnum)
+        config.encode(into: &w)
         return w.bytes
     }
 
     static func decode(_ name: String, _ b: [UInt8]) throws -> TopicMeta {
         var r = BinaryReader(b)
-        return TopicMeta(name: name, partitions: try r.i32(), firstPnum: try r.i64())
+        var t = TopicMeta(name: name, partitions: try r.i32(), firstPnum: try r.i64())
+        if !r.atEnd { t.config = try TopicConfig.decode(&r) }
+        return t
     }
 }
 
@@ -78,6 +94,9 @@ struct ProducerState: Sendable {
     /// The last transaction that ended without its producer asking (timed out / fenced), and why.
     var lastForcedAbortTxn: Int64 = 0
     var lastForcedAbortReason: Int32 = 0   // ErrorCode raw value
+    /// When the transactional.id was last used (ms since the epoch; 0 = not known yet, in a
+    /// blob written before this field existed). `transactional.id.expiration.ms` counts from it.
+    var lastUsedMs: Int64 = 0
 
     struct PendingOffset: Sendable, Hashable {
         var group: String
@@ -92,6 +111,7 @@ struct ProducerState: Sendable {
         w.i32(Int32(txnOffsets.count))
         for o in txnOffsets { w.string(o.group); w.string(o.tp.topic); w.i32(o.tp.partition); w.i64(o.offset) }
         w.i64(lastForcedAbortTxn); w.i32(lastForcedAbortReason)
+        w.i64(lastUsedMs)
         return w.bytes
     }
 
@@ -106,6 +126,7 @@ struct ProducerState: Sendable {
             PendingOffset(group: try r.string(), tp: TopicPartition(try r.string(), try r.i32()), offset: try r.i64())
         }
         s.lastForcedAbortTxn = try r.i64(); s.lastForcedAbortReason = try r.i32()
+        if !r.atEnd { s.lastUsedMs = try r.i64() }
         return s
     }
 }
@@ -121,6 +142,9 @@ struct SequenceState: Sendable {
     var nextSeq: Int32
     /// The last (at most five) batches: first sequence, record count, first offset, transaction.
     var batches: [Batch]
+    /// When this producer last wrote to the partition (ms since the epoch; 0 = not known yet).
+    /// `producer.id.expiration.ms` counts from it.
+    var lastWriteMs: Int64 = 0
 
     struct Batch: Sendable, Hashable {
         var baseSeq: Int32
@@ -137,6 +161,7 @@ struct SequenceState: Sendable {
         w.i32(epoch); w.i32(nextSeq); w.i32(Int32(batches.count))
         for b in batches { w.i32(b.baseSeq); w.i32(b.count); w.i64(b.baseOffset) }
         for b in batches { w.i64(b.txn) }   // appended after the first layout: older blobs end before it
+        w.i64(lastWriteMs)
         return w.bytes
     }
 
@@ -145,7 +170,8 @@ struct SequenceState: Sendable {
         let epoch = try r.i32(), next = try r.i32(), n = try r.i32()
         var batches = try (0..<max(0, n)).map { _ in Batch(baseSeq: try r.i32(), count: try r.i32(), baseOffset: try r.i64()) }
         if !r.atEnd { for i in batches.indices { batches[i].txn = try r.i64() } }
-        return SequenceState(epoch: epoch, nextSeq: next, batches: batches)
+        let last = r.atEnd ? 0 : try r.i64()
+        return SequenceState(epoch: epoch, nextSeq: next, batches: batches, lastWriteMs: last)
     }
 }
 
@@ -160,6 +186,9 @@ struct GroupState: Sendable {
     /// The member that currently holds a partition. A partition moves to its new target owner
     /// only once the old holder has released it (after its mode's commit) or expired.
     var held: [TopicPartition: String] = [:]
+    /// Since when the group has had no members (ms since the epoch; 0 while it has some, or not
+    /// known yet). `offsets.retention.minutes` counts from it.
+    var emptySinceMs: Int64 = 0
 
     struct Member: Sendable, Hashable {
         var id: String
@@ -184,6 +213,7 @@ struct GroupState: Sendable {
             w.i32(Int32(map.count))
             for (tp, m) in map.sorted(by: { $0.key < $1.key }) { w.string(tp.topic); w.i32(tp.partition); w.string(m) }
         }
+        w.i64(emptySinceMs)
         return w.bytes
     }
 
@@ -202,6 +232,7 @@ struct GroupState: Sendable {
             for _ in 0..<max(0, c) { map[TopicPartition(try r.string(), try r.i32())] = try r.string() }
             if i == 0 { g.assignment = map } else { g.held = map }
         }
+        if !r.atEnd { g.emptySinceMs = try r.i64() }
         return g
     }
 }
@@ -218,6 +249,14 @@ extension StorageWriter {
     func putInt64(_ key: String, _ v: Int64) throws {
         var w = BinaryWriter()
         w.i64(v)
+        try put(key, w.bytes)
+    }
+
+    /// Stores a committed offset with the time it was committed (`offsets.retention.minutes`
+    /// counts from it); readers that only want the offset read the first eight bytes.
+    func putCommittedOffset(_ key: String, _ offset: Int64, now: Int64) throws {
+        var w = BinaryWriter()
+        w.i64(offset); w.i64(now)
         try put(key, w.bytes)
     }
 

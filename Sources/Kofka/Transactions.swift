@@ -48,7 +48,7 @@ enum Transactions {
 
     /// Ends the producer's open transaction (if any) in `ps`: commit applies its offsets; abort
     /// indexes its partitions as aborted. `forced` marks an abort the producer did not ask for.
-    static func endOpen(_ w: any StorageWriter, pid: Int64, _ ps: inout ProducerState, commit: Bool, forced: ErrorCode? = nil) throws {
+    static func endOpen(_ w: any StorageWriter, pid: Int64, _ ps: inout ProducerState, commit: Bool, forced: ErrorCode? = nil, now: Int64) throws {
         let txn = ps.openTxn
         guard txn != 0 else { return }
         for pnum in ps.txnPartitions {
@@ -61,7 +61,7 @@ enum Transactions {
         }
         for o in ps.txnOffsets {
             try w.delete(Keys.pendingOffset(o.group, o.tp))
-            if commit { try w.putInt64(Keys.offset(o.group, o.tp), o.offset) }
+            if commit { try w.putCommittedOffset(Keys.offset(o.group, o.tp), o.offset, now: now) }
         }
         if let forced {
             ps.lastForcedAbortTxn = txn
@@ -70,6 +70,7 @@ enum Transactions {
         ps.openTxn = 0
         ps.txnPartitions = []
         ps.txnOffsets = []
+        ps.lastUsedMs = now
         try w.delete(Keys.txnDeadline(pid))
     }
 
@@ -89,7 +90,7 @@ enum Transactions {
             return true
         }
         guard let deadline = try w.getInt64(Keys.txnDeadline(pid)), deadline <= now else { return false }
-        try endOpen(w, pid: pid, &ps, commit: false, forced: .txnTimedOut)
+        try endOpen(w, pid: pid, &ps, commit: false, forced: .txnTimedOut, now: now)
         try w.put(Keys.producer(pid), ps.encode())
         return true
     }
@@ -137,7 +138,8 @@ extension Broker {
             }
             var ps = try w.get(Keys.producer(pid)).map(ProducerState.decode) ?? ProducerState(epoch: -1, transactionalId: transactionalId)
             ps.transactionalId = transactionalId
-            try Transactions.endOpen(w, pid: pid, &ps, commit: false, forced: .producerFenced)
+            try Transactions.endOpen(w, pid: pid, &ps, commit: false, forced: .producerFenced, now: clock.wallMs())
+            ps.lastUsedMs = clock.wallMs()
             return try Transactions.bumpEpoch(w, pid: pid, &ps)
         }
     }
@@ -147,9 +149,10 @@ extension Broker {
         try checkOpen()
         return try storage.write { w in
             var ps = try Transactions.checkEpoch(try w.get(Keys.producer(pid)).map(ProducerState.decode), pid: pid, epoch: epoch)
-            if ps.openTxn != 0 { try Transactions.endOpen(w, pid: pid, &ps, commit: false) }
-            let txn = try w.nextCounter(Keys.nextTxn)
             let now = clock.wallMs()
+            if ps.openTxn != 0 { try Transactions.endOpen(w, pid: pid, &ps, commit: false, now: now) }
+            let txn = try w.nextCounter(Keys.nextTxn)
+            ps.lastUsedMs = now
             ps.openTxn = txn
             ps.txnStartMs = now
             try w.putInt64(Keys.txnDeadline(pid), now + Int64(timeoutMs))
@@ -166,7 +169,7 @@ extension Broker {
             try Transactions.checkWritable(w, id)
             guard let b = try w.get(Keys.producer(id.pid)) else { return }
             var ps = try ProducerState.decode(b)
-            try Transactions.endOpen(w, pid: id.pid, &ps, commit: true)
+            try Transactions.endOpen(w, pid: id.pid, &ps, commit: true, now: clock.wallMs())
             try w.put(Keys.producer(id.pid), ps.encode())
         }
     }
@@ -178,7 +181,7 @@ extension Broker {
         try checkOpen()
         return try storage.write { w in
             var ps = try Transactions.checkEpoch(try w.get(Keys.producer(id.pid)).map(ProducerState.decode), pid: id.pid, epoch: id.epoch)
-            if ps.openTxn != 0 { try Transactions.endOpen(w, pid: id.pid, &ps, commit: false) }
+            if ps.openTxn != 0 { try Transactions.endOpen(w, pid: id.pid, &ps, commit: false, now: clock.wallMs()) }
             return try Transactions.bumpEpoch(w, pid: id.pid, &ps)
         }
     }

@@ -22,7 +22,10 @@ public final class MemoryStorage: StorageBackend, @unchecked Sendable {
     private var writing = false
 
     private enum Undo {
-        case truncate(pnum: Int64, count: Int)
+        /// Appends to `pnum` since its log was `mark`.
+        case appended(pnum: Int64, mark: BatchLog.Mark)
+        /// `pnum`'s whole log before a deletion (nil: it had none).
+        case log(pnum: Int64, old: BatchLog?)
         case restore(key: String, old: [UInt8]?)
     }
 
@@ -109,12 +112,10 @@ public final class MemoryStorage: StorageBackend, @unchecked Sendable {
     private func rollback() {
         while let step = undo.popLast() {
             switch step {
-            case let .truncate(pnum, count):
-                if count == 0 {
-                    logs[pnum] = nil
-                } else {
-                    logs[pnum]?.truncate(to: count)
-                }
+            case let .appended(pnum, mark):
+                logs[pnum]?.undoAppends(to: mark)
+            case let .log(pnum, old):
+                logs[pnum] = old
             case let .restore(key, old):
                 if let old { setValue(key, old) } else { removeValue(key) }
             }
@@ -159,26 +160,29 @@ public final class MemoryStorage: StorageBackend, @unchecked Sendable {
 
     fileprivate func highWatermark(_ pnum: Int64) throws -> Int64 {
         try checkPartitionNumber(pnum)
-        return Int64(logs[pnum]?.count ?? 0)
+        return logs[pnum]?.next ?? 0
+    }
+
+    fileprivate func logStartOffset(_ pnum: Int64) throws -> Int64 {
+        try checkPartitionNumber(pnum)
+        return logs[pnum]?.start ?? 0
+    }
+
+    fileprivate func logBytes(_ pnum: Int64) throws -> Int64 {
+        try checkPartitionNumber(pnum)
+        return logs[pnum]?.bytes ?? 0
     }
 
     fileprivate func readRecords(_ pnum: Int64, from: Int64, below: Int64, maxCount: Int) throws -> [StoredRecord] {
-        try checkPartitionNumber(pnum)
-        guard let log = logs[pnum], maxCount > 0 else { return [] }
-        let lo = max(from, 0)
-        let hi = min(below, Int64(log.count), lo + Int64(maxCount))
-        guard lo < hi else { return [] }
-        return log.slice(Int(lo), Int(hi))
+        var out: [StoredRecord] = []
+        _ = try forEachRecord(pnum, from: from, below: below, maxCount: maxCount) { out.append($0.stored) }
+        return out
     }
 
     fileprivate func forEachRecord(_ pnum: Int64, from: Int64, below: Int64, maxCount: Int, _ body: (RecordView) throws -> Void) throws -> Int {
         try checkPartitionNumber(pnum)
         guard let log = logs[pnum], maxCount > 0 else { return 0 }
-        let lo = max(from, 0)
-        let hi = min(below, Int64(log.count), lo + Int64(maxCount))
-        guard lo < hi else { return 0 }
-        try log.visit(Int(lo), Int(hi), body)
-        return Int(hi - lo)
+        return try log.visit(from: max(from, 0), below: below, maxCount: maxCount, body)
     }
 
     fileprivate func put(_ key: String, _ value: [UInt8]) {
@@ -194,13 +198,32 @@ public final class MemoryStorage: StorageBackend, @unchecked Sendable {
 
     fileprivate func append(_ pnum: Int64, _ batch: RecordBatch, txn: Int64) throws -> Int64 {
         try checkPartitionNumber(pnum)
-        let count = logs[pnum]?.count ?? 0
-        let base = Int64(count)
+        let base = logs[pnum]?.next ?? 0
         guard batch.count > 0 else { return base }
         try checkOffsetSpace(pnum, base: base, count: batch.count)
-        undo.append(.truncate(pnum: pnum, count: count))
-        logs[pnum, default: BatchLog()].append(batch, txn: txn)
+        if logs[pnum] == nil {
+            undo.append(.log(pnum: pnum, old: nil))
+            logs[pnum] = BatchLog()
+        } else if let mark = logs[pnum]?.mark {
+            undo.append(.appended(pnum: pnum, mark: mark))
+        }
+        logs[pnum]?.append(batch, txn: txn)
         return base
+    }
+
+    fileprivate func truncateLog(_ pnum: Int64, before offset: Int64) throws -> Int64 {
+        try checkPartitionNumber(pnum)
+        guard let log = logs[pnum] else { return 0 }
+        guard offset > log.start, log.start < log.next else { return log.start }
+        undo.append(.log(pnum: pnum, old: log))
+        return logs[pnum]?.truncate(before: offset) ?? 0
+    }
+
+    fileprivate func removeRecords(_ pnum: Int64, at offsets: [Int64]) throws {
+        try checkPartitionNumber(pnum)
+        guard let log = logs[pnum], !offsets.isEmpty else { return }
+        undo.append(.log(pnum: pnum, old: log))
+        logs[pnum]?.remove(Set(offsets))
     }
 
     /// The reader/writer handed to `read` and `write` bodies; detached when the call returns.
@@ -220,6 +243,8 @@ public final class MemoryStorage: StorageBackend, @unchecked Sendable {
             try live().scan(from: lower, to: upper)
         }
         func highWatermark(_ pnum: Int64) throws -> Int64 { try live().highWatermark(pnum) }
+        func logStartOffset(_ pnum: Int64) throws -> Int64 { try live().logStartOffset(pnum) }
+        func logBytes(_ pnum: Int64) throws -> Int64 { try live().logBytes(pnum) }
         func forEachRecord(_ pnum: Int64, from: Int64, below: Int64, maxCount: Int, _ body: (RecordView) throws -> Void) throws -> Int {
             try live().forEachRecord(pnum, from: from, below: below, maxCount: maxCount, body)
         }
@@ -227,86 +252,151 @@ public final class MemoryStorage: StorageBackend, @unchecked Sendable {
         func readRecords(_ pnum: Int64, from: Int64, below: Int64, maxCount: Int) throws -> [StoredRecord] {
             try live().readRecords(pnum, from: from, below: below, maxCount: maxCount)
         }
-        func put(_ key: String, _ value: [UInt8]) throws {
-            let s = try live()
-            guard s.writing else { throw KofkaError(.invalidState, "put inside a read transaction") }
-            s.put(key, value)
-        }
-        func delete(_ key: String) throws {
-            let s = try live()
-            guard s.writing else { throw KofkaError(.invalidState, "delete inside a read transaction") }
-            s.delete(key)
-        }
+        func put(_ key: String, _ value: [UInt8]) throws { try writable("put").put(key, value) }
+        func delete(_ key: String) throws { try writable("delete").delete(key) }
         func append(_ pnum: Int64, _ batch: RecordBatch, txn: Int64) throws -> Int64 {
+            try writable("append").append(pnum, batch, txn: txn)
+        }
+        func truncateLog(_ pnum: Int64, before offset: Int64) throws -> Int64 {
+            try writable("truncateLog").truncateLog(pnum, before: offset)
+        }
+        func removeRecords(_ pnum: Int64, at offsets: [Int64]) throws {
+            try writable("removeRecords").removeRecords(pnum, at: offsets)
+        }
+        private func writable(_ op: String) throws -> MemoryStorage {
             let s = try live()
-            guard s.writing else { throw KofkaError(.invalidState, "append inside a read transaction") }
-            return try s.append(pnum, batch, txn: txn)
+            guard s.writing else { throw KofkaError(.invalidState, "\(op) inside a read transaction") }
+            return s
         }
     }
 }
 
 /// A partition log as the batches that were appended to it: appending keeps the batch itself
-/// (no copy, no allocation per record); reading copies records out.
+/// (no copy, no allocation per record); reading visits records in place. Retention drops whole
+/// batches below the log start (and copies the survivors of the one batch it cuts); compaction
+/// copies each batch it touches into one holding only its survivors, with their offsets listed.
 struct BatchLog {
     private struct Stored {
-        /// Offset of the batch's first record.
-        var base: Int64
         var batch: RecordBatch
+        /// The transaction that wrote it (0 = none).
         var txn: Int64
+        /// Offset of record 0 when the offsets are dense.
+        var base: Int64
+        /// Each record's offset, when they are not dense (after compaction or a cut).
+        var listed: [Int64]?
+
+        @inline(__always) func offset(_ j: Int) -> Int64 { listed?[j] ?? base + Int64(j) }
+        var first: Int64 { offset(0) }
+        var last: Int64 { offset(batch.count - 1) }
+        /// Bytes held (key + value + headers of every record: exactly the batch's buffer).
+        var bytes: Int64 { Int64(batch.buffer.count) }
+
+        /// A copy keeping the records whose offset satisfies `keep`; nil when none survive.
+        func keeping(_ keep: (Int64) -> Bool) -> Stored? {
+            let idx = (0..<batch.count).filter { keep(offset($0)) }
+            if idx.count == batch.count { return self }
+            guard !idx.isEmpty else { return nil }
+            return Stored(batch: batch.select(idx), txn: txn, base: 0, listed: idx.map { offset($0) })
+        }
     }
     private var batches: [Stored] = []
-    /// Records held.
-    private(set) var count = 0
+    /// The log start offset.
+    private(set) var start: Int64 = 0
+    /// The high watermark.
+    private(set) var next: Int64 = 0
+    /// Bytes held.
+    private(set) var bytes: Int64 = 0
+
+    /// Where the log stood, to undo appends made after it.
+    struct Mark { var batches: Int; var next: Int64; var bytes: Int64 }
+    var mark: Mark { Mark(batches: batches.count, next: next, bytes: bytes) }
 
     mutating func append(_ batch: RecordBatch, txn: Int64) {
-        batches.append(Stored(base: Int64(count), batch: batch, txn: txn))
-        count += batch.count
+        batches.append(Stored(batch: batch, txn: txn, base: next, listed: nil))
+        next += Int64(batch.count)
+        bytes += Int64(batch.buffer.count)
     }
 
-    /// Keeps the first `n` records (`n` is always a batch boundary: rollback undoes whole appends).
-    mutating func truncate(to n: Int) {
-        while let last = batches.last, last.base >= Int64(n) { batches.removeLast() }
-        count = batches.last.map { Int($0.base) + $0.batch.count } ?? 0
+    mutating func undoAppends(to m: Mark) {
+        if batches.count > m.batches { batches.removeLast(batches.count - m.batches) }
+        next = m.next
+        bytes = m.bytes
     }
 
-    /// The index of the last batch whose base is <= `offset`.
-    private func batchIndex(_ offset: Int) -> Int {
-        var a = 0, b = batches.count - 1
+    /// Drops every record below `offset` (clamped to the high watermark); returns the log start.
+    mutating func truncate(before offset: Int64) -> Int64 {
+        let target = min(offset, next)
+        guard target > start else { return start }
+        var drop = 0
+        while drop < batches.count && batches[drop].last < target {
+            bytes -= batches[drop].bytes
+            drop += 1
+        }
+        batches.removeFirst(drop)
+        if let b = batches.first, b.first < target {
+            let kept = b.keeping { $0 >= target }
+            bytes -= b.bytes - (kept?.bytes ?? 0)
+            if let kept { batches[0] = kept } else { batches.removeFirst() }
+        }
+        start = target
+        return start
+    }
+
+    /// Removes the records at `offsets`.
+    mutating func remove(_ offsets: Set<Int64>) {
+        guard let lo = offsets.min(), let hi = offsets.max() else { return }
+        var out: [Stored] = []
+        out.reserveCapacity(batches.count)
+        for b in batches {
+            guard b.last >= lo && b.first <= hi else { out.append(b); continue }
+            let kept = b.keeping { !offsets.contains($0) }
+            bytes -= b.bytes - (kept?.bytes ?? 0)
+            if let kept { out.append(kept) }
+        }
+        batches = out
+    }
+
+    /// The index of the first batch whose last offset is >= `offset`.
+    private func firstBatch(atOrAfter offset: Int64) -> Int {
+        var a = 0, b = batches.count
         while a < b {
-            let mid = (a + b + 1) / 2
-            if batches[mid].base <= Int64(offset) { a = mid } else { b = mid - 1 }
+            let mid = (a + b) / 2
+            if batches[mid].last < offset { a = mid + 1 } else { b = mid }
         }
         return a
     }
 
-    /// Visits records `lo ..< hi` (within `0 ..< count`) in place.
-    func visit(_ lo: Int, _ hi: Int, _ body: (RecordView) throws -> Void) rethrows {
-        var i = batchIndex(lo), at = lo
-        while at < hi && i < batches.count {
+    /// Visits, in place, up to `maxCount` records with `from <= offset < below`; returns how many.
+    func visit(from: Int64, below: Int64, maxCount: Int, _ body: (RecordView) throws -> Void) rethrows -> Int {
+        var visited = 0
+        var i = firstBatch(atOrAfter: from)
+        while i < batches.count && visited < maxCount {
             let s = batches[i]
-            let first = at - Int(s.base)
-            let n = min(s.batch.count - first, hi - at)
+            if s.first >= below { break }
             try s.batch.buffer.withUnsafeBytes { buf in
-                for j in first ..< first + n {
+                // the first record of this batch at or after `from`
+                var j = 0
+                if s.listed == nil {
+                    j = Int(max(0, from - s.base))
+                } else {
+                    while j < s.batch.count && s.offset(j) < from { j += 1 }
+                }
+                while j < s.batch.count && visited < maxCount {
+                    let off = s.offset(j)
+                    if off >= below { break }
                     let e = s.batch.entries[j]
                     func view(_ start: Int, _ len: Int32) -> UnsafeRawBufferPointer? {
                         len < 0 ? nil : UnsafeRawBufferPointer(rebasing: buf[start ..< start + Int(len)])
                     }
-                    try body(RecordView(offset: s.base + Int64(j), txn: s.txn, timestampMs: e.timestampMs,
+                    try body(RecordView(offset: off, txn: s.txn, timestampMs: e.timestampMs,
                                         key: view(e.start, e.keyLen), value: view(e.valueStart, e.valueLen),
                                         headers: view(e.headersStart, e.headersLen)))
+                    visited += 1
+                    j += 1
                 }
             }
-            at += n
             i += 1
         }
-    }
-
-    /// Records `lo ..< hi` (within `0 ..< count`), copied.
-    func slice(_ lo: Int, _ hi: Int) -> [StoredRecord] {
-        var out: [StoredRecord] = []
-        out.reserveCapacity(hi - lo)
-        visit(lo, hi) { out.append($0.stored) }
-        return out
+        return visited
     }
 }

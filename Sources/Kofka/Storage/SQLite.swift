@@ -26,6 +26,8 @@ final class SQLiteConnection: @unchecked Sendable {
         sqlite3_busy_timeout(handle, Int32(clamping: busyTimeoutMs))
         do {
             try exec("PRAGMA synchronous=\(synchronous)")
+            // After a checkpoint, a WAL file larger than this is cut back, so it cannot stay big.
+            try exec("PRAGMA journal_size_limit=16777216")
         } catch {
             close()
             throw error

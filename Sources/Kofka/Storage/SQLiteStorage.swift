@@ -152,6 +152,27 @@ public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
         }
     }
 
+    /// Gives freed pages back to the file system when many are free (`incremental_vacuum`, in
+    /// steps of 1000 pages, each its own short write), keeping an eighth of the file free for
+    /// reuse, and checkpoints the WAL (PASSIVE: never waits for readers) so it is cut back.
+    public func reclaimSpace() throws {
+        while true {
+            let more = try writer.withLock { writer -> Bool in
+                guard let conn = writer else { throw closedError() }
+                let free = try conn.int64("PRAGMA freelist_count") ?? 0
+                let total = try conn.int64("PRAGMA page_count") ?? 0
+                guard free > max(1024, total / 4) else { return false }
+                try conn.execOnce("PRAGMA incremental_vacuum(\(min(1000, free - total / 8)))")
+                return true
+            }
+            if !more { break }
+        }
+        try writer.withLock { writer in
+            guard let conn = writer else { throw closedError() }
+            try conn.execOnce("PRAGMA wal_checkpoint(PASSIVE)")
+        }
+    }
+
     /// Finalizes statements and closes every connection; later `read`/`write` calls throw `.closed`.
     public func close() {
         writer.withLock { w in
@@ -197,8 +218,9 @@ public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
 
     /// "KOFK": marks a file as a Kofka database.
     static let applicationID: Int64 = 0x4B4F_464B
-    /// The schema version this code writes and reads.
-    static let schemaVersion: Int64 = 1
+    /// The schema version this code writes and reads. 1: kv and records; 2: adds `logs` (each
+    /// partition's log start, high watermark and bytes held) and incremental auto-vacuum.
+    static let schemaVersion: Int64 = 2
 
     /// Checks that the file is empty or Kofka's, switches it to WAL and creates the schema. Safe
     /// when many processes open a new file at once: the check reads a consistent snapshot, the
@@ -208,12 +230,21 @@ public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
     private static func prepareSchema(_ conn: SQLiteConnection, busyTimeoutMs: Int) throws {
         // Check before changing anything (the first read also detects a non-database file).
         try retryWhileBusy(conn, timeoutMs: busyTimeoutMs) { try inTransaction(conn, SQL.begin) { _ = try checkOwner(conn) } }
+        // A new file gives freed pages back through `incremental_vacuum` (maintenance). The mode
+        // is fixed when the file's first page is written, so it is set before the switch to WAL;
+        // on an existing file it changes nothing.
+        try conn.execOnce("PRAGMA auto_vacuum=INCREMENTAL")
         try retryWhileBusy(conn, timeoutMs: busyTimeoutMs) { try conn.execOnce("PRAGMA journal_mode=WAL") }
         try inTransaction(conn, SQL.beginImmediate) {
-            if try checkOwner(conn) {
+            switch try checkOwner(conn) {
+            case 0:
                 try conn.execOnce(SQL.schema)
-                try conn.execOnce("PRAGMA application_id=\(applicationID); PRAGMA user_version=\(schemaVersion)")
+            case 1:
+                try conn.execOnce(SQL.migrateFrom1)
+            default:
+                return
             }
+            try conn.execOnce("PRAGMA application_id=\(applicationID); PRAGMA user_version=\(schemaVersion)")
         }
     }
 
@@ -243,22 +274,22 @@ public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
         }
     }
 
-    /// Throws unless the file is empty or a Kofka database this code can read; returns true
-    /// when the schema still has to be created. Reads the three facts in one statement, so a
-    /// file being created by another process is seen before or after, never half-made.
+    /// Throws unless the file is empty or a Kofka database this code can read; returns its
+    /// schema version (0 for an empty file). Reads the three facts in one statement, so a file
+    /// being created by another process is seen before or after, never half-made.
     @discardableResult
-    private static func checkOwner(_ conn: SQLiteConnection) throws -> Bool {
+    private static func checkOwner(_ conn: SQLiteConnection) throws -> Int64 {
         let (app, version, tables) = try conn.int64Triple(SQL.owner)
         if app == applicationID {
             guard version <= schemaVersion else {
                 throw KofkaError(.storage, "\(conn.path) has Kofka schema version \(version); this build reads up to \(schemaVersion)")
             }
-            return version < schemaVersion
+            return max(1, version)
         }
         guard app == 0, tables == 0 else {
             throw KofkaError(.storage, "\(conn.path) is an SQLite database but not a Kofka one (application_id \(app), \(tables) schema objects)")
         }
-        return true
+        return 0
     }
 
     /// Every SQL statement of this backend.
@@ -267,7 +298,30 @@ public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
             CREATE TABLE IF NOT EXISTS kv(key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
             CREATE TABLE IF NOT EXISTS records(id INTEGER PRIMARY KEY, ts INTEGER NOT NULL,
                 key BLOB, value BLOB, headers BLOB, txn INTEGER NOT NULL DEFAULT 0);
+            \(logsTable)
             """
+        static let logsTable = """
+            CREATE TABLE IF NOT EXISTS logs(pnum INTEGER PRIMARY KEY, start INTEGER NOT NULL DEFAULT 0,
+                next INTEGER NOT NULL DEFAULT 0, bytes INTEGER NOT NULL DEFAULT 0);
+            """
+        /// A version-1 file never deleted a record: every log starts at 0.
+        static let migrateFrom1 = """
+            \(logsTable)
+            INSERT INTO logs(pnum, start, next, bytes)
+                SELECT id >> 40, 0, max(id & 1099511627775) + 1, sum(\(size)) FROM records GROUP BY id >> 40;
+            """
+        /// Bytes a record counts for (`logBytes`, `retention.bytes`): key + value + encoded headers.
+        static let size = "coalesce(length(key), 0) + coalesce(length(value), 0) + coalesce(length(headers), 0)"
+        static let logRow = "SELECT start, next, bytes FROM logs WHERE pnum = ?1"
+        static let logAppended = """
+            INSERT INTO logs(pnum, start, next, bytes) VALUES(?1, 0, ?2, ?3)
+            ON CONFLICT(pnum) DO UPDATE SET next = excluded.next, bytes = bytes + excluded.bytes
+            """
+        static let rangeBytes = "SELECT coalesce(sum(\(size)), 0) FROM records WHERE id >= ?1 AND id < ?2"
+        static let deleteRange = "DELETE FROM records WHERE id >= ?1 AND id < ?2"
+        static let logTruncated = "UPDATE logs SET start = ?2, bytes = bytes - ?3 WHERE pnum = ?1"
+        static let deleteOne = "DELETE FROM records WHERE id = ?1 RETURNING \(size)"
+        static let logShrunk = "UPDATE logs SET bytes = bytes - ?2 WHERE pnum = ?1"
         static let begin = "BEGIN"
         static let beginImmediate = "BEGIN IMMEDIATE"
         static let commit = "COMMIT"
@@ -281,7 +335,6 @@ public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
         static let put = "INSERT OR REPLACE INTO kv(key, value) VALUES(?1, ?2)"
         static let delete = "DELETE FROM kv WHERE key = ?1"
         static let scan = "SELECT key, value FROM kv WHERE key >= ?1 AND key < ?2 ORDER BY key"
-        static let lastID = "SELECT id FROM records WHERE id >= ?1 AND id <= ?2 ORDER BY id DESC LIMIT 1"
         static let readRecords = """
             SELECT id, ts, key, value, headers, txn FROM records
             WHERE id >= ?1 AND id <= ?2 ORDER BY id LIMIT ?3
@@ -338,16 +391,57 @@ public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
             return out
         }
 
-        func highWatermark(_ pnum: Int64) throws -> Int64 {
+        /// The partition's (log start, high watermark, bytes held); zeros for a partition never written.
+        private func logRow(_ pnum: Int64) throws -> (start: Int64, next: Int64, bytes: Int64) {
             try checkPartitionNumber(pnum)
             let c = try live()
-            let stmt = try c.statement(SQL.lastID)
+            let stmt = try c.statement(SQL.logRow)
             defer { sqlite3_reset(stmt) }
+            sqlite3_bind_int64(stmt, 1, pnum)
+            guard try c.step(stmt, "log of partition \(pnum)") else { return (0, 0, 0) }
+            return (sqlite3_column_int64(stmt, 0), sqlite3_column_int64(stmt, 1), sqlite3_column_int64(stmt, 2))
+        }
+
+        func highWatermark(_ pnum: Int64) throws -> Int64 { try logRow(pnum).next }
+        func logStartOffset(_ pnum: Int64) throws -> Int64 { try logRow(pnum).start }
+        func logBytes(_ pnum: Int64) throws -> Int64 { try logRow(pnum).bytes }
+
+        /// Runs `sql` with integer parameters, to completion; returns the first column of the last row.
+        @discardableResult
+        private func run(_ sql: String, _ args: Int64..., context: @autoclosure () -> String) throws -> Int64 {
+            let c = try live()
+            let stmt = try c.statement(sql)
+            defer { sqlite3_reset(stmt) }
+            for (i, a) in args.enumerated() { sqlite3_bind_int64(stmt, Int32(i + 1), a) }
+            var last: Int64 = 0
+            while try c.step(stmt, context()) { last = sqlite3_column_int64(stmt, 0) }
+            return last
+        }
+
+        func truncateLog(_ pnum: Int64, before offset: Int64) throws -> Int64 {
+            _ = try writer("truncateLog")
+            let log = try logRow(pnum)
+            let target = min(offset, log.next)
+            guard target > log.start else { return log.start }
             let base = Self.base(pnum)
-            sqlite3_bind_int64(stmt, 1, base)
-            sqlite3_bind_int64(stmt, 2, base + ((1 << StorageLimits.offsetBits) - 1))  // inclusive: no overflow
-            guard try c.step(stmt, "high watermark of partition \(pnum)") else { return 0 }
-            return sqlite3_column_int64(stmt, 0) - base + 1
+            let bytes = try run(SQL.rangeBytes, base + log.start, base + target, context: "size of partition \(pnum) below \(target)")
+            try run(SQL.deleteRange, base + log.start, base + target, context: "delete partition \(pnum) below \(target)")
+            try run(SQL.logTruncated, pnum, target, bytes, context: "log start of partition \(pnum)")
+            changed = true
+            return target
+        }
+
+        func removeRecords(_ pnum: Int64, at offsets: [Int64]) throws {
+            _ = try writer("removeRecords")
+            try checkPartitionNumber(pnum)
+            let base = Self.base(pnum)
+            var freed: Int64 = 0
+            for o in offsets where o >= 0 && o < 1 << StorageLimits.offsetBits {
+                freed += try run(SQL.deleteOne, base + o, context: "remove record \(o) of partition \(pnum)")
+            }
+            guard freed > 0 || !offsets.isEmpty else { return }
+            try run(SQL.logShrunk, pnum, freed, context: "bytes of partition \(pnum)")
+            changed = true
         }
 
         func readRecords(_ pnum: Int64, from: Int64, below: Int64, maxCount: Int) throws -> [StoredRecord] {
@@ -427,6 +521,7 @@ public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
                     id += 1
                 }
             }
+            try run(SQL.logAppended, pnum, first + Int64(batch.count), Int64(batch.buffer.count), context: "high watermark of partition \(pnum)")
             return first
         }
     }

@@ -4,7 +4,9 @@
 ///
 /// * **Partition logs.** Each partition is identified by a *partition number* (`pnum`, a dense
 ///   integer the core assigns when a topic is created, `0 ..< 2^23`). A log is an append-only
-///   sequence of records with dense offsets from 0 (`0 ..< 2^40`).
+///   sequence of records with offsets from 0 (`0 ..< 2^40`), dense when written. Retention
+///   removes a prefix (the *log start offset* moves up); compaction removes single records
+///   (gaps appear). Neither ever moves the high watermark.
 /// * **A key/value map** of small metadata blobs (topics, producer sequence state, transactions,
 ///   groups, committed offsets), with ordered range scans over keys.
 ///
@@ -33,8 +35,17 @@ public protocol StorageBackend: AnyObject, Sendable {
     /// Wakes every `waitForChange` in this process (used when a handle is closed).
     func wakeAll()
 
+    /// Gives space freed by deletions back (SQLite: `incremental_vacuum` and a WAL checkpoint),
+    /// after maintenance. May do nothing.
+    func reclaimSpace() throws
+
     /// Releases resources. Later calls throw `KofkaError(.closed, …)`.
     func close()
+}
+
+extension StorageBackend {
+    /// Nothing to give back (memory frees as it deletes).
+    public func reclaimSpace() throws {}
 }
 
 /// Reads inside `StorageBackend.read` or `StorageBackend.write`.
@@ -43,9 +54,16 @@ public protocol StorageReader {
     func get(_ key: String) throws -> [UInt8]?
     /// Every entry with `lower <= key < upper`, in ascending key order (byte order of UTF-8).
     func scan(from lower: String, to upper: String) throws -> [(key: String, value: [UInt8])]
-    /// The next offset to be written in partition `pnum` (0 for an empty or unknown partition).
+    /// The next offset to be written in partition `pnum` (0 for an unknown partition). It never
+    /// moves down, not even when every record was deleted.
     func highWatermark(_ pnum: Int64) throws -> Int64
-    /// Records of partition `pnum` with `from <= offset < below`, ascending, at most `maxCount`.
+    /// The first offset partition `pnum` may still hold: 0 until `truncateLog` moved it up.
+    func logStartOffset(_ pnum: Int64) throws -> Int64
+    /// Bytes held by partition `pnum`: the sum of key, value and encoded-header lengths of its
+    /// records (what `retention.bytes` limits).
+    func logBytes(_ pnum: Int64) throws -> Int64
+    /// Records of partition `pnum` with `from <= offset < below`, ascending, at most `maxCount`
+    /// (offsets removed by compaction or retention are simply absent).
     func readRecords(_ pnum: Int64, from: Int64, below: Int64, maxCount: Int) throws -> [StoredRecord]
     /// The same records as `readRecords`, visited in place without copying (each view is valid
     /// only during its call). Returns how many were visited.
@@ -81,6 +99,13 @@ public protocol StorageWriter: StorageReader {
     /// Appends the batch's records to partition `pnum` at its high watermark, tagged with `txn`
     /// (0 = not transactional), and returns the offset of the first one.
     func append(_ pnum: Int64, _ batch: RecordBatch, txn: Int64) throws -> Int64
+    /// Deletes every record of `pnum` below `offset` and makes `offset` the log start (clamped
+    /// to the high watermark; an offset at or below the current log start changes nothing).
+    /// Returns the log start afterwards.
+    func truncateLog(_ pnum: Int64, before offset: Int64) throws -> Int64
+    /// Removes the records of `pnum` at `offsets` (compaction). Offsets not held are ignored;
+    /// the log start and the high watermark do not move.
+    func removeRecords(_ pnum: Int64, at offsets: [Int64]) throws
 }
 
 extension StorageWriter {

@@ -1,0 +1,148 @@
+/// Topics: names, creation (with their own configuration), lookup, configuration and watermarks.
+extension Broker {
+    /// Checks Kafka's topic-name rule: `[A-Za-z0-9._-]{1,249}`, not `.` or `..`.
+    public static func validateTopicName(_ name: String) throws {
+        let ok = !name.isEmpty && name.utf8.count <= 249 && name != "." && name != ".."
+            && name.utf8.allSatisfy { c in
+                (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c == 0x2e || c == 0x5f || c == 0x2d
+            }
+        if !ok {
+            throw KofkaError(.invalidArg, "invalid topic name '\(name)': names are 1 to 249 characters of [A-Za-z0-9._-], not '.' or '..'")
+        }
+    }
+
+    /// Creates a topic with `partitions` partitions (1...100000) and its own `config` (topic
+    /// keys; see `TopicConfig`). Throws `.topicExists` if it exists, `.invalidConfig` for an
+    /// unknown key or invalid value.
+    public func createTopic(_ name: String, partitions: Int32, config: [(String, String)] = []) throws {
+        try Self.validateTopicName(name)
+        guard partitions >= 1 && partitions <= 100_000 else {
+            throw KofkaError(.invalidArg, "invalid partition count \(partitions) for topic '\(name)': expected 1...100000")
+        }
+        let own = try TopicConfig(config)
+        try checkOpen()
+        let meta = try storage.write { w -> TopicMeta in
+            if try w.get(Keys.topic(name)) != nil {
+                throw KofkaError(.topicExists, "topic '\(name)' already exists")
+            }
+            return try Self.insertTopic(w, name, partitions, own)
+        }
+        cache(meta)
+    }
+
+    private static func insertTopic(_ w: any StorageWriter, _ name: String, _ partitions: Int32, _ config: TopicConfig = TopicConfig()) throws -> TopicMeta {
+        let first = try w.nextCounter(Keys.nextPnum, first: 0, count: Int64(partitions))
+        guard first + Int64(partitions) <= StorageLimits.maxPartitionNumbers else {
+            throw KofkaError(.invalidArg, "cannot create topic '\(name)': the storage holds at most \(StorageLimits.maxPartitionNumbers) partitions in all")
+        }
+        let meta = TopicMeta(name: name, partitions: partitions, firstPnum: first, config: config)
+        try w.put(Keys.topic(name), meta.encode())
+        return meta
+    }
+
+    /// Sets keys of a topic's own configuration (an empty value returns a key to the broker's
+    /// default). Other processes sharing the storage see the change at their next maintenance;
+    /// `max.message.bytes` applies to producers of this broker handle at once.
+    public func setTopicConfig(_ name: String, _ config: [(String, String)]) throws {
+        try Self.validateTopicName(name)
+        var own = TopicConfig()
+        try own.set(config)   // validates before anything is written
+        try checkOpen()
+        let meta = try storage.write { w -> TopicMeta in
+            guard let b = try w.get(Keys.topic(name)) else { throw KofkaError(.unknownTopic, "unknown topic '\(name)'") }
+            var m = try TopicMeta.decode(name, b)
+            try m.config.set(config)
+            try w.put(Keys.topic(name), m.encode())
+            return m
+        }
+        cache(meta)
+    }
+
+    /// The value in effect for topic config `key`: the topic's own, else the broker default.
+    public func topicConfig(_ name: String, _ key: String) throws -> String {
+        guard TopicConfig.keys.contains(key) else {
+            throw KofkaError(.invalidConfig, "unknown topic config key '\(key)' (known keys: \(TopicConfig.keys.joined(separator: ", ")))")
+        }
+        return try effectiveConfig(freshMeta(name)).value(key) ?? ""
+    }
+
+    /// Every topic config key and the value in effect, and whether the topic sets it itself.
+    public func topicConfigs(_ name: String) throws -> [(key: String, value: String, own: Bool)] {
+        let meta = try freshMeta(name)
+        let eff = effectiveConfig(meta)
+        return TopicConfig.keys.map { ($0, eff.value($0) ?? "", meta.config.values[$0] != nil) }
+    }
+
+    /// The settings in effect for a topic.
+    func effectiveConfig(_ meta: TopicMeta) -> EffectiveTopicConfig { EffectiveTopicConfig(meta.config, config) }
+
+    /// The topic as storage holds it now (not the cached copy), cached again.
+    func freshMeta(_ name: String) throws -> TopicMeta {
+        try Self.validateTopicName(name)
+        try checkOpen()
+        guard let meta = try storage.read({ r in try r.get(Keys.topic(name)).map { try TopicMeta.decode(name, $0) } }) else {
+            throw KofkaError(.unknownTopic, "unknown topic '\(name)'")
+        }
+        cache(meta)
+        return meta
+    }
+
+    private func cache(_ meta: TopicMeta) { state.withLock { $0.topicCache[meta.name] = meta } }
+
+    /// The topic's metadata; creates it (with `num.partitions`) when `autoCreate` and
+    /// `auto.create.topics.enable` allow, else throws `.unknownTopic`.
+    func topicMeta(_ name: String, autoCreate: Bool = false) throws -> TopicMeta {
+        if let m = state.withLock({ $0.topicCache[name] }) { return m }
+        try Self.validateTopicName(name)
+        try checkOpen()
+        let found = try storage.read { r in try r.get(Keys.topic(name)).map { try TopicMeta.decode(name, $0) } }
+        let meta: TopicMeta
+        if let found {
+            meta = found
+        } else if autoCreate && config.autoCreateTopics {
+            let n = config.numPartitions
+            meta = try storage.write { w in
+                if let b = try w.get(Keys.topic(name)) { return try TopicMeta.decode(name, b) }
+                return try Self.insertTopic(w, name, n)
+            }
+        } else {
+            throw KofkaError(.unknownTopic, "unknown topic '\(name)'")
+        }
+        cache(meta)
+        return meta
+    }
+
+    /// The storage partition number of `partition`, checking the range.
+    func pnum(_ meta: TopicMeta, _ partition: Int32) throws -> Int64 {
+        guard partition >= 0 && partition < meta.partitions else {
+            throw KofkaError(.unknownPartition, "topic '\(meta.name)' has \(meta.partitions) partition\(meta.partitions == 1 ? "" : "s"), asked for partition \(partition)")
+        }
+        return meta.firstPnum + Int64(partition)
+    }
+
+    /// The number of partitions of `topic`.
+    public func partitions(of topic: String) throws -> Int32 {
+        try checkOpen()
+        return try topicMeta(topic).partitions
+    }
+
+    /// Every topic and its partition count, by name.
+    public func topics() throws -> [(name: String, partitions: Int32)] {
+        try checkOpen()
+        return try storage.read { r in
+            try r.scan(from: Keys.topicPrefix, to: "t0").map { e in
+                let name = String(e.key.dropFirst(Keys.topicPrefix.count))
+                return (name, try TopicMeta.decode(name, e.value).partitions)
+            }
+        }
+    }
+
+    /// The partition's low watermark (the log start offset: the first offset it may still hold)
+    /// and high watermark (the next offset to be written).
+    public func watermarks(_ topic: String, _ partition: Int32) throws -> (low: Int64, high: Int64) {
+        try checkOpen()
+        let meta = try topicMeta(topic)
+        let p = try pnum(meta, partition)
+        return try storage.read { r in (try r.logStartOffset(p), try r.highWatermark(p)) }
+    }
+}
