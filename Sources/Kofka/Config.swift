@@ -103,7 +103,7 @@ public struct BrokerConfig: Sendable {
     /// (`offsets.retention.minutes`, seven days).
     public var offsetsRetentionMinutes: Int64 = 10_080
 
-    static let keys: Set<String> = ["auto.create.topics.enable", "num.partitions", "message.max.bytes",
+    public static let keys: Set<String> = ["auto.create.topics.enable", "num.partitions", "message.max.bytes",
                                     "sqlite.synchronous", "sqlite.busy.timeout.ms", "fault.storage.failure.rate",
                                     "fault.storage.seed", "log.retention.ms", "log.retention.bytes", "log.cleanup.policy",
                                     "log.cleaner.delete.retention.ms", "log.cleaner.min.compaction.lag.ms",

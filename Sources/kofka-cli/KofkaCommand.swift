@@ -18,7 +18,7 @@ struct KofkaCommand: ParsableCommand {
             is 'sqlite:kofka.db' in the current directory.
             """,
         version: "kofka \(Kofka.version)",
-        subcommands: [Demo.self, Topics.self, Produce.self, Consume.self, Groups.self, Bench.self, DemoWorker.self])
+        subcommands: [Demo.self, Topics.self, Produce.self, Consume.self, Groups.self, DeleteRecords.self, Maintain.self, Bench.self, DemoWorker.self])
 
     /// Runs the command; every failure prints one line `kofka: error: …` and exits non-zero.
     static func main() {
@@ -81,8 +81,7 @@ struct StorageOptions: ParsableArguments {
         valueName: "key=value"))
     var settings: [String] = []
 
-    static let brokerKeys: Set<String> = ["auto.create.topics.enable", "num.partitions", "message.max.bytes",
-                                          "sqlite.synchronous", "sqlite.busy.timeout.ms"]
+    static let brokerKeys: Set<String> = BrokerConfig.keys
 
     /// (broker settings, client settings)
     func split() throws -> ([(String, String)], [(String, String)]) {
