@@ -83,7 +83,11 @@ typedef enum kofka_err {
     KOFKA_ERR_REBALANCED = 15,           /**< the consumer is not (or no longer) the owner in the current generation */
     KOFKA_ERR_CLOSED = 16,               /**< the handle's broker was closed */
     KOFKA_ERR_UNSUPPORTED = 17,          /**< not available in this build or on this backend */
-    KOFKA_ERR_QUEUE_FULL = 18            /**< kofka_produce: queue.buffering.max.messages reached; poll and retry */
+    KOFKA_ERR_QUEUE_FULL = 18,           /**< kofka_produce: queue.buffering.max.messages reached; poll and retry */
+    KOFKA_ERR_BUSY = 19,                 /**< the storage stayed locked by another writer past sqlite.busy.timeout.ms;
+                                              nothing was written; retriable */
+    KOFKA_ERR_PURGED = 20                /**< delivery report only: the record was removed from the producer's queue
+                                              before it was written, because its transaction was aborted */
 } kofka_err;
 
 /**
@@ -99,6 +103,13 @@ const char *kofka_err_name(kofka_err err);
 
 /** One sentence describing the code; a static string. Never NULL. */
 const char *kofka_err_desc(kofka_err err);
+
+/**
+ * Whether repeating the same call may succeed: 1 for KOFKA_ERR_BUSY (nothing was written),
+ * KOFKA_ERR_TIMED_OUT (outcome unknown) and KOFKA_ERR_QUEUE_FULL; 0 for every other code,
+ * including KOFKA_OK and values that are not codes.
+ */
+int kofka_err_is_retriable(kofka_err err);
 
 /** The library version, e.g. "0.1.0"; a static string. */
 const char *kofka_version(void);
@@ -371,6 +382,15 @@ kofka_err kofka_commit_transaction(kofka_producer *p, int timeout_ms);
  *         KOFKA_ERR_STORAGE; KOFKA_ERR_CLOSED.
  */
 kofka_err kofka_abort_transaction(kofka_producer *p, int timeout_ms);
+
+/**
+ * Whether the open transaction can only be aborted (librdkafka's txn_requires_abort): a send,
+ * kofka_send_offsets_to_transaction or kofka_commit_transaction failed in a way that leaves the
+ * transaction unable to commit (KOFKA_ERR_TXN_TIMED_OUT, an unknown outcome). Call
+ * kofka_abort_transaction, then begin a new transaction and redo its work.
+ * @return 1 or 0; 0 for a NULL, closed or invalid handle (kofka_last_error() then says which).
+ */
+int kofka_txn_requires_abort(kofka_producer *p);
 
 /* ------------------------------------------------------------------------ */
 /* Consumer                                                                  */
