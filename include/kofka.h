@@ -387,8 +387,8 @@ kofka_err kofka_send_batch(kofka_producer *p, const char *topic, kofka_record *r
  * boundary (one call, no per-record structs), e.g. for bindings. Record i's key is the next
  * key_lens[i] bytes of keys (-1 = a NULL key) and its value the next value_lens[i] bytes of
  * values (-1 = a NULL value); timestamps are "now"; no headers. Sent as kofka_send_batch.
- * Every length is checked before any byte is read; one bad length fails the whole call and
- * nothing is sent.
+ * Every length is checked before any byte is read: a length below -1 or above 2^31-1 fails
+ * the whole call and nothing is sent; a record above message.max.bytes fails alone.
  * @param[in]  partition      a partition for every record, or KOFKA_PARTITION_ANY.
  * @param[in]  keys, key_lens both NULL when no record has a key.
  * @param[out] partitions_out NULL, or count entries: where each record went.
@@ -397,7 +397,7 @@ kofka_err kofka_send_batch(kofka_producer *p, const char *topic, kofka_record *r
  * @return the first record's error, or KOFKA_OK; the codes of kofka_send() with its next
  *         steps, and KOFKA_ERR_INVALID_ARG for a length below -1, NULL buffers with
  *         lengths or an impossible count, KOFKA_ERR_MSG_TOO_LARGE for a length above
- *         message.max.bytes -> fix the buffers.
+ *         2^31-1 -> fix the buffers.
  */
 kofka_err kofka_send_packed(kofka_producer *p, const char *topic, int32_t partition,
                             const void *keys, const int64_t *key_lens,

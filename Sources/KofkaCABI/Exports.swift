@@ -207,13 +207,14 @@ public func kofka_send_packed(_ p: OpaquePointer?, _ topic: UnsafePointer<CChar>
         if count == 0 { return }
         let vlens = try need(value_lens, "value_lens", "kofka_send_packed")
         if keys == nil && key_lens != nil { throw invalidArg("kofka_send_packed: keys is NULL but key_lens is not") }
-        let maxBytes = box.producer.broker.config.messageMaxBytes
-        // Every length is checked before any byte is read: -1 (NULL) or 0 ... message.max.bytes.
+        // Every length is checked before any byte is read: -1 (NULL) or 0 ... 2^31-1. A record
+        // above message.max.bytes fails alone, in the core; a length no message.max.bytes can
+        // allow (at most 1 GiB) fails the call.
         func length(_ len: Int64, _ what: String, _ i: Int) throws -> Int {
             if len == -1 { return -1 }
             guard len >= 0 else { throw invalidArg("kofka_send_packed: \(what)_lens[\(i)] is \(len); expected -1 or a length") }
-            guard len <= Int64(maxBytes) else {
-                throw KofkaError(.msgTooLarge, "kofka_send_packed: \(what)_lens[\(i)] \(len) exceeds message.max.bytes (\(maxBytes))")
+            guard len <= Int64(Int32.max) else {
+                throw KofkaError(.msgTooLarge, "kofka_send_packed: \(what)_lens[\(i)] \(len) exceeds any message.max.bytes")
             }
             return Int(len)
         }
