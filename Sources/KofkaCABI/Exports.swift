@@ -398,9 +398,9 @@ public func kofka_poll(_ c: OpaquePointer?, _ timeout_ms: Int32, _ out: UnsafeMu
     run {
         let consumer = try consumerHandle(c, "kofka_poll")
         let out = try need(out, "out", "kofka_poll")
-        let m = try consumer.poll(max: 1, timeout: duration(timeout_ms), discard: freeMessages, make: makeMessage).first
-        if let m { liveMessages.add(m) }
-        out.pointee = m
+        let ms = try consumer.poll(max: 1, timeout: duration(timeout_ms), discard: freeMessages, make: makeMessage)
+        liveMessages.add(ms)
+        out.pointee = ms.first
     }
 }
 
@@ -416,10 +416,8 @@ public func kofka_poll_batch(_ c: OpaquePointer?, _ timeout_ms: Int32, _ out: Un
         let out = try need(out, "out", "kofka_poll_batch")
         n.pointee = 0
         let msgs = try consumer.poll(max: limit, timeout: duration(timeout_ms), discard: freeMessages, make: makeMessage)
-        for (i, m) in msgs.enumerated() {
-            liveMessages.add(m)
-            out[i] = m
-        }
+        liveMessages.add(msgs)
+        for (i, m) in msgs.enumerated() { out[i] = m }
         n.pointee = msgs.count
     }
 }
