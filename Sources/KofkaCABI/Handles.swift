@@ -20,9 +20,9 @@ import Synchronization
 // other value was never a handle of that kind (`KOFKA_ERR_INVALID_ARG`). Closed handles cost
 // no memory.
 //
-// The table is sharded by serial number (16 shards, each its own `Mutex`), so threads using
-// different handles rarely meet on a lock; a lock is held only for the dictionary operation,
-// never across a call into the core.
+// The table is sharded by serial number (16 shards, each its own `Mutex` over a `WordTable`),
+// so threads using different handles rarely meet on a lock; a lock is held only for the table
+// operation, never across a call into the core.
 
 /// What a handle stands for.
 enum HandleKind: UInt64, CaseIterable {
@@ -71,7 +71,7 @@ final class HandleRegistry: Sendable {
     static let shardCount = 16
 
     final class Shard: Sendable {
-        let live = Mutex<[UInt64: LiveHandle]>([:])
+        let live = Mutex(WordTable<LiveHandle>())
     }
 
     private let shards: [Shard] = (0..<HandleRegistry.shardCount).map { _ in Shard() }
@@ -89,7 +89,7 @@ final class HandleRegistry: Sendable {
             throw KofkaError(.invalidState, "this process has opened 2^40 \(kind.name) handles; no new ones can be issued")
         }
         let token = Self.magic | (kind.rawValue << Self.serialBits) | serial
-        shards[Int(serial % UInt64(Self.shardCount))].live.withLock { $0[token] = object }
+        shards[Int(serial % UInt64(Self.shardCount))].live.withLock { $0.insert(token, object) }
         return OpaquePointer(bitPattern: UInt(token))!
     }
 
@@ -111,7 +111,7 @@ final class HandleRegistry: Sendable {
         let token = UInt64(UInt(bitPattern: p))
         let removed = shards[Int((token & Self.serialMask) % UInt64(Self.shardCount))].live.withLock { live -> LiveHandle? in
             guard let found = live[token], found.kind == kind else { return nil }
-            live[token] = nil
+            live.removeValue(for: token)
             return found
         }
         if let removed { return removed }

@@ -258,75 +258,16 @@ func makeMessage(_ topic: String, _ partition: Int32, _ r: RecordView) throws ->
 /// corrupting the heap. One lock, held only for the set operation (a poll's batch is added
 /// under one acquisition).
 final class LiveMessages: Sendable {
-    private let live = Mutex(AddressSet())
+    private let live = Mutex(WordTable<Void>())
 
     /// Records a poll's messages, about to be handed out.
     func add(_ ms: [UnsafeMutablePointer<kofka_message>]) {
-        live.withLock { set in for m in ms { set.insert(UInt(bitPattern: m)) } }
+        live.withLock { table in for m in ms { table.insert(UInt64(UInt(bitPattern: m)), ()) } }
     }
 
     /// Forgets a message; false when it was not live.
     func remove(_ m: UnsafeMutablePointer<kofka_message>) -> Bool {
-        live.withLock { $0.remove(UInt(bitPattern: m)) }
-    }
-}
-
-/// A set of heap addresses: open addressing with linear probing and Fibonacci hashing (a
-/// `Set<UInt>` hashes with SipHash, which doubled the cost of handing out a message). Slot 0
-/// is empty and 1 a removed entry; neither is a malloc address.
-struct AddressSet {
-    private var slots = [UInt](repeating: 0, count: 64)
-    private var count = 0      // live entries
-    private var used = 0       // live entries and removed markers
-
-    private static let empty: UInt = 0, removed: UInt = 1
-
-    @inline(__always)
-    private func home(_ a: UInt) -> Int {
-        Int(truncatingIfNeeded: ((a >> 4) &* 0x9E37_79B9_7F4A_7C15) >> UInt(UInt.bitWidth - slots.count.trailingZeroBitCount))
-    }
-
-    /// Adds an address that is not in the set (a live malloc block is never handed out twice).
-    mutating func insert(_ a: UInt) {
-        if (used + 1) * 2 > slots.count { rehash() }
-        let mask = slots.count - 1
-        var i = home(a)
-        while slots[i] != Self.empty && slots[i] != Self.removed { i = (i + 1) & mask }
-        if slots[i] == Self.empty { used += 1 }
-        slots[i] = a
-        count += 1
-    }
-
-    /// Removes `a`; false when it was not in the set.
-    mutating func remove(_ a: UInt) -> Bool {
-        let mask = slots.count - 1
-        var i = home(a)
-        while slots[i] != Self.empty {
-            if slots[i] == a {
-                slots[i] = Self.removed
-                count -= 1
-                return true
-            }
-            i = (i + 1) & mask
-        }
-        return false
-    }
-
-    /// Clears removed markers, growing when live entries fill a quarter of the slots and
-    /// shrinking only when they fill less than 1/16 of a large table (a poll's batch of
-    /// messages comes and goes without the table changing size).
-    private mutating func rehash() {
-        var capacity = slots.count
-        if count * 4 > capacity {
-            capacity *= 2
-        } else if capacity > 4096 && count * 16 < capacity {
-            capacity /= 2
-        }
-        let old = slots
-        slots = [UInt](repeating: 0, count: capacity)
-        count = 0
-        used = 0
-        for a in old where a != Self.empty && a != Self.removed { insert(a) }
+        live.withLock { $0.removeValue(for: UInt64(UInt(bitPattern: m))) != nil }
     }
 }
 
