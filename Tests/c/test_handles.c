@@ -16,6 +16,7 @@
  */
 #include "check.h"
 #include <pthread.h>
+#include <stdatomic.h>
 
 static const kofka_err CLOSED = KOFKA_ERR_CLOSED;
 
@@ -259,25 +260,29 @@ static void handles_outlive_their_broker_until_closed(const test_backend *be) {
 
 /* ---- closing while another thread uses the handle ----------------------- */
 
-typedef struct user_ctx {
-    kofka_producer *p;
-    kofka_consumer *c;
-    volatile int stop;
+typedef struct user_counts {
     int calls;      /* calls made */
     int unexpected; /* calls that returned something other than OK / CLOSED */
     int closed;     /* calls that returned CLOSED */
+} user_counts;
+
+typedef struct user_ctx {
+    kofka_producer *p;
+    kofka_consumer *c;
+    atomic_int stop;
+    user_counts pc, cc; /* the producer thread's and the consumer thread's, each its own */
 } user_ctx;
 
 static void *producer_user(void *arg) {
     user_ctx *u = arg;
-    for (int i = 0; i < 100000 && !u->stop; i++) {
+    for (int i = 0; i < 100000 && !atomic_load(&u->stop); i++) {
         kofka_record r = test_record("k", 1, "v", 1);
         kofka_err e = (i % 3 == 0) ? kofka_produce(u->p, "t", &r, NULL) : kofka_send(u->p, "t", &r);
         int n = kofka_producer_poll(u->p, 0);
-        u->calls++;
-        if (e == KOFKA_ERR_CLOSED) u->closed++;
-        else if (e != KOFKA_OK) u->unexpected++;
-        if (n < -1) u->unexpected++;
+        u->pc.calls++;
+        if (e == KOFKA_ERR_CLOSED) u->pc.closed++;
+        else if (e != KOFKA_OK) u->pc.unexpected++;
+        if (n < -1) u->pc.unexpected++;
         if (e == KOFKA_ERR_CLOSED && n == -1) break;
     }
     return NULL;
@@ -285,16 +290,16 @@ static void *producer_user(void *arg) {
 
 static void *consumer_user(void *arg) {
     user_ctx *u = arg;
-    for (int i = 0; i < 100000 && !u->stop; i++) {
+    for (int i = 0; i < 100000 && !atomic_load(&u->stop); i++) {
         kofka_message *m = NULL;
         kofka_err e = kofka_poll(u->c, 20, &m);
         if (m) kofka_message_free(m);
         int64_t pos = 0;
         kofka_err e2 = kofka_position(u->c, "t", 0, &pos);
-        u->calls++;
-        if (e == KOFKA_ERR_CLOSED) u->closed++;
-        else if (e != KOFKA_OK) u->unexpected++;
-        if (e2 != KOFKA_OK && e2 != KOFKA_ERR_CLOSED) u->unexpected++;
+        u->cc.calls++;
+        if (e == KOFKA_ERR_CLOSED) u->cc.closed++;
+        else if (e != KOFKA_OK) u->cc.unexpected++;
+        if (e2 != KOFKA_OK && e2 != KOFKA_ERR_CLOSED) u->cc.unexpected++;
         if (e == KOFKA_ERR_CLOSED) break;
     }
     return NULL;
@@ -319,12 +324,15 @@ static void close_while_another_thread_uses_it(const test_backend *be) {
         CHECK_ERR2(KOFKA_OK, KOFKA_ERR_TIMED_OUT, pe);
         CHECK_OK(kofka_consumer_close(u.c));
         test_sleep_ms(50);
-        u.stop = 1;
+        atomic_store(&u.stop, 1);
         pthread_join(tp, NULL);
         pthread_join(tc, NULL);
-        CHECK(u.calls > 0);
-        CHECK_EQ(0, u.unexpected);
-        CHECK(u.closed >= 1); /* each user thread saw its handle close */
+        CHECK(u.pc.calls > 0);
+        CHECK(u.cc.calls > 0);
+        CHECK_EQ(0, u.pc.unexpected);
+        CHECK_EQ(0, u.cc.unexpected);
+        CHECK(u.pc.closed >= 1); /* each user thread saw its handle close */
+        CHECK(u.cc.closed >= 1);
         CHECK_ERR(CLOSED, kofka_producer_close(u.p, 0));
         CHECK_ERR(CLOSED, kofka_consumer_close(u.c));
     }
