@@ -36,18 +36,86 @@
  *    of entries fail with KOFKA_ERR_INVALID_CONFIG.
  *  - Handles (kofka_broker, kofka_producer, kofka_consumer) are opaque and
  *    safe to use from several threads at once, except where a function says
- *    otherwise. Closing or destroying a NULL handle is a harmless no-op. A
- *    handle must not be used after it was closed or destroyed.
+ *    otherwise. Closing or destroying a NULL handle is a harmless no-op.
+ *  - A handle is a token, not an address: the library keeps a registry of
+ *    live handles and checks every handle argument against it. A handle that
+ *    was already closed or destroyed is answered with KOFKA_ERR_CLOSED (a
+ *    second close included; kofka_consumer_destroy of a closed consumer is a
+ *    no-op that sets kofka_last_error()); a pointer the library never
+ *    returned, or a handle of another kind (a producer passed as a consumer),
+ *    is answered with KOFKA_ERR_INVALID_ARG; neither ever crashes. A close on
+ *    one thread while another thread is inside a call with the same handle is
+ *    safe: the running call finishes with the object it started with (or
+ *    returns KOFKA_ERR_CLOSED), and the object is freed when the last such
+ *    call returns. Handle values are never reused within a process.
+ *  - Sizes and counts are size_t and are checked as such: a length larger
+ *    than message.max.bytes is KOFKA_ERR_MSG_TOO_LARGE and a count beyond a
+ *    function's limit is KOFKA_ERR_INVALID_ARG, before any byte is read.
+ *    Data pointers must point at as many bytes as their length says; the
+ *    library cannot check that.
  *  - Strings passed in are copied; the library never keeps a caller's pointer
  *    after a call returns. Memory the library returns is freed with the
  *    function named at the call that returned it.
  *  - Delivery callbacks run only on a thread that calls kofka_producer_poll(),
- *    kofka_flush() or kofka_producer_close(), never on a library thread.
+ *    kofka_flush(), kofka_producer_close(), kofka_commit_transaction() or
+ *    kofka_abort_transaction() (the last two flush and serve reports on the
+ *    calling thread), never on a library thread.
  *  - Offsets: a partition's offsets are dense, starting at 0. The high
  *    watermark is the next offset to be written. A committed consumer offset
  *    is the offset of the next record to read. Transaction markers do not
  *    occupy offsets; records of aborted transactions do occupy offsets and are
  *    skipped by read_committed consumers.
+ *
+ * ---------------------------------------------------------------------------
+ * Error classes: what to do after a failure
+ * ---------------------------------------------------------------------------
+ * Each function below lists the codes it can return and, after "->", what the
+ * caller should do next. The classes (as in librdkafka and sqlite3.h):
+ *
+ *  retriable  KOFKA_ERR_BUSY        the storage was locked past its busy timeout;
+ *                                   nothing was written -> repeat the same call.
+ *             KOFKA_ERR_TIMED_OUT   for a send: the outcome is unknown (written
+ *                                   or not) -> repeat; an idempotent producer
+ *                                   deduplicates, an at-least-once one may write
+ *                                   a duplicate. Elsewhere: the wait ran out.
+ *             KOFKA_ERR_QUEUE_FULL  kofka_produce -> serve reports with
+ *                                   kofka_producer_poll, then repeat.
+ *             kofka_err_is_retriable() is 1 for exactly these.
+ *  abortable  the open transaction cannot commit; kofka_txn_requires_abort() is 1
+ *             (after KOFKA_ERR_TXN_TIMED_OUT, or a send whose outcome stayed
+ *             unknown inside a transaction) -> kofka_abort_transaction, rewind
+ *             consumers (kofka_seek_to_committed), begin again and redo the work.
+ *  fatal      KOFKA_ERR_PRODUCER_FENCED a newer producer took the transactional.id
+ *             or producer id -> close this producer; this process is a zombie
+ *             and must not write again under that id (create a new producer,
+ *             which fences the other, only if this process is the rightful owner).
+ *             KOFKA_ERR_STORAGE     the backend failed (I/O, corruption, disk full)
+ *             -> the outcome of a write is unknown; report it, close the broker;
+ *             retrying may work after the cause is fixed.
+ *             KOFKA_ERR_CLOSED      the handle or its broker was closed -> stop
+ *             using it (close it if it is not closed yet).
+ *  group      KOFKA_ERR_REBALANCED  the consumer no longer owns the partition in the
+ *             group's current generation; nothing was committed -> poll again (the
+ *             poll rejoins and follows the new assignment); records since the last
+ *             commit will be delivered again, to this or another member.
+ *  caller     KOFKA_ERR_INVALID_ARG, KOFKA_ERR_INVALID_CONFIG, KOFKA_ERR_INVALID_STATE,
+ *             KOFKA_ERR_UNKNOWN_TOPIC, KOFKA_ERR_UNKNOWN_PARTITION,
+ *             KOFKA_ERR_TOPIC_EXISTS, KOFKA_ERR_MSG_TOO_LARGE,
+ *             KOFKA_ERR_OFFSET_OUT_OF_RANGE, KOFKA_ERR_NO_OFFSET,
+ *             KOFKA_ERR_UNSUPPORTED -> the same call fails the same way: fix the
+ *             argument, the config or the order of calls (kofka_last_error() names
+ *             the offending value).
+ *  report     KOFKA_ERR_PURGED      only in delivery reports: the record was never
+ *             written because its transaction was aborted -> produce it again in
+ *             a new transaction if it is still wanted.
+ *  KOFKA_ERR_OUT_OF_ORDER_SEQUENCE  an idempotent producer's sequence has a gap
+ *             (records were lost between it and the broker) -> close the producer
+ *             and create a new one; check what was written.
+ *
+ * Every function that takes a handle may also return KOFKA_ERR_INVALID_ARG
+ * (NULL, a pointer the library never returned, a handle of another kind) and
+ * KOFKA_ERR_CLOSED (the handle, or its broker, was closed); they are listed
+ * per function only where they mean something more.
  */
 #ifndef KOFKA_H
 #define KOFKA_H
@@ -66,7 +134,8 @@ extern "C" {
 /** Status of a call. The numeric values are stable. */
 typedef enum kofka_err {
     KOFKA_OK = 0,                        /**< success */
-    KOFKA_ERR_INVALID_ARG = 1,           /**< a NULL pointer, negative size, bad name or unknown storage scheme */
+    KOFKA_ERR_INVALID_ARG = 1,           /**< a NULL pointer, oversized count, bad name, unknown storage scheme,
+                                              or a pointer that is not a handle of the expected kind */
     KOFKA_ERR_INVALID_CONFIG = 2,        /**< unknown config key, invalid value, odd-length array, contradiction */
     KOFKA_ERR_INVALID_STATE = 3,         /**< the call is not allowed in the handle's current state */
     KOFKA_ERR_UNKNOWN_TOPIC = 4,         /**< the topic does not exist (and was not auto-created) */
@@ -76,14 +145,18 @@ typedef enum kofka_err {
     KOFKA_ERR_OFFSET_OUT_OF_RANGE = 8,   /**< an offset beyond the partition's watermarks */
     KOFKA_ERR_NO_OFFSET = 9,             /**< no committed offset and auto.offset.reset=none */
     KOFKA_ERR_TIMED_OUT = 10,            /**< timed out; for a send: outcome unknown (request or ack lost) */
-    KOFKA_ERR_STORAGE = 11,              /**< the storage backend failed: I/O, corruption, disk full, locked */
+    KOFKA_ERR_STORAGE = 11,              /**< the storage backend failed: I/O, corruption, disk full */
     KOFKA_ERR_OUT_OF_ORDER_SEQUENCE = 12,/**< an idempotent batch's sequence number leaves a gap */
     KOFKA_ERR_PRODUCER_FENCED = 13,      /**< a newer producer with the same producer id / transactional.id exists */
     KOFKA_ERR_TXN_TIMED_OUT = 14,        /**< the open transaction was aborted after transaction.timeout.ms */
     KOFKA_ERR_REBALANCED = 15,           /**< the consumer is not (or no longer) the owner in the current generation */
-    KOFKA_ERR_CLOSED = 16,               /**< the handle's broker was closed */
+    KOFKA_ERR_CLOSED = 16,               /**< the handle, or its broker, was closed */
     KOFKA_ERR_UNSUPPORTED = 17,          /**< not available in this build or on this backend */
-    KOFKA_ERR_QUEUE_FULL = 18            /**< kofka_produce: queue.buffering.max.messages reached; poll and retry */
+    KOFKA_ERR_QUEUE_FULL = 18,           /**< kofka_produce: queue.buffering.max.messages reached; poll and retry */
+    KOFKA_ERR_BUSY = 19,                 /**< the storage stayed locked by another writer past sqlite.busy.timeout.ms;
+                                              nothing was written; retriable */
+    KOFKA_ERR_PURGED = 20                /**< delivery report only: the record was removed from the producer's queue
+                                              before it was written, because its transaction was aborted */
 } kofka_err;
 
 /**
@@ -99,6 +172,13 @@ const char *kofka_err_name(kofka_err err);
 
 /** One sentence describing the code; a static string. Never NULL. */
 const char *kofka_err_desc(kofka_err err);
+
+/**
+ * Whether repeating the same call may succeed: 1 for KOFKA_ERR_BUSY (nothing was written),
+ * KOFKA_ERR_TIMED_OUT (outcome unknown) and KOFKA_ERR_QUEUE_FULL; 0 for every other code,
+ * including KOFKA_OK and values that are not codes.
+ */
+int kofka_err_is_retriable(kofka_err err);
 
 /** The library version, e.g. "0.1.0"; a static string. */
 const char *kofka_version(void);
@@ -162,18 +242,25 @@ typedef struct kofka_message {
  *                     fault.storage.seed (1).
  * @param[out] out     receives the broker; release with kofka_broker_close().
  * @return KOFKA_OK;
- *         KOFKA_ERR_INVALID_ARG  storage or out is NULL, or the scheme is unknown
- *                                (the message lists the known ones);
- *         KOFKA_ERR_INVALID_CONFIG an unknown key or invalid value;
- *         KOFKA_ERR_STORAGE      the file cannot be opened, is not a Kofka
- *                                database, is corrupt, or has a newer schema.
+ *         KOFKA_ERR_INVALID_ARG    storage or out is NULL, or the scheme is unknown (the
+ *                                  message lists the known ones) -> fix the string;
+ *         KOFKA_ERR_INVALID_CONFIG an unknown key or invalid value -> fix the config;
+ *         KOFKA_ERR_BUSY           another process held the file locked while it was being
+ *                                  set up -> retry;
+ *         KOFKA_ERR_STORAGE        the file cannot be opened, is not a Kofka database, is
+ *                                  corrupt, or has a newer schema -> check the path; do not
+ *                                  retry blindly.
  */
 kofka_err kofka_broker_open(const char *storage, const char *const *config, kofka_broker **out);
 
 /**
  * Closes the broker and frees it. Producers and consumers still open on it get
- * KOFKA_ERR_CLOSED from then on (they must still be closed to be freed).
+ * KOFKA_ERR_CLOSED from their calls from then on, but remain valid handles until
+ * they are closed themselves (they must still be closed, to be freed).
  * Closing NULL is a no-op returning KOFKA_OK.
+ * @return KOFKA_OK;
+ *         KOFKA_ERR_CLOSED      b was already closed -> nothing to do (a second close);
+ *         KOFKA_ERR_INVALID_ARG b is not a broker handle -> fix the call.
  */
 kofka_err kofka_broker_close(kofka_broker *b);
 
@@ -181,23 +268,29 @@ kofka_err kofka_broker_close(kofka_broker *b);
  * Creates a topic.
  * @param[in] topic      name matching [A-Za-z0-9._-]{1,249}, not "." or "..".
  * @param[in] partitions 1 .. 100000.
- * @return KOFKA_OK; KOFKA_ERR_INVALID_ARG (NULL, bad name, bad count);
- *         KOFKA_ERR_TOPIC_EXISTS; KOFKA_ERR_STORAGE; KOFKA_ERR_CLOSED.
+ * @return KOFKA_OK;
+ *         KOFKA_ERR_INVALID_ARG  NULL, a bad name or count -> fix the argument;
+ *         KOFKA_ERR_TOPIC_EXISTS -> use the existing topic (kofka_topic_partitions);
+ *         KOFKA_ERR_BUSY         the SQLite file stayed locked; nothing was created -> retry;
+ *         KOFKA_ERR_STORAGE      -> see "Error classes";
+ *         KOFKA_ERR_CLOSED       the broker was closed -> stop.
  */
 kofka_err kofka_topic_create(kofka_broker *b, const char *topic, int32_t partitions);
 
 /**
  * Reads a topic's partition count into *partitions.
- * @return KOFKA_OK; KOFKA_ERR_INVALID_ARG; KOFKA_ERR_UNKNOWN_TOPIC;
- *         KOFKA_ERR_STORAGE; KOFKA_ERR_CLOSED.
+ * @return KOFKA_OK; KOFKA_ERR_INVALID_ARG -> fix the call;
+ *         KOFKA_ERR_UNKNOWN_TOPIC -> create it, or fix the name;
+ *         KOFKA_ERR_BUSY -> retry; KOFKA_ERR_STORAGE; KOFKA_ERR_CLOSED -> stop.
  */
 kofka_err kofka_topic_partitions(kofka_broker *b, const char *topic, int32_t *partitions);
 
 /**
  * Reads a partition's watermarks: *low = first offset held, *high = next
  * offset to be written (includes records of open transactions).
- * @return KOFKA_OK; KOFKA_ERR_INVALID_ARG; KOFKA_ERR_UNKNOWN_TOPIC;
- *         KOFKA_ERR_UNKNOWN_PARTITION; KOFKA_ERR_STORAGE; KOFKA_ERR_CLOSED.
+ * @return KOFKA_OK; KOFKA_ERR_INVALID_ARG -> fix the call;
+ *         KOFKA_ERR_UNKNOWN_TOPIC, KOFKA_ERR_UNKNOWN_PARTITION -> fix the name / number;
+ *         KOFKA_ERR_BUSY -> retry; KOFKA_ERR_STORAGE; KOFKA_ERR_CLOSED -> stop.
  */
 kofka_err kofka_watermarks(kofka_broker *b, const char *topic, int32_t partition, int64_t *low, int64_t *high);
 
@@ -219,20 +312,28 @@ kofka_err kofka_watermarks(kofka_broker *b, const char *topic, int32_t partition
  * retries=2147483647; exactly-once = acks=all, retries=2147483647,
  * enable.idempotence=true.
  *
- * @return KOFKA_OK; KOFKA_ERR_INVALID_ARG (NULL b or out);
- *         KOFKA_ERR_INVALID_CONFIG (unknown key, invalid value, or a
- *         contradiction: transactional.id with acks=0, enable.idempotence
- *         without acks=all); KOFKA_ERR_STORAGE; KOFKA_ERR_CLOSED.
+ * @return KOFKA_OK;
+ *         KOFKA_ERR_INVALID_ARG    NULL b or out, or b is not a broker -> fix the call;
+ *         KOFKA_ERR_INVALID_CONFIG unknown key, invalid value, or a contradiction
+ *                                  (transactional.id with acks=0, enable.idempotence
+ *                                  without acks=all) -> fix the config;
+ *         KOFKA_ERR_BUSY           (idempotent: allocating the producer id) -> retry;
+ *         KOFKA_ERR_STORAGE; KOFKA_ERR_CLOSED the broker was closed -> stop.
  */
 kofka_err kofka_producer_new(kofka_broker *b, const char *const *config, kofka_producer **out);
 
 /**
  * Flushes queued records (waiting up to timeout_ms, -1 = forever, serving
  * delivery reports on this thread), then frees the producer. An open
- * transaction is aborted. The handle is freed even when an error is returned.
- * @return KOFKA_OK; KOFKA_ERR_TIMED_OUT if records were still queued (they
- *         are failed with KOFKA_ERR_TIMED_OUT in their delivery reports).
- *         Closing NULL is a no-op.
+ * transaction is aborted. The handle is closed even when an error is returned:
+ * every later call with it, a second close included, is KOFKA_ERR_CLOSED.
+ * Closing NULL is a no-op.
+ * @return KOFKA_OK;
+ *         KOFKA_ERR_TIMED_OUT   records were still queued (they are failed with
+ *                               KOFKA_ERR_TIMED_OUT in their delivery reports) -> nothing
+ *                               to retry: the handle is closed; treat their outcome as unknown;
+ *         KOFKA_ERR_CLOSED      already closed -> nothing to do;
+ *         KOFKA_ERR_INVALID_ARG not a producer handle -> fix the call.
  */
 kofka_err kofka_producer_close(kofka_producer *p, int timeout_ms);
 
@@ -244,21 +345,40 @@ kofka_err kofka_producer_close(kofka_producer *p, int timeout_ms);
  * kofka_flush / kofka_producer_close wait for the write. On return
  * record->partition, record->offset and record->err are set.
  * @param[in,out] record see kofka_record; headers and data are copied.
- * @return KOFKA_OK; KOFKA_ERR_INVALID_ARG (NULL, bad partition/lengths);
- *         KOFKA_ERR_UNKNOWN_TOPIC; KOFKA_ERR_UNKNOWN_PARTITION;
- *         KOFKA_ERR_MSG_TOO_LARGE; KOFKA_ERR_TIMED_OUT (gave up, outcome
- *         unknown); KOFKA_ERR_STORAGE; KOFKA_ERR_OUT_OF_ORDER_SEQUENCE;
- *         KOFKA_ERR_PRODUCER_FENCED; KOFKA_ERR_INVALID_STATE (transactional
- *         producer outside a transaction); KOFKA_ERR_TXN_TIMED_OUT;
- *         KOFKA_ERR_CLOSED.
+ * @return KOFKA_OK;
+ *         KOFKA_ERR_INVALID_ARG  NULL, a bad partition, NULL data with a length
+ *                                -> fix the record;
+ *         KOFKA_ERR_MSG_TOO_LARGE key + value + headers (or any one length, or
+ *                                header_count) exceed message.max.bytes -> split or
+ *                                shrink the record;
+ *         KOFKA_ERR_UNKNOWN_TOPIC (auto-creation disabled), KOFKA_ERR_UNKNOWN_PARTITION
+ *                                -> fix the name / partition;
+ *         KOFKA_ERR_BUSY         the storage stayed locked and the producer gave up;
+ *                                nothing was written -> retry the send;
+ *         KOFKA_ERR_TIMED_OUT    gave up, outcome unknown (retries or delivery.timeout.ms
+ *                                used up) -> retry (an idempotent producer deduplicates;
+ *                                at-least-once may duplicate); inside a transaction
+ *                                kofka_txn_requires_abort() is then 1 -> abort;
+ *         KOFKA_ERR_TXN_TIMED_OUT the transaction outlived transaction.timeout.ms -> abort
+ *                                the transaction and redo it;
+ *         KOFKA_ERR_INVALID_STATE transactional producer outside a transaction -> call
+ *                                kofka_begin_transaction first;
+ *         KOFKA_ERR_PRODUCER_FENCED -> fatal: close the producer;
+ *         KOFKA_ERR_OUT_OF_ORDER_SEQUENCE -> close the producer, create a new one;
+ *         KOFKA_ERR_STORAGE      -> the outcome is unknown; see "Error classes";
+ *         KOFKA_ERR_CLOSED       the producer or its broker was closed -> stop.
  */
 kofka_err kofka_send(kofka_producer *p, const char *topic, kofka_record *record);
 
 /**
  * Sends count records synchronously, one storage transaction per partition
- * touched. Each record's partition, offset and err are set.
- * @return the first record's error, or KOFKA_OK if all succeeded; the same
- *         codes as kofka_send(). count may be 0 (records may then be NULL).
+ * touched. Each record's partition, offset and err are set; a record with bad
+ * pointers or lengths fails alone (its err is set, the others are sent).
+ * @return the first record's error, or KOFKA_OK if all succeeded; the codes of
+ *         kofka_send(), per record, with the same next steps (retry only the
+ *         records whose err is retriable). count may be 0 (records may then be
+ *         NULL); a count larger than an array of records can be is
+ *         KOFKA_ERR_INVALID_ARG -> fix the call.
  */
 kofka_err kofka_send_batch(kofka_producer *p, const char *topic, kofka_record *records, size_t count);
 
@@ -267,13 +387,17 @@ kofka_err kofka_send_batch(kofka_producer *p, const char *topic, kofka_record *r
  * boundary (one call, no per-record structs), e.g. for bindings. Record i's key is the next
  * key_lens[i] bytes of keys (-1 = a NULL key) and its value the next value_lens[i] bytes of
  * values (-1 = a NULL value); timestamps are "now"; no headers. Sent as kofka_send_batch.
+ * Every length is checked before any byte is read: a length below -1 or above 2^31-1 fails
+ * the whole call and nothing is sent; a record above message.max.bytes fails alone.
  * @param[in]  partition      a partition for every record, or KOFKA_PARTITION_ANY.
  * @param[in]  keys, key_lens both NULL when no record has a key.
  * @param[out] partitions_out NULL, or count entries: where each record went.
  * @param[out] offsets_out    NULL, or count entries: each record's offset (-1 if unknown or failed).
  * @param[out] errs_out       NULL, or count entries: each record's result.
- * @return the first record's error, or KOFKA_OK; the codes of kofka_send(), and
- *         KOFKA_ERR_INVALID_ARG for a length below -1 or NULL buffers with lengths.
+ * @return the first record's error, or KOFKA_OK; the codes of kofka_send() with its next
+ *         steps, and KOFKA_ERR_INVALID_ARG for a length below -1, NULL buffers with
+ *         lengths or an impossible count, KOFKA_ERR_MSG_TOO_LARGE for a length above
+ *         2^31-1 -> fix the buffers.
  */
 kofka_err kofka_send_packed(kofka_producer *p, const char *topic, int32_t partition,
                             const void *keys, const int64_t *key_lens,
@@ -284,15 +408,19 @@ kofka_err kofka_send_packed(kofka_producer *p, const char *topic, int32_t partit
  * Queues a copy of the record for asynchronous delivery and returns. A
  * background writer batches queued records by linger.ms and
  * batch.num.messages, so many share one storage commit. The outcome arrives
- * as a delivery report (see kofka_producer_set_delivery_cb).
+ * as a delivery report (see kofka_producer_set_delivery_cb): KOFKA_OK, the
+ * codes of kofka_send(), or KOFKA_ERR_PURGED when its transaction was aborted
+ * before it was written.
  * @param[in] msg_opaque passed back unchanged in the delivery report.
- * @return KOFKA_OK; KOFKA_ERR_INVALID_ARG; KOFKA_ERR_MSG_TOO_LARGE;
- *         KOFKA_ERR_UNKNOWN_TOPIC (auto-creation disabled);
- *         KOFKA_ERR_UNKNOWN_PARTITION (an explicit partition out of range);
- *         KOFKA_ERR_QUEUE_FULL (queue.buffering.max.messages records are
- *         queued or awaiting their report: call kofka_producer_poll and retry);
- *         KOFKA_ERR_INVALID_STATE (transactional producer outside a
- *         transaction); KOFKA_ERR_CLOSED.
+ * @return KOFKA_OK;
+ *         KOFKA_ERR_INVALID_ARG, KOFKA_ERR_MSG_TOO_LARGE -> fix the record;
+ *         KOFKA_ERR_UNKNOWN_TOPIC (auto-creation disabled), KOFKA_ERR_UNKNOWN_PARTITION
+ *                                (an explicit partition out of range) -> fix it;
+ *         KOFKA_ERR_QUEUE_FULL   queue.buffering.max.messages records are queued or
+ *                                awaiting their report -> call kofka_producer_poll, retry;
+ *         KOFKA_ERR_INVALID_STATE transactional producer outside a transaction -> begin one;
+ *         KOFKA_ERR_PRODUCER_FENCED -> fatal; KOFKA_ERR_TXN_TIMED_OUT -> abort;
+ *         KOFKA_ERR_CLOSED -> stop.
  */
 kofka_err kofka_produce(kofka_producer *p, const char *topic, const kofka_record *record, void *msg_opaque);
 
@@ -300,27 +428,36 @@ kofka_err kofka_produce(kofka_producer *p, const char *topic, const kofka_record
  * A delivery report. record->err, record->partition and record->offset are
  * set; record->key/value point at the library's copy, valid only during the
  * call. topic is valid only during the call. Runs on the thread that called
- * kofka_producer_poll / kofka_flush / kofka_producer_close.
+ * kofka_producer_poll / kofka_flush / kofka_producer_close /
+ * kofka_commit_transaction / kofka_abort_transaction. p is the producer's
+ * handle (during kofka_producer_close it is already closed: calls with it
+ * return KOFKA_ERR_CLOSED).
  */
 typedef void (*kofka_delivery_cb)(kofka_producer *p, const char *topic, const kofka_record *record,
                                   void *msg_opaque, void *cb_opaque);
 
-/** Sets (or, with cb NULL, clears) the delivery report callback.
- *  @return KOFKA_OK; KOFKA_ERR_INVALID_ARG if p is NULL. */
+/** Sets (or, with cb NULL, clears) the delivery report callback. Safe while another thread
+ *  serves reports: a batch of reports being served keeps the callback it started with.
+ *  @return KOFKA_OK; KOFKA_ERR_INVALID_ARG (not a producer) -> fix the call;
+ *          KOFKA_ERR_CLOSED -> stop. */
 kofka_err kofka_producer_set_delivery_cb(kofka_producer *p, kofka_delivery_cb cb, void *cb_opaque);
 
 /**
  * Serves delivery reports on the calling thread, waiting up to timeout_ms
  * (0 = do not wait, -1 = until at least one report) for the first one. Returns
  * at once when no record is in flight (no report can come).
- * @return the number of reports served; -1 if p is NULL.
+ * @return the number of reports served; -1 when p is NULL, closed or not a
+ *         producer (kofka_last_error() says which) -> stop polling it.
  */
 int kofka_producer_poll(kofka_producer *p, int timeout_ms);
 
 /**
  * Waits until every queued record is delivered or failed, serving delivery
  * reports on this thread. timeout_ms -1 waits forever.
- * @return KOFKA_OK; KOFKA_ERR_TIMED_OUT; KOFKA_ERR_INVALID_ARG; KOFKA_ERR_CLOSED.
+ * @return KOFKA_OK;
+ *         KOFKA_ERR_TIMED_OUT records are still queued -> call again (nothing is lost:
+ *                             they stay queued);
+ *         KOFKA_ERR_INVALID_ARG -> fix the call; KOFKA_ERR_CLOSED -> stop.
  */
 kofka_err kofka_flush(kofka_producer *p, int timeout_ms);
 
@@ -328,16 +465,22 @@ kofka_err kofka_flush(kofka_producer *p, int timeout_ms);
  * Registers transactional.id with the broker: gets its stable producer id and
  * bumps the epoch, which fences every earlier producer with the same id and
  * aborts that producer's open transaction.
- * @return KOFKA_OK; KOFKA_ERR_INVALID_STATE (no transactional.id, or already
- *         initialised); KOFKA_ERR_STORAGE; KOFKA_ERR_CLOSED.
+ * @return KOFKA_OK;
+ *         KOFKA_ERR_INVALID_STATE no transactional.id, or already initialised -> fix the
+ *                                 config / call it once;
+ *         KOFKA_ERR_BUSY -> retry; KOFKA_ERR_STORAGE; KOFKA_ERR_CLOSED -> stop.
  */
 kofka_err kofka_init_transactions(kofka_producer *p, int timeout_ms);
 
 /**
  * Opens a transaction.
- * @return KOFKA_OK; KOFKA_ERR_INVALID_STATE (no transactional.id, before
- *         kofka_init_transactions, or a transaction already open);
- *         KOFKA_ERR_PRODUCER_FENCED; KOFKA_ERR_CLOSED.
+ * @return KOFKA_OK;
+ *         KOFKA_ERR_INVALID_STATE no transactional.id, before kofka_init_transactions, a
+ *                                 transaction already open, or the previous one must be
+ *                                 aborted first (kofka_txn_requires_abort() is 1) -> fix
+ *                                 the order of calls / abort;
+ *         KOFKA_ERR_PRODUCER_FENCED -> fatal: close the producer;
+ *         KOFKA_ERR_BUSY -> retry; KOFKA_ERR_STORAGE; KOFKA_ERR_CLOSED -> stop.
  */
 kofka_err kofka_begin_transaction(kofka_producer *p);
 
@@ -345,32 +488,63 @@ kofka_err kofka_begin_transaction(kofka_producer *p);
  * Adds the consumer's current positions (for its group, generation and
  * assignment) to the open transaction: they become the group's committed
  * offsets if and only if the transaction commits.
- * @return KOFKA_OK; KOFKA_ERR_INVALID_ARG; KOFKA_ERR_INVALID_STATE (no open
- *         transaction, or the consumer has no group.id);
- *         KOFKA_ERR_REBALANCED (the consumer's generation is stale or it no
- *         longer owns a partition); KOFKA_ERR_PRODUCER_FENCED;
- *         KOFKA_ERR_TXN_TIMED_OUT; KOFKA_ERR_STORAGE; KOFKA_ERR_CLOSED.
+ * @return KOFKA_OK;
+ *         KOFKA_ERR_INVALID_ARG   c is NULL or not a consumer handle -> fix the call;
+ *         KOFKA_ERR_CLOSED        p or c (or their broker) was closed -> stop;
+ *         KOFKA_ERR_INVALID_STATE no open transaction, or the consumer has no group.id
+ *                                 -> fix the order of calls / the consumer config;
+ *         KOFKA_ERR_REBALANCED    the consumer's generation is stale or it no longer
+ *                                 owns a partition -> abort the transaction, poll the
+ *                                 consumer (it follows the new assignment), redo the work;
+ *         KOFKA_ERR_TXN_TIMED_OUT -> abort; KOFKA_ERR_PRODUCER_FENCED -> fatal;
+ *         KOFKA_ERR_BUSY -> retry; KOFKA_ERR_STORAGE -> abort.
  */
 kofka_err kofka_send_offsets_to_transaction(kofka_producer *p, kofka_consumer *c, int timeout_ms);
 
 /**
- * Commits the open transaction: its records become visible to read_committed
- * consumers and its offsets become committed, atomically.
- * @return KOFKA_OK; KOFKA_ERR_INVALID_STATE (no open transaction);
- *         KOFKA_ERR_PRODUCER_FENCED (a newer producer took the id; the
- *         transaction was aborted); KOFKA_ERR_TXN_TIMED_OUT (it was aborted
- *         after transaction.timeout.ms); KOFKA_ERR_STORAGE; KOFKA_ERR_CLOSED.
+ * Commits the open transaction: first flushes every record queued by
+ * kofka_produce (waiting up to timeout_ms, serving their delivery reports on
+ * this thread: delivery callbacks run inside this call), then makes its
+ * records visible to read_committed consumers and its offsets committed,
+ * atomically.
+ * @return KOFKA_OK;
+ *         KOFKA_ERR_INVALID_STATE no open transaction -> fix the order of calls;
+ *         KOFKA_ERR_TIMED_OUT     queued records were not all delivered in time; nothing
+ *                                 was committed -> call again, or abort;
+ *         KOFKA_ERR_TXN_TIMED_OUT it outlived transaction.timeout.ms and was aborted
+ *                                 (kofka_txn_requires_abort() is 1) -> abort, redo;
+ *         KOFKA_ERR_PRODUCER_FENCED a newer producer took the id; the transaction was
+ *                                 aborted -> fatal: close the producer;
+ *         KOFKA_ERR_BUSY -> retry the commit; KOFKA_ERR_STORAGE -> abort (outcome of the
+ *         commit unknown: read back before redoing); KOFKA_ERR_CLOSED -> stop.
  */
 kofka_err kofka_commit_transaction(kofka_producer *p, int timeout_ms);
 
 /**
- * Aborts the open transaction: its records are skipped by read_committed
- * consumers forever; its offsets are discarded. Consumers are not rewound
- * (see kofka_seek_to_committed).
- * @return KOFKA_OK; KOFKA_ERR_INVALID_STATE; KOFKA_ERR_PRODUCER_FENCED;
- *         KOFKA_ERR_STORAGE; KOFKA_ERR_CLOSED.
+ * Aborts the open transaction: its written records are skipped by
+ * read_committed consumers forever; its offsets are discarded. Records still
+ * queued by kofka_produce and not yet written are never written: they are
+ * failed with KOFKA_ERR_PURGED in their delivery reports, which are served on
+ * this thread inside this call (delivery callbacks run here). Consumers are
+ * not rewound (see kofka_seek_to_committed).
+ * @return KOFKA_OK (kofka_txn_requires_abort() is 0 afterwards);
+ *         KOFKA_ERR_INVALID_STATE no open or failed transaction -> nothing to abort;
+ *         KOFKA_ERR_PRODUCER_FENCED -> fatal: close the producer;
+ *         KOFKA_ERR_BUSY -> retry the abort; KOFKA_ERR_STORAGE -> retry, or close (a
+ *         transaction left open is aborted after transaction.timeout.ms);
+ *         KOFKA_ERR_CLOSED -> stop.
  */
 kofka_err kofka_abort_transaction(kofka_producer *p, int timeout_ms);
+
+/**
+ * Whether the open transaction can only be aborted (librdkafka's txn_requires_abort): a send,
+ * kofka_send_offsets_to_transaction or kofka_commit_transaction failed in a way that leaves the
+ * transaction unable to commit (KOFKA_ERR_TXN_TIMED_OUT, an outcome that stayed unknown).
+ * -> call kofka_abort_transaction, then begin a new transaction and redo its work.
+ * @return 1 or 0; 0 for a NULL, closed or invalid handle (kofka_last_error() then says which,
+ *         and is "" after a valid handle).
+ */
+int kofka_txn_requires_abort(kofka_producer *p);
 
 /* ------------------------------------------------------------------------ */
 /* Consumer                                                                  */
@@ -383,25 +557,32 @@ kofka_err kofka_abort_transaction(kofka_producer *p, int timeout_ms);
  * none), isolation.level (read_committed | read_uncommitted),
  * session.timeout.ms (10000), max.poll.records (500),
  * partition.assignment.strategy (range | roundrobin), client.id.
- * @return KOFKA_OK; KOFKA_ERR_INVALID_ARG; KOFKA_ERR_INVALID_CONFIG;
- *         KOFKA_ERR_CLOSED.
+ * @return KOFKA_OK; KOFKA_ERR_INVALID_ARG -> fix the call;
+ *         KOFKA_ERR_INVALID_CONFIG -> fix the config; KOFKA_ERR_CLOSED -> stop.
  */
 kofka_err kofka_consumer_new(kofka_broker *b, const char *const *config, kofka_consumer **out);
 
 /**
  * Joins group.id and subscribes to the topics; the group assigns partitions.
- * @return KOFKA_OK; KOFKA_ERR_INVALID_ARG (NULL, count 0, bad name);
- *         KOFKA_ERR_INVALID_STATE (no group.id, or manually assigned);
- *         KOFKA_ERR_UNKNOWN_TOPIC; KOFKA_ERR_STORAGE; KOFKA_ERR_CLOSED.
+ * @param[in] count 1 .. 100000 topics.
+ * @return KOFKA_OK;
+ *         KOFKA_ERR_INVALID_ARG   NULL, count 0 or above the limit, a bad name -> fix it;
+ *         KOFKA_ERR_INVALID_STATE no group.id, or manually assigned -> fix the config /
+ *                                 use one or the other;
+ *         KOFKA_ERR_UNKNOWN_TOPIC (auto-creation disabled) -> create it first;
+ *         KOFKA_ERR_BUSY -> retry; KOFKA_ERR_STORAGE; KOFKA_ERR_CLOSED -> stop.
  */
 kofka_err kofka_subscribe(kofka_consumer *c, const char *const *topics, size_t count);
 
 /**
  * Assigns partitions of a topic manually (no group membership); adds to any
  * earlier manual assignment. Commits still use group.id when it is set.
- * @return KOFKA_OK; KOFKA_ERR_INVALID_ARG; KOFKA_ERR_INVALID_STATE
- *         (subscribed); KOFKA_ERR_UNKNOWN_TOPIC; KOFKA_ERR_UNKNOWN_PARTITION;
- *         KOFKA_ERR_CLOSED.
+ * @param[in] count 0 .. 100000 partitions (0 does nothing).
+ * @return KOFKA_OK;
+ *         KOFKA_ERR_INVALID_ARG   NULL, count above the limit -> fix the call;
+ *         KOFKA_ERR_INVALID_STATE subscribed -> use one or the other;
+ *         KOFKA_ERR_UNKNOWN_TOPIC, KOFKA_ERR_UNKNOWN_PARTITION -> fix the name / number;
+ *         KOFKA_ERR_CLOSED -> stop.
  */
 kofka_err kofka_assign(kofka_consumer *c, const char *topic, const int32_t *partitions, size_t count);
 
@@ -409,75 +590,128 @@ kofka_err kofka_assign(kofka_consumer *c, const char *topic, const int32_t *part
  * Returns the next record, blocking up to timeout_ms (-1 = forever) and
  * waking as soon as one is available. *out = NULL when nothing arrived in
  * time (KOFKA_OK). Free a returned message with kofka_message_free().
- * @return KOFKA_OK; KOFKA_ERR_INVALID_ARG; KOFKA_ERR_NO_OFFSET;
- *         KOFKA_ERR_OFFSET_OUT_OF_RANGE; KOFKA_ERR_STORAGE; KOFKA_ERR_CLOSED.
+ * A poll blocked on one thread does not hold up kofka_commit, kofka_position,
+ * kofka_consumer_close or kofka_consumer_destroy on another: when the consumer
+ * is closed or destroyed, the blocked poll returns KOFKA_OK with *out = NULL.
+ * @return KOFKA_OK;
+ *         KOFKA_ERR_INVALID_ARG -> fix the call;
+ *         KOFKA_ERR_NO_OFFSET    no committed offset and auto.offset.reset=none
+ *                                -> kofka_seek to a start, or commit one;
+ *         KOFKA_ERR_OFFSET_OUT_OF_RANGE the position fell below the log start and
+ *                                auto.offset.reset=none -> kofka_seek;
+ *         KOFKA_ERR_BUSY -> poll again; KOFKA_ERR_STORAGE;
+ *         KOFKA_ERR_CLOSED the consumer's broker was closed (or the consumer, before
+ *                          the call) -> stop.
  */
 kofka_err kofka_poll(kofka_consumer *c, int timeout_ms, kofka_message **out);
 
 /**
  * Like kofka_poll but returns up to max records (at most max.poll.records)
  * into out[0 .. *count-1]; each must be freed with kofka_message_free().
- * *count = 0 when nothing arrived in time.
+ * *count = 0 when nothing arrived in time. max is the size of the caller's
+ * array: 0 is KOFKA_ERR_INVALID_ARG; any larger value (SIZE_MAX included)
+ * asks for up to max.poll.records. Errors and next steps as kofka_poll.
  */
 kofka_err kofka_poll_batch(kofka_consumer *c, int timeout_ms, kofka_message **out, size_t max, size_t *count);
 
-/** Frees a message returned by kofka_poll / kofka_poll_batch. NULL is a no-op. */
+/**
+ * Frees a message returned by kofka_poll / kofka_poll_batch. NULL is a no-op.
+ * The library keeps the set of messages it handed out and not yet freed: a
+ * second free of the same message, or a pointer it never returned, is ignored
+ * and sets kofka_last_error() (the heap is not touched). Not detected: a
+ * stale pointer whose address the library has since handed out again for a
+ * newer message (the newer message is freed).
+ */
 void kofka_message_free(kofka_message *m);
 
 /**
  * Commits the position after every message returned so far, for every
  * assigned partition.
- * @return KOFKA_OK; KOFKA_ERR_INVALID_STATE (no group.id);
- *         KOFKA_ERR_REBALANCED (not the owner in the current generation);
- *         KOFKA_ERR_STORAGE; KOFKA_ERR_CLOSED.
+ * @return KOFKA_OK;
+ *         KOFKA_ERR_INVALID_STATE no group.id -> set one to commit;
+ *         KOFKA_ERR_REBALANCED    not the owner in the current generation; nothing was
+ *                                 committed -> poll again (it rejoins); records since the
+ *                                 last commit will be delivered again;
+ *         KOFKA_ERR_BUSY -> retry; KOFKA_ERR_STORAGE; KOFKA_ERR_CLOSED -> stop.
  */
 kofka_err kofka_commit(kofka_consumer *c);
 
-/** Commits m->offset + 1 for m's partition. Errors as kofka_commit, plus
- *  KOFKA_ERR_INVALID_ARG for a NULL message. */
+/**
+ * Commits m->offset + 1 for m's topic and partition. Only m->topic,
+ * m->partition and m->offset are read. The message must name a record the log
+ * has: the topic exists, the partition is in range, and
+ * 0 <= m->offset < the partition's high watermark.
+ * @return KOFKA_OK; the errors of kofka_commit, and
+ *         KOFKA_ERR_INVALID_ARG   m or m->topic is NULL -> fix the call;
+ *         KOFKA_ERR_UNKNOWN_TOPIC the topic does not exist -> fix the message;
+ *         KOFKA_ERR_UNKNOWN_PARTITION the partition is out of range -> fix the message;
+ *         KOFKA_ERR_OFFSET_OUT_OF_RANGE m->offset is negative, INT64_MAX, or at or past
+ *                                 the high watermark -> fix the message.
+ *         A refused commit moves nothing.
+ */
 kofka_err kofka_commit_message(kofka_consumer *c, const kofka_message *m);
 
 /**
  * Reads the group's committed offset for a partition; *offset = -1 when the
  * group has none.
- * @return KOFKA_OK; KOFKA_ERR_INVALID_ARG; KOFKA_ERR_INVALID_STATE (no
- *         group.id); KOFKA_ERR_UNKNOWN_TOPIC; KOFKA_ERR_UNKNOWN_PARTITION;
- *         KOFKA_ERR_STORAGE; KOFKA_ERR_CLOSED.
+ * @return KOFKA_OK; KOFKA_ERR_INVALID_ARG -> fix the call;
+ *         KOFKA_ERR_INVALID_STATE no group.id -> set one;
+ *         KOFKA_ERR_UNKNOWN_TOPIC, KOFKA_ERR_UNKNOWN_PARTITION -> fix the name / number;
+ *         KOFKA_ERR_BUSY -> retry; KOFKA_ERR_STORAGE; KOFKA_ERR_CLOSED -> stop.
  */
 kofka_err kofka_committed(kofka_consumer *c, const char *topic, int32_t partition, int64_t *offset);
 
 /**
  * Reads the consumer's position (next offset it will return) for an
  * assigned partition; -1 if it has not been fetched from yet.
- * @return KOFKA_OK; KOFKA_ERR_INVALID_ARG; KOFKA_ERR_INVALID_STATE (not assigned).
+ * @return KOFKA_OK; KOFKA_ERR_INVALID_ARG -> fix the call;
+ *         KOFKA_ERR_INVALID_STATE the partition is not assigned (or was revoked by a
+ *                                 rebalance) -> ask only for assigned partitions;
+ *         KOFKA_ERR_CLOSED -> stop.
  */
 kofka_err kofka_position(kofka_consumer *c, const char *topic, int32_t partition, int64_t *offset);
 
 /**
  * Sets the position of an assigned partition. offset may equal the high
  * watermark (then the consumer waits for new records).
- * @return KOFKA_OK; KOFKA_ERR_INVALID_ARG; KOFKA_ERR_INVALID_STATE (not
- *         assigned); KOFKA_ERR_OFFSET_OUT_OF_RANGE; KOFKA_ERR_CLOSED.
+ * @return KOFKA_OK; KOFKA_ERR_INVALID_ARG -> fix the call;
+ *         KOFKA_ERR_INVALID_STATE not assigned -> seek only assigned partitions;
+ *         KOFKA_ERR_OFFSET_OUT_OF_RANGE outside 0 .. high watermark -> read the
+ *                                 watermarks, pick an offset within them;
+ *         KOFKA_ERR_BUSY -> retry; KOFKA_ERR_CLOSED -> stop.
  */
 kofka_err kofka_seek(kofka_consumer *c, const char *topic, int32_t partition, int64_t offset);
 
 /**
  * Rewinds every assigned partition to the group's committed offset (or the
  * auto.offset.reset position when there is none).
- * @return KOFKA_OK; KOFKA_ERR_INVALID_STATE (no group.id); KOFKA_ERR_NO_OFFSET;
- *         KOFKA_ERR_STORAGE; KOFKA_ERR_CLOSED.
+ * @return KOFKA_OK; KOFKA_ERR_INVALID_STATE (no group.id) -> set one;
+ *         KOFKA_ERR_NO_OFFSET no committed offset and auto.offset.reset=none -> kofka_seek;
+ *         KOFKA_ERR_BUSY -> retry; KOFKA_ERR_STORAGE; KOFKA_ERR_CLOSED -> stop.
  */
 kofka_err kofka_seek_to_committed(kofka_consumer *c);
 
 /**
  * Graceful close: the mode's final commit, leaves the group, frees. The
- * handle is freed even when an error is returned. Closing NULL is a no-op.
+ * handle is closed even when an error is returned: every later call with it,
+ * a second close included, is KOFKA_ERR_CLOSED. A kofka_poll blocked on
+ * another thread returns (no message) and does not delay the close. Closing
+ * NULL is a no-op.
+ * @return KOFKA_OK;
+ *         KOFKA_ERR_REBALANCED the final commit was refused (the group moved on) ->
+ *                              nothing to do: the records will be delivered again;
+ *         KOFKA_ERR_BUSY, KOFKA_ERR_STORAGE the final commit or leave failed -> nothing
+ *                              to retry (the handle is closed): the group expires the
+ *                              member after session.timeout.ms;
+ *         KOFKA_ERR_CLOSED already closed -> nothing to do;
+ *         KOFKA_ERR_INVALID_ARG not a consumer handle -> fix the call.
  */
 kofka_err kofka_consumer_close(kofka_consumer *c);
 
 /**
  * As if the process died: no commit, no leave; frees the handle. The group
- * notices after session.timeout.ms. NULL is a no-op.
+ * notices after session.timeout.ms. NULL is a no-op. A closed, destroyed or
+ * foreign handle is a no-op that sets kofka_last_error() (otherwise it is "").
  */
 void kofka_consumer_destroy(kofka_consumer *c);
 

@@ -34,6 +34,8 @@ suite "demo on memory: (the README's first command)" "$lib/kofka-cli" demo
 suite "crash harness: 3 worker processes, 20 SIGKILLs per mode, 3 polls per transaction, sqlite" \
     "$lib/kofka-cli" demo --storage "sqlite:$tmp/harness.db" --processes 3 --kills 20 --records 600 --polls-per-transaction 3
 suite "bench smoke: every face, release build (figures not asserted)" bash bench/run.sh --quick
+suite "fuzz: libFuzzer over the C ABI, 60 s, instrumented library (Tests/fuzz/run.sh)" bash Tests/fuzz/run.sh 60
+suite "tsan: multi-threaded Swift tests under ThreadSanitizer (scripts/tsan.sh)" bash scripts/tsan.sh
 
 echo
 echo "== summary"

@@ -22,3 +22,9 @@ public func kofka_err_desc(_ err: kofka_err) -> UnsafePointer<CChar>? {
 public func kofka_last_error() -> UnsafePointer<CChar>? {
     LastError.pointer()
 }
+
+@c @implementation
+public func kofka_err_is_retriable(_ err: kofka_err) -> Int32 {
+    guard let c = ErrorCode(rawValue: Int32(bitPattern: err.rawValue)) else { return 0 }
+    return c.isRetriable ? 1 : 0
+}

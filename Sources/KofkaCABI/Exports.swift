@@ -4,8 +4,9 @@ import Glibc
 #endif
 import Kofka
 
-// The C ABI of include/kofka.h. Each function converts its arguments, calls the core, and maps
-// errors to codes; no behaviour lives here.
+// The C ABI of include/kofka.h. Each function looks its handles up in the registry (Handles.swift),
+// converts and checks its arguments, calls the core, and maps errors to codes; no behaviour lives
+// here, and no lock is held across a call into the core.
 
 // MARK: Broker
 
@@ -15,7 +16,13 @@ public func kofka_broker_open(_ storage: UnsafePointer<CChar>?, _ config: Unsafe
     run {
         let out = try need(out, "out", "kofka_broker_open")
         let s = try string(storage, "storage", "kofka_broker_open")
-        out.pointee = retain(try Broker(s, config: try configPairs(config)))
+        let b = try Broker(s, config: try configPairs(config))
+        do {
+            out.pointee = try handles.issue(.broker, .broker(b))
+        } catch {
+            b.close()
+            throw error
+        }
     }
 }
 
@@ -23,25 +30,24 @@ public func kofka_broker_open(_ storage: UnsafePointer<CChar>?, _ config: Unsafe
 public func kofka_broker_close(_ b: OpaquePointer?) -> kofka_err {
     run {
         guard let b else { return }
-        object(b, Broker.self).close()
-        release(b, Broker.self)
+        if case .broker(let broker) = try handles.remove(b, .broker, "kofka_broker_close") { broker.close() }
     }
 }
 
 @c @implementation
 public func kofka_topic_create(_ b: OpaquePointer?, _ topic: UnsafePointer<CChar>?, _ partitions: Int32) -> kofka_err {
     run {
-        let broker = object(try need(b, "broker", "kofka_topic_create"), Broker.self)
-        try broker.createTopic(try string(topic, "topic", "kofka_topic_create"), partitions: partitions)
+        let br = try brokerHandle(b, "kofka_topic_create")
+        try br.createTopic(try string(topic, "topic", "kofka_topic_create"), partitions: partitions)
     }
 }
 
 @c @implementation
 public func kofka_topic_partitions(_ b: OpaquePointer?, _ topic: UnsafePointer<CChar>?, _ partitions: UnsafeMutablePointer<Int32>?) -> kofka_err {
     run {
-        let broker = object(try need(b, "broker", "kofka_topic_partitions"), Broker.self)
+        let br = try brokerHandle(b, "kofka_topic_partitions")
         let out = try need(partitions, "partitions", "kofka_topic_partitions")
-        out.pointee = try broker.partitions(of: try string(topic, "topic", "kofka_topic_partitions"))
+        out.pointee = try br.partitions(of: try string(topic, "topic", "kofka_topic_partitions"))
     }
 }
 
@@ -49,9 +55,9 @@ public func kofka_topic_partitions(_ b: OpaquePointer?, _ topic: UnsafePointer<C
 public func kofka_watermarks(_ b: OpaquePointer?, _ topic: UnsafePointer<CChar>?, _ partition: Int32,
                              _ low: UnsafeMutablePointer<Int64>?, _ high: UnsafeMutablePointer<Int64>?) -> kofka_err {
     run {
-        let broker = object(try need(b, "broker", "kofka_watermarks"), Broker.self)
+        let br = try brokerHandle(b, "kofka_watermarks")
         let lo = try need(low, "low", "kofka_watermarks"), hi = try need(high, "high", "kofka_watermarks")
-        let w = try broker.watermarks(try string(topic, "topic", "kofka_watermarks"), partition)
+        let w = try br.watermarks(try string(topic, "topic", "kofka_watermarks"), partition)
         lo.pointee = w.low
         hi.pointee = w.high
     }
@@ -63,17 +69,25 @@ public func kofka_watermarks(_ b: OpaquePointer?, _ topic: UnsafePointer<CChar>?
 public func kofka_producer_new(_ b: OpaquePointer?, _ config: UnsafePointer<UnsafePointer<CChar>?>?,
                                _ out: UnsafeMutablePointer<OpaquePointer?>?) -> kofka_err {
     run {
-        let broker = object(try need(b, "broker", "kofka_producer_new"), Broker.self)
+        let br = try brokerHandle(b, "kofka_producer_new")
         let out = try need(out, "out", "kofka_producer_new")
-        let p = try broker.producer(try ProducerConfig(try configPairs(config)))
-        out.pointee = retain(ProducerBox(p))
+        let p = try br.producer(try ProducerConfig(try configPairs(config)))
+        do {
+            out.pointee = try handles.issue(.producer, .producer(ProducerBox(p)))
+        } catch {
+            try? p.close(timeout: .zero)
+            throw error
+        }
     }
 }
 
-/// Hands delivery reports to the C callback, with a temporary kofka_record.
+/// Hands delivery reports to the C callback, with a temporary kofka_record. The callback is read
+/// once, here, for the whole batch of reports the caller serves.
 private func deliver(_ handle: OpaquePointer, _ box: ProducerBox) -> (DeliveryReport) -> Void {
-    { report in
-        guard let cb = box.cb else { return }
+    let callback = box.callback.withLock { $0 }
+    guard let cb = callback.cb else { return { _ in } }
+    let cbOpaque = callback.opaque
+    return { report in
         let key = report.record.key, value = report.record.value
         key.withUnsafeBytesOrNil { kp in
             value.withUnsafeBytesOrNil { vp in
@@ -86,7 +100,7 @@ private func deliver(_ handle: OpaquePointer, _ box: ProducerBox) -> (DeliveryRe
                 case .failure(let e): r.partition = report.record.partition ?? -1; r.offset = -1; r.err = code(e)
                 }
                 report.topic.withCString { t in
-                    withUnsafePointer(to: &r) { cb(handle, t, $0, UnsafeMutableRawPointer(bitPattern: report.opaque), box.cbOpaque) }
+                    withUnsafePointer(to: &r) { cb(handle, t, $0, UnsafeMutableRawPointer(bitPattern: report.opaque), cbOpaque) }
                 }
             }
         }
@@ -102,11 +116,13 @@ extension Optional where Wrapped == [UInt8] {
 
 @c @implementation
 public func kofka_producer_close(_ p: OpaquePointer?, _ timeout_ms: Int32) -> kofka_err {
-    guard let p else { LastError.clear(); return KOFKA_OK }
-    let box = object(p, ProducerBox.self)
-    let rc = run { try box.producer.close(timeout: duration(timeout_ms), deliver(p, box)) }
-    release(p, ProducerBox.self)
-    return rc
+    run {
+        guard let p else { return }
+        // The handle leaves the registry first: from here on every call with it, including a
+        // second close, is KOFKA_ERR_CLOSED; calls already running keep their reference.
+        guard case .producer(let box) = try handles.remove(p, .producer, "kofka_producer_close") else { return }
+        try box.producer.close(timeout: duration(timeout_ms), deliver(p, box))
+    }
 }
 
 /// Copies the outcome of one record into the C struct.
@@ -126,25 +142,29 @@ public func kofka_send(_ p: OpaquePointer?, _ topic: UnsafePointer<CChar>?, _ re
     return kofka_send_batch(p, topic, record, 1)
 }
 
+/// The most records one batch call accepts (a C array of more could not be addressed).
+let maxBatchCount = Int.max / MemoryLayout<kofka_record>.stride
+
 @c @implementation
 public func kofka_send_batch(_ p: OpaquePointer?, _ topic: UnsafePointer<CChar>?, _ records: UnsafeMutablePointer<kofka_record>?, _ count: Int) -> kofka_err {
     run {
-        let box = object(try need(p, "producer", "kofka_send_batch"), ProducerBox.self)
+        let box = try producerHandle(p, "kofka_send_batch")
         let t = try string(topic, "topic", "kofka_send_batch")
-        guard count >= 0 else { throw invalidArg("kofka_send_batch: count \(count) is negative") }
+        let count = try checkedCount(count, "kofka_send_batch: count", limit: maxBatchCount)
         if count == 0 { return }
         let recs = try need(records, "records", "kofka_send_batch")
         let maxBytes = box.producer.broker.config.messageMaxBytes
         // Pack every record into one batch; a record whose pointers or lengths are bad fails alone.
         var bytes = 0
-        for i in 0..<count where recs[i].key_len < Int(Int32.max) && recs[i].value_len < Int(Int32.max) {
-            bytes &+= recs[i].key_len &+ recs[i].value_len
+        for i in 0..<count {
+            let k = unsigned(recs[i].key_len), v = unsigned(recs[i].value_len)
+            if k <= UInt(maxBytes) && v <= UInt(maxBytes) { bytes = min(bytes + Int(k + v), 1 << 31) }
         }
-        var batch = RecordBatch(reservingRecords: count, bytes: min(bytes, count &* maxBytes))
+        var batch = RecordBatch(reservingRecords: min(count, 1 << 16), bytes: bytes)
         var parts: [Int32] = []
         var slots: [Int] = []
-        parts.reserveCapacity(count)
-        slots.reserveCapacity(count)
+        parts.reserveCapacity(min(count, 1 << 16))
+        slots.reserveCapacity(min(count, 1 << 16))
         var first: (Int, KofkaError)?
         for i in 0..<count {
             let r = recs[i]
@@ -180,32 +200,48 @@ public func kofka_send_packed(_ p: OpaquePointer?, _ topic: UnsafePointer<CChar>
                               _ partitions_out: UnsafeMutablePointer<Int32>?, _ offsets_out: UnsafeMutablePointer<Int64>?,
                               _ errs_out: UnsafeMutablePointer<kofka_err>?) -> kofka_err {
     run {
-        let box = object(try need(p, "producer", "kofka_send_packed"), ProducerBox.self)
+        let box = try producerHandle(p, "kofka_send_packed")
         let t = try string(topic, "topic", "kofka_send_packed")
-        guard count >= 0 else { throw invalidArg("kofka_send_packed: count \(count) is negative") }
+        let count = try checkedCount(count, "kofka_send_packed: count", limit: Int.max / MemoryLayout<Int64>.stride)
         guard partition >= -1 else { throw invalidArg("kofka_send_packed: invalid partition \(partition)") }
         if count == 0 { return }
         let vlens = try need(value_lens, "value_lens", "kofka_send_packed")
         if keys == nil && key_lens != nil { throw invalidArg("kofka_send_packed: keys is NULL but key_lens is not") }
+        // Every length is checked before any byte is read: -1 (NULL) or 0 ... 2^31-1. A record
+        // above message.max.bytes fails alone, in the core; a length no message.max.bytes can
+        // allow (at most 1 GiB) fails the call.
+        func length(_ len: Int64, _ what: String, _ i: Int) throws -> Int {
+            if len == -1 { return -1 }
+            guard len >= 0 else { throw invalidArg("kofka_send_packed: \(what)_lens[\(i)] is \(len); expected -1 or a length") }
+            guard len <= Int64(Int32.max) else {
+                throw KofkaError(.msgTooLarge, "kofka_send_packed: \(what)_lens[\(i)] \(len) exceeds any message.max.bytes")
+            }
+            return Int(len)
+        }
         var bytes = 0
         for i in 0..<count {
-            bytes &+= Int(clamping: max(0, vlens[i])) &+ Int(clamping: max(0, key_lens?[i] ?? 0))
-        }
-        var batch = RecordBatch(reservingRecords: count, bytes: min(max(0, bytes), 1 << 31))
-        var koff = 0, voff = 0
-        func take(_ base: UnsafeRawPointer?, _ len: Int64, _ off: inout Int, _ what: String, _ i: Int) throws -> UnsafeRawBufferPointer? {
-            if len == -1 { return nil }
-            guard len >= 0 && len <= Int64(Int32.max) else { throw invalidArg("kofka_send_packed: \(what)_lens[\(i)] is \(len); expected -1 or a length") }
-            guard let base else {
-                if len == 0 { return UnsafeRawBufferPointer(start: nil, count: 0) }
-                throw invalidArg("kofka_send_packed: \(what)s is NULL but \(what)_lens[\(i)] is \(len)")
+            let v = try length(vlens[i], "value", i)
+            if v > 0 && values == nil { throw invalidArg("kofka_send_packed: values is NULL but value_lens[\(i)] is \(v)") }
+            var k = -1
+            if let key_lens {
+                k = try length(key_lens[i], "key", i)
+                if k > 0 && keys == nil { throw invalidArg("kofka_send_packed: keys is NULL but key_lens[\(i)] is \(k)") }
             }
-            defer { off += Int(len) }
-            return UnsafeRawBufferPointer(start: base + off, count: Int(len))
+            let (sum, overflow) = bytes.addingReportingOverflow(max(0, v) + max(0, k))
+            if overflow { throw invalidArg("kofka_send_packed: the lengths add up to more than the address space") }
+            bytes = sum
+        }
+        var batch = RecordBatch(reservingRecords: min(count, 1 << 16), bytes: min(bytes, 1 << 31))
+        var koff = 0, voff = 0
+        func take(_ base: UnsafeRawPointer?, _ len: Int, _ off: inout Int) -> UnsafeRawBufferPointer? {
+            if len == -1 { return nil }
+            guard let base else { return UnsafeRawBufferPointer(start: nil, count: 0) }   // len is 0: checked above
+            defer { off += len }
+            return UnsafeRawBufferPointer(start: base + off, count: len)
         }
         for i in 0..<count {
-            let k = try key_lens.map { try take(keys, $0[i], &koff, "key", i) } ?? nil
-            let v = try take(values, vlens[i], &voff, "value", i)
+            let k = key_lens.map { take(keys, Int($0[i]), &koff) } ?? nil
+            let v = take(values, Int(vlens[i]), &voff)
             batch.append(timestampMs: 0, key: k, value: v, headers: nil)
         }
         let parts = partition == -1 ? nil : [Int32](repeating: partition, count: count)
@@ -227,7 +263,7 @@ public func kofka_send_packed(_ p: OpaquePointer?, _ topic: UnsafePointer<CChar>
 public func kofka_produce(_ p: OpaquePointer?, _ topic: UnsafePointer<CChar>?, _ record: UnsafePointer<kofka_record>?,
                           _ msg_opaque: UnsafeMutableRawPointer?) -> kofka_err {
     run {
-        let box = object(try need(p, "producer", "kofka_produce"), ProducerBox.self)
+        let box = try producerHandle(p, "kofka_produce")
         let t = try string(topic, "topic", "kofka_produce")
         let r = try convertRecord(try need(record, "record", "kofka_produce").pointee, maxBytes: box.producer.broker.config.messageMaxBytes)
         try box.producer.produce(t, r, opaque: UInt(bitPattern: msg_opaque))
@@ -237,64 +273,82 @@ public func kofka_produce(_ p: OpaquePointer?, _ topic: UnsafePointer<CChar>?, _
 @c @implementation
 public func kofka_producer_set_delivery_cb(_ p: OpaquePointer?, _ cb: kofka_delivery_cb?, _ cb_opaque: UnsafeMutableRawPointer?) -> kofka_err {
     run {
-        let box = object(try need(p, "producer", "kofka_producer_set_delivery_cb"), ProducerBox.self)
-        box.cb = cb
-        box.cbOpaque = cb_opaque
+        let box = try producerHandle(p, "kofka_producer_set_delivery_cb")
+        box.callback.withLock { $0 = ProducerBox.Callback(cb: cb, opaque: cb_opaque) }
     }
 }
 
 @c @implementation
 public func kofka_producer_poll(_ p: OpaquePointer?, _ timeout_ms: Int32) -> Int32 {
-    guard let p else { LastError.set("kofka_producer_poll: producer is NULL"); return -1 }
-    let box = object(p, ProducerBox.self)
+    let box: ProducerBox
+    do {
+        box = try producerHandle(p, "kofka_producer_poll")
+    } catch let e as KofkaError {
+        LastError.set(e.message)
+        return -1
+    } catch {
+        LastError.set("kofka_producer_poll: \(error)")
+        return -1
+    }
     LastError.clear()
-    return Int32(clamping: box.producer.poll(timeout: duration(timeout_ms), deliver(p, box)))
+    return Int32(clamping: box.producer.poll(timeout: duration(timeout_ms), deliver(p!, box)))
 }
 
 @c @implementation
 public func kofka_flush(_ p: OpaquePointer?, _ timeout_ms: Int32) -> kofka_err {
     run {
-        let h = try need(p, "producer", "kofka_flush")
-        let box = object(h, ProducerBox.self)
+        let box = try producerHandle(p, "kofka_flush")
         try box.producer.checkOpenPublic()
-        try box.producer.flush(timeout: duration(timeout_ms), deliver(h, box))
+        try box.producer.flush(timeout: duration(timeout_ms), deliver(p!, box))
     }
 }
 
 @c @implementation
 public func kofka_init_transactions(_ p: OpaquePointer?, _ timeout_ms: Int32) -> kofka_err {
-    run { try object(try need(p, "producer", "kofka_init_transactions"), ProducerBox.self).producer.initTransactions() }
+    run { try producerHandle(p, "kofka_init_transactions").producer.initTransactions() }
 }
 
 @c @implementation
 public func kofka_begin_transaction(_ p: OpaquePointer?) -> kofka_err {
-    run { try object(try need(p, "producer", "kofka_begin_transaction"), ProducerBox.self).producer.beginTransaction() }
+    run { try producerHandle(p, "kofka_begin_transaction").producer.beginTransaction() }
 }
 
 @c @implementation
 public func kofka_send_offsets_to_transaction(_ p: OpaquePointer?, _ c: OpaquePointer?, _ timeout_ms: Int32) -> kofka_err {
     run {
-        let box = object(try need(p, "producer", "kofka_send_offsets_to_transaction"), ProducerBox.self)
-        let consumer = object(try need(c, "consumer", "kofka_send_offsets_to_transaction"), Consumer.self)
-        try box.producer.sendOffsetsToTransaction(consumer)
+        let box = try producerHandle(p, "kofka_send_offsets_to_transaction")
+        try box.producer.sendOffsetsToTransaction(try consumerHandle(c, "kofka_send_offsets_to_transaction"))
     }
 }
 
 @c @implementation
 public func kofka_commit_transaction(_ p: OpaquePointer?, _ timeout_ms: Int32) -> kofka_err {
     run {
-        let h = try need(p, "producer", "kofka_commit_transaction")
-        let box = object(h, ProducerBox.self)
-        try box.producer.commitTransaction(timeout: duration(timeout_ms), deliver(h, box))
+        let box = try producerHandle(p, "kofka_commit_transaction")
+        try box.producer.commitTransaction(timeout: duration(timeout_ms), deliver(p!, box))
     }
 }
 
 @c @implementation
 public func kofka_abort_transaction(_ p: OpaquePointer?, _ timeout_ms: Int32) -> kofka_err {
     run {
-        let h = try need(p, "producer", "kofka_abort_transaction")
-        let box = object(h, ProducerBox.self)
-        try box.producer.abortTransaction(timeout: duration(timeout_ms), deliver(h, box))
+        let box = try producerHandle(p, "kofka_abort_transaction")
+        try box.producer.abortTransaction(timeout: duration(timeout_ms), deliver(p!, box))
+    }
+}
+
+@c @implementation
+public func kofka_txn_requires_abort(_ p: OpaquePointer?) -> Int32 {
+    do {
+        let box = try producerHandle(p, "kofka_txn_requires_abort")
+        LastError.clear()
+        return box.producer.transactionRequiresAbort ? 1 : 0
+    } catch let e as KofkaError {
+        LastError.set(e.message)
+        return 0
+    } catch {
+        LastError.set("kofka_txn_requires_abort: \(error)")
+        return 0
     }
 }
 
@@ -304,17 +358,24 @@ public func kofka_abort_transaction(_ p: OpaquePointer?, _ timeout_ms: Int32) ->
 public func kofka_consumer_new(_ b: OpaquePointer?, _ config: UnsafePointer<UnsafePointer<CChar>?>?,
                                _ out: UnsafeMutablePointer<OpaquePointer?>?) -> kofka_err {
     run {
-        let broker = object(try need(b, "broker", "kofka_consumer_new"), Broker.self)
+        let br = try brokerHandle(b, "kofka_consumer_new")
         let out = try need(out, "out", "kofka_consumer_new")
-        out.pointee = retain(try broker.consumer(try ConsumerConfig(try configPairs(config))))
+        let c = try br.consumer(try ConsumerConfig(try configPairs(config)))
+        do {
+            out.pointee = try handles.issue(.consumer, .consumer(c))
+        } catch {
+            c.destroy()
+            throw error
+        }
     }
 }
 
 @c @implementation
 public func kofka_subscribe(_ c: OpaquePointer?, _ topics: UnsafePointer<UnsafePointer<CChar>?>?, _ count: Int) -> kofka_err {
     run {
-        let consumer = object(try need(c, "consumer", "kofka_subscribe"), Consumer.self)
-        guard count > 0 else { throw invalidArg("kofka_subscribe: count is \(count); at least one topic is needed") }
+        let consumer = try consumerHandle(c, "kofka_subscribe")
+        let count = try checkedCount(count, "kofka_subscribe: count", limit: 100_000)
+        guard count > 0 else { throw invalidArg("kofka_subscribe: count is 0; at least one topic is needed") }
         let ts = try need(topics, "topics", "kofka_subscribe")
         try consumer.subscribe(try (0..<count).map { try string(ts[$0], "topics[\($0)]", "kofka_subscribe") })
     }
@@ -323,9 +384,9 @@ public func kofka_subscribe(_ c: OpaquePointer?, _ topics: UnsafePointer<UnsafeP
 @c @implementation
 public func kofka_assign(_ c: OpaquePointer?, _ topic: UnsafePointer<CChar>?, _ partitions: UnsafePointer<Int32>?, _ count: Int) -> kofka_err {
     run {
-        let consumer = object(try need(c, "consumer", "kofka_assign"), Consumer.self)
+        let consumer = try consumerHandle(c, "kofka_assign")
         let t = try string(topic, "topic", "kofka_assign")
-        guard count >= 0 && count <= 100_000 else { throw invalidArg("kofka_assign: invalid partition count \(count)") }
+        let count = try checkedCount(count, "kofka_assign: count", limit: 100_000)
         if count == 0 { return }
         let ps = try need(partitions, "partitions", "kofka_assign")
         try consumer.assign(t, partitions: Array(UnsafeBufferPointer(start: ps, count: count)))
@@ -335,9 +396,11 @@ public func kofka_assign(_ c: OpaquePointer?, _ topic: UnsafePointer<CChar>?, _ 
 @c @implementation
 public func kofka_poll(_ c: OpaquePointer?, _ timeout_ms: Int32, _ out: UnsafeMutablePointer<UnsafeMutablePointer<kofka_message>?>?) -> kofka_err {
     run {
-        let consumer = object(try need(c, "consumer", "kofka_poll"), Consumer.self)
+        let consumer = try consumerHandle(c, "kofka_poll")
         let out = try need(out, "out", "kofka_poll")
-        out.pointee = try consumer.poll(max: 1, timeout: duration(timeout_ms), discard: freeMessages, make: makeMessage).first
+        let ms = try consumer.poll(max: 1, timeout: duration(timeout_ms), discard: freeMessages, make: makeMessage)
+        liveMessages.add(ms)
+        out.pointee = ms.first
     }
 }
 
@@ -345,36 +408,49 @@ public func kofka_poll(_ c: OpaquePointer?, _ timeout_ms: Int32, _ out: UnsafeMu
 public func kofka_poll_batch(_ c: OpaquePointer?, _ timeout_ms: Int32, _ out: UnsafeMutablePointer<UnsafeMutablePointer<kofka_message>?>?,
                              _ max: Int, _ count: UnsafeMutablePointer<Int>?) -> kofka_err {
     run {
-        let consumer = object(try need(c, "consumer", "kofka_poll_batch"), Consumer.self)
+        let consumer = try consumerHandle(c, "kofka_poll_batch")
         let n = try need(count, "count", "kofka_poll_batch")
-        guard max > 0 else { throw invalidArg("kofka_poll_batch: max is \(max); at least 1 is needed") }
+        // max is the caller's array size: any value above max.poll.records asks for max.poll.records.
+        let limit = Int(clamping: unsigned(max))
+        guard limit > 0 else { throw invalidArg("kofka_poll_batch: max is 0; at least 1 is needed") }
         let out = try need(out, "out", "kofka_poll_batch")
         n.pointee = 0
-        let msgs = try consumer.poll(max: max, timeout: duration(timeout_ms), discard: freeMessages, make: makeMessage)
+        let msgs = try consumer.poll(max: limit, timeout: duration(timeout_ms), discard: freeMessages, make: makeMessage)
+        liveMessages.add(msgs)
         for (i, m) in msgs.enumerated() { out[i] = m }
         n.pointee = msgs.count
     }
 }
 
-/// Frees messages made for a poll that cannot hand them out.
+/// Frees messages made for a poll that cannot hand them out (never registered as live).
 func freeMessages(_ ms: [UnsafeMutablePointer<kofka_message>]) { for m in ms { free(m) } }
 
 @c @implementation
 public func kofka_message_free(_ m: UnsafeMutablePointer<kofka_message>?) {
+    guard let m else { LastError.clear(); return }
+    guard liveMessages.remove(m) else {
+        LastError.set("kofka_message_free: \(m) is not a message returned by kofka_poll/kofka_poll_batch and not yet freed; ignored")
+        return
+    }
+    LastError.clear()
     free(m)
 }
 
 @c @implementation
 public func kofka_commit(_ c: OpaquePointer?) -> kofka_err {
-    run { try object(try need(c, "consumer", "kofka_commit"), Consumer.self).commit() }
+    run { try consumerHandle(c, "kofka_commit").commit() }
 }
 
 @c @implementation
 public func kofka_commit_message(_ c: OpaquePointer?, _ m: UnsafePointer<kofka_message>?) -> kofka_err {
     run {
-        let consumer = object(try need(c, "consumer", "kofka_commit_message"), Consumer.self)
+        let consumer = try consumerHandle(c, "kofka_commit_message")
         let msg = try need(m, "message", "kofka_commit_message").pointee
         let t = try string(msg.topic, "message->topic", "kofka_commit_message")
+        // The core checks the offset against the partition; this only keeps offset + 1 representable.
+        guard msg.offset < Int64.max else {
+            throw KofkaError(.offsetOutOfRange, "kofka_commit_message: offset \(msg.offset) of \(t)[\(msg.partition)] has no next offset to commit")
+        }
         try consumer.commit(Message(topic: t, partition: msg.partition, offset: msg.offset, timestampMs: msg.timestamp_ms, key: nil, value: nil, headers: []))
     }
 }
@@ -382,7 +458,7 @@ public func kofka_commit_message(_ c: OpaquePointer?, _ m: UnsafePointer<kofka_m
 @c @implementation
 public func kofka_committed(_ c: OpaquePointer?, _ topic: UnsafePointer<CChar>?, _ partition: Int32, _ offset: UnsafeMutablePointer<Int64>?) -> kofka_err {
     run {
-        let consumer = object(try need(c, "consumer", "kofka_committed"), Consumer.self)
+        let consumer = try consumerHandle(c, "kofka_committed")
         let out = try need(offset, "offset", "kofka_committed")
         out.pointee = try consumer.committed(try string(topic, "topic", "kofka_committed"), partition)
     }
@@ -391,7 +467,7 @@ public func kofka_committed(_ c: OpaquePointer?, _ topic: UnsafePointer<CChar>?,
 @c @implementation
 public func kofka_position(_ c: OpaquePointer?, _ topic: UnsafePointer<CChar>?, _ partition: Int32, _ offset: UnsafeMutablePointer<Int64>?) -> kofka_err {
     run {
-        let consumer = object(try need(c, "consumer", "kofka_position"), Consumer.self)
+        let consumer = try consumerHandle(c, "kofka_position")
         let out = try need(offset, "offset", "kofka_position")
         out.pointee = try consumer.position(try string(topic, "topic", "kofka_position"), partition)
     }
@@ -400,27 +476,28 @@ public func kofka_position(_ c: OpaquePointer?, _ topic: UnsafePointer<CChar>?, 
 @c @implementation
 public func kofka_seek(_ c: OpaquePointer?, _ topic: UnsafePointer<CChar>?, _ partition: Int32, _ offset: Int64) -> kofka_err {
     run {
-        let consumer = object(try need(c, "consumer", "kofka_seek"), Consumer.self)
+        let consumer = try consumerHandle(c, "kofka_seek")
         try consumer.seek(try string(topic, "topic", "kofka_seek"), partition, offset)
     }
 }
 
 @c @implementation
 public func kofka_seek_to_committed(_ c: OpaquePointer?) -> kofka_err {
-    run { try object(try need(c, "consumer", "kofka_seek_to_committed"), Consumer.self).seekToCommitted() }
+    run { try consumerHandle(c, "kofka_seek_to_committed").seekToCommitted() }
 }
 
 @c @implementation
 public func kofka_consumer_close(_ c: OpaquePointer?) -> kofka_err {
-    guard let c else { LastError.clear(); return KOFKA_OK }
-    let rc = run { try object(c, Consumer.self).close() }
-    release(c, Consumer.self)
-    return rc
+    run {
+        guard let c else { return }
+        if case .consumer(let consumer) = try handles.remove(c, .consumer, "kofka_consumer_close") { try consumer.close() }
+    }
 }
 
 @c @implementation
 public func kofka_consumer_destroy(_ c: OpaquePointer?) {
-    guard let c else { return }
-    object(c, Consumer.self).destroy()
-    release(c, Consumer.self)
+    _ = run {
+        guard let c else { return }
+        if case .consumer(let consumer) = try handles.remove(c, .consumer, "kofka_consumer_destroy") { consumer.destroy() }
+    }
 }

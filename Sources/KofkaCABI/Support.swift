@@ -1,5 +1,6 @@
 import CKofka
 import Kofka
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -103,8 +104,38 @@ func configPairs(_ config: UnsafePointer<UnsafePointer<CChar>?>?) throws -> [(St
     return out
 }
 
-/// Bytes from a (pointer, length) pair: NULL with length 0 is nil; NULL with a length is an error.
+// MARK: - Lengths and counts from C
+
+// Swift imports `size_t` as `Int`, so a length above INT64_MAX arrives negative. Every length or
+// count from C is read as the unsigned value the caller passed, checked against its limit, and
+// only then used for arithmetic or a read.
+
+/// The unsigned value of a C `size_t` that Swift imported as `Int`.
+@inline(__always)
+func unsigned(_ n: Int) -> UInt { UInt(bitPattern: n) }
+
+/// A byte length from C: at most `maxBytes` (message.max.bytes), else `.msgTooLarge` naming it.
+@inline(__always)
+func byteLength(_ n: Int, _ name: @autoclosure () -> String, maxBytes: Int) throws -> Int {
+    guard unsigned(n) <= UInt(maxBytes) else {
+        throw KofkaError(.msgTooLarge, "\(name()) \(unsigned(n)) exceeds message.max.bytes (\(maxBytes))")
+    }
+    return n
+}
+
+/// A count from C: at most `limit`, else `.invalidArg` naming it.
+@inline(__always)
+func checkedCount(_ n: Int, _ name: @autoclosure () -> String, limit: Int) throws -> Int {
+    guard unsigned(n) <= UInt(limit) else {
+        throw invalidArg("\(name()) is \(unsigned(n)); at most \(limit) is accepted")
+    }
+    return n
+}
+
+/// Bytes from a (pointer, length) pair whose length was checked: NULL with length 0 is nil;
+/// NULL with a length is an error.
 func bytes(_ p: UnsafeRawPointer?, _ len: Int, _ name: String) throws -> [UInt8]? {
+    guard len >= 0 else { throw invalidArg("\(name)_len \(unsigned(len)) is too large") }
     guard let p else {
         if len != 0 { throw invalidArg("\(name) is NULL but \(name)_len is \(len)") }
         return nil
@@ -112,59 +143,69 @@ func bytes(_ p: UnsafeRawPointer?, _ len: Int, _ name: String) throws -> [UInt8]
     return Array(UnsafeRawBufferPointer(start: p, count: len))
 }
 
+/// A record's partition: a partition number or KOFKA_PARTITION_ANY.
+@inline(__always)
+func checkPartition(_ p: Int32) throws {
+    guard p >= -1 else {
+        throw invalidArg("invalid partition \(p): expected a partition number or KOFKA_PARTITION_ANY (-1)")
+    }
+}
+
+/// A record's key and value lengths, each and together at most `maxBytes`.
+@inline(__always)
+func keyValueLengths(_ r: kofka_record, maxBytes: Int) throws -> (key: Int, value: Int) {
+    let k = try byteLength(r.key_len, "key_len", maxBytes: maxBytes)
+    let v = try byteLength(r.value_len, "value_len", maxBytes: maxBytes)
+    if k + v > maxBytes {   // each is at most 1 GiB: no overflow
+        throw KofkaError(.msgTooLarge, "record of key_len \(k) + value_len \(v) bytes exceeds message.max.bytes (\(maxBytes))")
+    }
+    return (k, v)
+}
+
 /// Converts a C record to a core `Record`, checking every pointer and length first. Lengths
 /// larger than `maxBytes` fail before any byte is read.
 func convertRecord(_ r: kofka_record, maxBytes: Int) throws -> Record {
-    guard r.partition >= -1 else {
-        throw invalidArg("invalid partition \(r.partition): expected a partition number or KOFKA_PARTITION_ANY (-1)")
-    }
-    var total = r.key_len.addingReportingOverflow(r.value_len)
-    if total.overflow || total.partialValue > maxBytes {
-        throw KofkaError(.msgTooLarge, "record of key_len \(r.key_len) + value_len \(r.value_len) bytes exceeds message.max.bytes (\(maxBytes))")
-    }
+    try checkPartition(r.partition)
+    let (keyLen, valueLen) = try keyValueLengths(r, maxBytes: maxBytes)
+    var total = keyLen + valueLen
     var headers: [Header] = []
-    if r.header_count > 0 {
-        guard let hs = r.headers else { throw invalidArg("headers is NULL but header_count is \(r.header_count)") }
-        guard r.header_count <= maxBytes else {
-            throw KofkaError(.msgTooLarge, "header_count \(r.header_count) exceeds message.max.bytes (\(maxBytes))")
-        }
-        headers.reserveCapacity(r.header_count)
-        for i in 0..<r.header_count {
+    if r.header_count != 0 {
+        // Every header takes at least one byte, so more headers than message.max.bytes never fit.
+        let n = try byteLength(r.header_count, "header_count", maxBytes: maxBytes)
+        guard let hs = r.headers else { throw invalidArg("headers is NULL but header_count is \(n)") }
+        headers.reserveCapacity(Swift.min(n, 1024))
+        for i in 0..<n {
             let h = hs[i]
             guard let name = h.name else { throw invalidArg("header \(i) has a NULL name") }
-            total = total.partialValue.addingReportingOverflow(h.value_len)
-            if total.overflow || total.partialValue > maxBytes {
-                throw KofkaError(.msgTooLarge, "record with header \(i) value_len \(h.value_len) exceeds message.max.bytes (\(maxBytes))")
+            let len = try byteLength(h.value_len, "header \(i) value_len", maxBytes: maxBytes)
+            total += len   // both at most 1 GiB: no overflow
+            if total > maxBytes {
+                throw KofkaError(.msgTooLarge, "record with header \(i) value_len \(len) exceeds message.max.bytes (\(maxBytes))")
             }
-            headers.append(Header(String(cString: name), try bytes(h.value, h.value_len, "header '\(String(cString: name))' value")))
+            headers.append(Header(String(cString: name), try bytes(h.value, len, "header '\(String(cString: name))' value")))
         }
     }
     return Record(partition: r.partition == -1 ? nil : r.partition,
-                  key: try bytes(r.key, r.key_len, "key"),
-                  value: try bytes(r.value, r.value_len, "value"),
+                  key: try bytes(r.key, keyLen, "key"),
+                  value: try bytes(r.value, valueLen, "value"),
                   headers: headers, timestampMs: r.timestamp_ms)
 }
 
 /// Appends a C record to a batch (one copy of its bytes), checking every pointer and length
 /// first; lengths larger than `maxBytes` fail before any byte is read.
 func appendRecord(_ r: kofka_record, to batch: inout RecordBatch, maxBytes: Int) throws {
-    guard r.partition >= -1 else {
-        throw invalidArg("invalid partition \(r.partition): expected a partition number or KOFKA_PARTITION_ANY (-1)")
-    }
-    let total = r.key_len.addingReportingOverflow(r.value_len)
-    if total.overflow || total.partialValue > maxBytes {
-        throw KofkaError(.msgTooLarge, "record of key_len \(r.key_len) + value_len \(r.value_len) bytes exceeds message.max.bytes (\(maxBytes))")
-    }
-    if r.key == nil && r.key_len != 0 { throw invalidArg("key is NULL but key_len is \(r.key_len)") }
-    if r.value == nil && r.value_len != 0 { throw invalidArg("value is NULL but value_len is \(r.value_len)") }
+    try checkPartition(r.partition)
+    let (keyLen, valueLen) = try keyValueLengths(r, maxBytes: maxBytes)
+    if r.key == nil && keyLen != 0 { throw invalidArg("key is NULL but key_len is \(keyLen)") }
+    if r.value == nil && valueLen != 0 { throw invalidArg("value is NULL but value_len is \(valueLen)") }
     var headers: [UInt8]? = nil
-    if r.header_count > 0 {
+    if r.header_count != 0 {
         // Headers are rare: convert through the general path, which checks them.
         headers = HeaderCodec.encode(try convertRecord(r, maxBytes: maxBytes).headers)
     }
     batch.append(timestampMs: r.timestamp_ms,
-                 key: r.key.map { UnsafeRawBufferPointer(start: $0, count: r.key_len) },
-                 value: r.value.map { UnsafeRawBufferPointer(start: $0, count: r.value_len) },
+                 key: r.key.map { UnsafeRawBufferPointer(start: $0, count: keyLen) },
+                 value: r.value.map { UnsafeRawBufferPointer(start: $0, count: valueLen) },
                  headers: headers)
 }
 
@@ -173,20 +214,6 @@ func duration(_ ms: Int32) -> Duration? { ms < 0 ? nil : .milliseconds(Int64(ms)
 
 /// The error code of a result, as the C enum.
 func code(_ e: KofkaError) -> kofka_err { kofka_err(rawValue: UInt32(bitPattern: e.code.rawValue)) }
-
-// MARK: - Handles
-
-/// What a `kofka_producer *` points at: the core producer plus the C delivery callback.
-final class ProducerBox {
-    let producer: Producer
-    var cb: kofka_delivery_cb?
-    var cbOpaque: UnsafeMutableRawPointer?
-    init(_ p: Producer) { producer = p }
-}
-
-@inline(__always) func retain<T: AnyObject>(_ o: T) -> OpaquePointer { OpaquePointer(Unmanaged.passRetained(o).toOpaque()) }
-@inline(__always) func object<T: AnyObject>(_ p: OpaquePointer, _: T.Type) -> T { Unmanaged<T>.fromOpaque(UnsafeRawPointer(p)).takeUnretainedValue() }
-@inline(__always) func release<T: AnyObject>(_ p: OpaquePointer, _: T.Type) { Unmanaged<T>.fromOpaque(UnsafeRawPointer(p)).release() }
 
 // MARK: - Messages
 
@@ -225,3 +252,23 @@ func makeMessage(_ topic: String, _ partition: Int32, _ r: RecordView) throws ->
                                      headers: headers.isEmpty ? nil : UnsafePointer(hdrs), header_count: headers.count))
     return msg
 }
+
+/// The messages handed to C and not yet freed, so that `kofka_message_free` of a pointer that
+/// is not one of them (freed already, or never returned by a poll) is refused instead of
+/// corrupting the heap. One lock, held only for the set operation (a poll's batch is added
+/// under one acquisition).
+final class LiveMessages: Sendable {
+    private let live = Mutex(WordTable<Void>())
+
+    /// Records a poll's messages, about to be handed out.
+    func add(_ ms: [UnsafeMutablePointer<kofka_message>]) {
+        live.withLock { table in for m in ms { table.insert(UInt64(UInt(bitPattern: m)), ()) } }
+    }
+
+    /// Forgets a message; false when it was not live.
+    func remove(_ m: UnsafeMutablePointer<kofka_message>) -> Bool {
+        live.withLock { $0.removeValue(for: UInt64(UInt(bitPattern: m))) != nil }
+    }
+}
+
+let liveMessages = LiveMessages()

@@ -25,7 +25,7 @@ static void error_names_and_descriptions(void) {
         "KOFKA_ERR_MSG_TOO_LARGE", "KOFKA_ERR_OFFSET_OUT_OF_RANGE", "KOFKA_ERR_NO_OFFSET",
         "KOFKA_ERR_TIMED_OUT", "KOFKA_ERR_STORAGE", "KOFKA_ERR_OUT_OF_ORDER_SEQUENCE",
         "KOFKA_ERR_PRODUCER_FENCED", "KOFKA_ERR_TXN_TIMED_OUT", "KOFKA_ERR_REBALANCED", "KOFKA_ERR_CLOSED",
-        "KOFKA_ERR_UNSUPPORTED", "KOFKA_ERR_QUEUE_FULL",
+        "KOFKA_ERR_UNSUPPORTED", "KOFKA_ERR_QUEUE_FULL", "KOFKA_ERR_BUSY", "KOFKA_ERR_PURGED",
     };
     for (int e = 0; e < (int)(sizeof names / sizeof names[0]); e++) {
         CHECK_STR_EQ(names[e], kofka_err_name((kofka_err)e));
@@ -34,7 +34,9 @@ static void error_names_and_descriptions(void) {
     }
     CHECK_EQ(18, KOFKA_ERR_QUEUE_FULL);
     CHECK_EQ(13, KOFKA_ERR_PRODUCER_FENCED);
-    int unknown[] = {19, 99, -1, 1000000};
+    CHECK_EQ(19, KOFKA_ERR_BUSY);
+    CHECK_EQ(20, KOFKA_ERR_PURGED);
+    int unknown[] = {21, 99, -1, 1000000};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         CHECK_STR_EQ("KOFKA_ERR_UNKNOWN", kofka_err_name((kofka_err)unknown[i]));
         CHECK(kofka_err_desc((kofka_err)unknown[i]) != NULL);

@@ -32,7 +32,6 @@ import array
 import ctypes
 import itertools
 import math
-import threading
 import time
 import weakref
 from contextlib import contextmanager
@@ -80,6 +79,10 @@ __all__ = [
     "ClosedError",
     "UnsupportedError",
     "QueueFullError",
+    "BusyError",
+    "PurgedError",
+    "RetriableError",
+    "is_retriable",
     "PARTITION_ANY",
     "library_path",
     "__version__",
@@ -134,6 +137,22 @@ class KofkaError(Exception):
     def __reduce__(self) -> Any:
         return (_error_for, (self.code, self.message))
 
+    @property
+    def is_retriable(self) -> bool:
+        """True when repeating the same call may succeed (``kofka_err_is_retriable``):
+        :class:`BusyError`, :class:`TimedOutError`, :class:`QueueFullError`."""
+        return is_retriable(self.code)
+
+
+def is_retriable(code: int) -> bool:
+    """True when a call that failed with ``code`` may succeed if repeated
+    (``kofka_err_is_retriable``: BUSY, TIMED_OUT, QUEUE_FULL); False for other codes."""
+    return bool(_raw(_lib.kofka_err_is_retriable, int(code)))
+
+
+class RetriableError(KofkaError):
+    """Base of the errors after which the same call may succeed if repeated."""
+
 
 class InvalidArgError(KofkaError):
     """KOFKA_ERR_INVALID_ARG: a NULL pointer, negative size, bad name or unknown storage scheme."""
@@ -171,7 +190,7 @@ class NoOffsetError(KofkaError):
     """KOFKA_ERR_NO_OFFSET: no committed offset and auto.offset.reset=none."""
 
 
-class TimedOutError(KofkaError, TimeoutError):
+class TimedOutError(RetriableError, TimeoutError):
     """KOFKA_ERR_TIMED_OUT: timed out; for a send, the outcome is unknown."""
 
 
@@ -203,8 +222,18 @@ class UnsupportedError(KofkaError):
     """KOFKA_ERR_UNSUPPORTED: not available in this build of the library or on this backend."""
 
 
-class QueueFullError(KofkaError, BufferError):
+class QueueFullError(RetriableError, BufferError):
     """KOFKA_ERR_QUEUE_FULL: produce() queue is full; call poll() and retry (a BufferError, as in confluent-kafka)."""
+
+
+class BusyError(RetriableError):
+    """KOFKA_ERR_BUSY: the storage stayed locked by another writer past sqlite.busy.timeout.ms;
+    nothing was written: repeat the call."""
+
+
+class PurgedError(KofkaError):
+    """KOFKA_ERR_PURGED (delivery reports only): the record was never written because its
+    transaction was aborted; produce it again in a new transaction if it is still wanted."""
 
 
 _ERRORS: Dict[int, Type[KofkaError]] = {
@@ -226,6 +255,8 @@ _ERRORS: Dict[int, Type[KofkaError]] = {
     _ffi.KOFKA_ERR_CLOSED: ClosedError,
     _ffi.KOFKA_ERR_UNSUPPORTED: UnsupportedError,
     _ffi.KOFKA_ERR_QUEUE_FULL: QueueFullError,
+    _ffi.KOFKA_ERR_BUSY: BusyError,
+    _ffi.KOFKA_ERR_PURGED: PurgedError,
 }
 
 
@@ -787,8 +818,8 @@ class Producer(_Closing):
 
         def attempt(ms: int) -> Tuple[bool, int]:
             n = _raw(_lib.kofka_producer_poll, h, ms)
-            if n < 0:
-                _check(_ffi.KOFKA_ERR_INVALID_ARG)
+            if n < 0:  # the handle was closed (by another thread) or is not a producer
+                raise _error_for(_ffi.KOFKA_ERR_CLOSED if self.closed else _ffi.KOFKA_ERR_INVALID_ARG, _last_error())
             return n > 0, n
 
         try:
@@ -845,6 +876,15 @@ class Producer(_Closing):
     def abort_transaction(self, timeout: Optional[float] = None) -> None:
         """Abort the open transaction: read_committed consumers never see its records."""
         _call(_lib.kofka_abort_transaction, self._h(), _ms(timeout))
+
+    def txn_requires_abort(self) -> bool:
+        """True when the open transaction can only be aborted (librdkafka's
+        ``txn_requires_abort``): call :meth:`abort_transaction`, then start over."""
+        h = self._h()
+        r = bool(_raw(_lib.kofka_txn_requires_abort, h))
+        if not r and _last_error():
+            raise _error_for(_ffi.KOFKA_ERR_CLOSED, _last_error())
+        return r
 
     @contextmanager
     def transaction(self, timeout: Optional[float] = None) -> Iterator["Producer"]:
@@ -905,14 +945,14 @@ class Consumer(_Closing):
             ``group.id``, ``delivery`` is ``delivery.mode``.
 
     Either :meth:`subscribe` (group membership) or :meth:`assign` (manual),
-    then :meth:`poll` / :meth:`poll_batch` / iterate. Calls on one consumer
-    are serialised; :meth:`close` from another thread ends an iteration.
+    then :meth:`poll` / :meth:`poll_batch` / iterate. The library serialises
+    calls on one consumer; :meth:`close` or :meth:`destroy` from another thread
+    ends an iteration, and a call racing with them raises :class:`ClosedError`.
     """
 
     def __init__(self, broker: Broker, config: Optional[Mapping[str, Any]] = None, **kw: Any) -> None:
         self._handle: Any = None
         self._broker = broker
-        self._lock = threading.RLock()
         self._config = _merge_config(config, kw)
         try:
             self._max_poll = max(1, int(self._config.get("max.poll.records", "500")))
@@ -933,20 +973,17 @@ class Consumer(_Closing):
         """Join ``group.id`` for these topics; the group assigns partitions."""
         names = [topics] if isinstance(topics, str) else list(topics)
         arr = _CStrings(names)
-        with self._lock:
-            _call(_lib.kofka_subscribe, self._h(), arr.pointer(), arr.count)
+        _call(_lib.kofka_subscribe, self._h(), arr.pointer(), arr.count)
 
     def assign(self, topic: str, partitions: Union[int, Iterable[int]]) -> None:
         """Assign partitions of ``topic`` manually (no group membership); adds to earlier assignments."""
         parts = [partitions] if isinstance(partitions, int) else [int(p) for p in partitions]
         arr = (ctypes.c_int32 * max(len(parts), 1))(*parts)
-        with self._lock:
-            _call(_lib.kofka_assign, self._h(), _enc(topic), arr, len(parts))
+        _call(_lib.kofka_assign, self._h(), _enc(topic), arr, len(parts))
 
     def _poll_once(self, ms: int) -> Tuple[bool, Optional[Message]]:
         out = ctypes.POINTER(_ffi.kofka_message)()
-        with self._lock:
-            _call(_lib.kofka_poll, self._h(), ms, ctypes.byref(out))
+        _call(_lib.kofka_poll, self._h(), ms, ctypes.byref(out))
         if not out:
             return False, None
         try:
@@ -964,8 +1001,7 @@ class Consumer(_Closing):
     def _poll_batch_once(self, ms: int, n: int) -> Tuple[bool, List[Message]]:
         arr = (ctypes.POINTER(_ffi.kofka_message) * n)()
         count = ctypes.c_size_t(0)
-        with self._lock:
-            _call(_lib.kofka_poll_batch, self._h(), ms, arr, n, ctypes.byref(count))
+        _call(_lib.kofka_poll_batch, self._h(), ms, arr, n, ctypes.byref(count))
         msgs: List[Message] = []
         try:
             for i in range(count.value):
@@ -1000,8 +1036,7 @@ class Consumer(_Closing):
 
     def commit(self) -> None:
         """Commit the position after every message returned so far, for every assigned partition."""
-        with self._lock:
-            _call(_lib.kofka_commit, self._h())
+        _call(_lib.kofka_commit, self._h())
 
     def commit_message(self, msg: Message) -> None:
         """Commit ``msg.offset + 1`` for the message's partition."""
@@ -1011,52 +1046,45 @@ class Consumer(_Closing):
         m.partition = msg.partition
         m.offset = msg.offset
         m.timestamp_ms = msg.timestamp_ms
-        with self._lock:
-            _call(_lib.kofka_commit_message, self._h(), ctypes.byref(m))
+        _call(_lib.kofka_commit_message, self._h(), ctypes.byref(m))
 
     def committed(self, topic: str, partition: int) -> int:
         """The group's committed offset (next record to read) for a partition; -1 when none."""
         off = ctypes.c_int64()
-        with self._lock:
-            _call(_lib.kofka_committed, self._h(), _enc(topic), int(partition), ctypes.byref(off))
+        _call(_lib.kofka_committed, self._h(), _enc(topic), int(partition), ctypes.byref(off))
         return off.value
 
     def position(self, topic: str, partition: int) -> int:
         """The next offset this consumer will return for an assigned partition (-1 if not fetched yet)."""
         off = ctypes.c_int64()
-        with self._lock:
-            _call(_lib.kofka_position, self._h(), _enc(topic), int(partition), ctypes.byref(off))
+        _call(_lib.kofka_position, self._h(), _enc(topic), int(partition), ctypes.byref(off))
         return off.value
 
     def seek(self, topic: str, partition: int, offset: int) -> None:
         """Set the position of an assigned partition (may equal the high watermark)."""
-        with self._lock:
-            _call(_lib.kofka_seek, self._h(), _enc(topic), int(partition), int(offset))
+        _call(_lib.kofka_seek, self._h(), _enc(topic), int(partition), int(offset))
 
     def seek_to_committed(self) -> None:
         """Rewind every assigned partition to the group's committed offset."""
-        with self._lock:
-            _call(_lib.kofka_seek_to_committed, self._h())
+        _call(_lib.kofka_seek_to_committed, self._h())
 
     def close(self) -> None:
         """Graceful close: the delivery mode's final commit, leave the group, free.
 
         Closing twice (or after :meth:`destroy`) is harmless.
         """
-        with self._lock:
-            h, self._handle = self._handle, None
-            if h:
-                _call(_lib.kofka_consumer_close, h)
+        h, self._handle = self._handle, None
+        if h:
+            _call(_lib.kofka_consumer_close, h)
 
     def destroy(self) -> None:
         """Free the consumer as if its process died: no commit, no leave.
 
         The group notices after ``session.timeout.ms``.
         """
-        with self._lock:
-            h, self._handle = self._handle, None
-            if h:
-                _raw(_lib.kofka_consumer_destroy, h)
+        h, self._handle = self._handle, None
+        if h:
+            _raw(_lib.kofka_consumer_destroy, h)
 
     def __repr__(self) -> str:
         return f"<kofka.Consumer{' closed' if self.closed else ''} {self._config}>"

@@ -65,11 +65,15 @@ KOFKA_ERR_REBALANCED = 15
 KOFKA_ERR_CLOSED = 16
 KOFKA_ERR_UNSUPPORTED = 17
 KOFKA_ERR_QUEUE_FULL = 18
+KOFKA_ERR_BUSY = 19
+KOFKA_ERR_PURGED = 20
 
 KOFKA_PARTITION_ANY = -1
 
 # ---------------------------------------------------------------------------
-# Handles: one distinct pointer type per opaque struct.
+# Handles: one distinct pointer type per opaque struct. The library hands out
+# tokens, not addresses (it checks each against its registry of live handles),
+# so a handle is only ever passed back, never dereferenced.
 # ---------------------------------------------------------------------------
 
 
@@ -151,6 +155,7 @@ SIGNATURES = {
     "kofka_err_name": (c_char_p, [kofka_err]),
     "kofka_err_desc": (c_char_p, [kofka_err]),
     "kofka_version": (c_char_p, []),
+    "kofka_err_is_retriable": (c_int, [kofka_err]),
     # broker
     "kofka_broker_open": (kofka_err, [c_char_p, ConfigP, POINTER(BrokerP)]),
     "kofka_broker_close": (kofka_err, [BrokerP]),
@@ -173,6 +178,7 @@ SIGNATURES = {
     "kofka_send_offsets_to_transaction": (kofka_err, [ProducerP, ConsumerP, c_int]),
     "kofka_commit_transaction": (kofka_err, [ProducerP, c_int]),
     "kofka_abort_transaction": (kofka_err, [ProducerP, c_int]),
+    "kofka_txn_requires_abort": (c_int, [ProducerP]),
     # consumer
     "kofka_consumer_new": (kofka_err, [BrokerP, ConfigP, POINTER(ConsumerP)]),
     "kofka_subscribe": (kofka_err, [ConsumerP, ConfigP, c_size_t]),

@@ -379,7 +379,7 @@ def test_errors_carry_code_name_and_message():
         assert e.name.startswith("KOFKA_ERR_")
         assert e.message == "detail"
         assert isinstance(e, kofka.KofkaError)
-    assert sorted(kofka._ERRORS) == list(range(1, 19))
+    assert sorted(kofka._ERRORS) == list(range(1, 21))
     assert kofka._error_for(13).name == "KOFKA_ERR_PRODUCER_FENCED"
     assert kofka._error_for(13).message  # falls back to the description
     assert isinstance(kofka._error_for(18), BufferError)
