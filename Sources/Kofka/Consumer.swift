@@ -98,6 +98,16 @@ public final class Consumer: Sendable {
         }
     }
 
+    /// `withOps` for a call that must not run once the consumer is closed: it answers `.closed`
+    /// even when the close happened while it waited for its turn (never, say, `.rebalanced`
+    /// because the close had already left the group).
+    private func whileOpen<T>(_ body: (inout State) throws -> T) throws -> T {
+        try withOps { s in
+            try checkOpen()
+            return try body(&s)
+        }
+    }
+
     // MARK: Assignment
 
     /// Joins `group.id` and subscribes to `topics`; the group assigns partitions.
@@ -105,7 +115,7 @@ public final class Consumer: Sendable {
         try checkOpen()
         let group = try requireGroup("subscribe")
         guard !topics.isEmpty else { throw KofkaError(.invalidArg, "subscribe needs at least one topic") }
-        try withOps { s in
+        try whileOpen { s in
             if case .manual = s.subscription { throw KofkaError(.invalidState, "the consumer has a manual assignment; subscribe is not allowed") }
             for t in topics { _ = try broker.topicMeta(t, autoCreate: true) }
             if case .group = s.subscription, let id = s.memberId {
@@ -138,7 +148,7 @@ public final class Consumer: Sendable {
     /// Assigns partitions of `topic` manually (no group membership); adds to earlier assignments.
     public func assign(_ topic: String, partitions: [Int32]) throws {
         try checkOpen()
-        try withOps { s in
+        try whileOpen { s in
             if case .group = s.subscription { throw KofkaError(.invalidState, "the consumer is subscribed to a group; assign is not allowed") }
             let meta = try broker.topicMeta(topic)
             for p in partitions { _ = try broker.pnum(meta, p) }
@@ -410,7 +420,7 @@ public final class Consumer: Sendable {
     public func commit() throws {
         try checkOpen()
         _ = try requireGroup("commit")
-        try withOps { s in try commitOffsets(&s, currentPositions(s, s.assignment)) }
+        try whileOpen { s in try commitOffsets(&s, currentPositions(s, s.assignment)) }
     }
 
     /// Commits `message.offset + 1` for the message's partition. The message must be one that
@@ -424,7 +434,7 @@ public final class Consumer: Sendable {
         guard message.offset >= 0 && message.offset < high else {
             throw KofkaError(.offsetOutOfRange, "cannot commit message offset \(message.offset) of \(tp): offsets held are 0..<\(high)")
         }
-        try withOps { s in
+        try whileOpen { s in
             let member: String? = if case .group = s.subscription { s.memberId } else { nil }
             try broker.commitOffsets(group, memberId: member, generation: s.generation, [tp: message.offset + 1])
         }
@@ -453,7 +463,7 @@ public final class Consumer: Sendable {
     public func seek(_ topic: String, _ partition: Int32, _ offset: Int64) throws {
         try checkOpen()
         let tp = TopicPartition(topic, partition)
-        try withOps { s in
+        try whileOpen { s in
             guard s.assignment.contains(tp) else { throw KofkaError(.invalidState, "\(tp) is not assigned to this consumer") }
             let (low, hw) = try broker.watermarks(topic, partition)
             guard offset >= low && offset <= hw else {
@@ -470,7 +480,7 @@ public final class Consumer: Sendable {
     public func seekToCommitted() throws {
         try checkOpen()
         let group = try requireGroup("seek_to_committed")
-        try withOps { s in
+        try whileOpen { s in
             let assignment = s.assignment
             var metas: [String: TopicMeta] = [:]
             for tp in assignment where metas[tp.topic] == nil { metas[tp.topic] = try broker.topicMeta(tp.topic) }
@@ -502,7 +512,7 @@ public final class Consumer: Sendable {
     func handOverOffsets(_ body: (String, String?, Int32, [(TopicPartition, Int64)]) throws -> Void) throws {
         try checkOpen()
         let group = try requireGroup("send_offsets_to_transaction")
-        try withOps { s in
+        try whileOpen { s in
             if !s.revokedWithUncommitted.isEmpty {
                 let lost = s.revokedWithUncommitted.sorted().map(\.description).joined(separator: ", ")
                 throw KofkaError(.rebalanced, "group '\(group)' reassigned \(lost) after records were returned from it and before their offsets were committed: abort the transaction and seek_to_committed")

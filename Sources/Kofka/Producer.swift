@@ -311,7 +311,9 @@ public final class Producer: Sendable {
     /// newer producer fences this one for good; a plain idempotent producer starts a new epoch,
     /// so its sequences restart at 0 and cannot collide with a batch whose fate is unknown.
     private func requestFailed(_ e: KofkaError, _ id: ProducerIdentity) {
-        guard e.code != .closed else { return }
+        // Closed: nothing more happens. Busy: the storage refused every attempt and nothing was
+        // written, so the sequence is where it was and the transaction can go on.
+        guard e.code != .closed && e.code != .busy else { return }
         state.withLock { s in
             guard s.pid == id.pid && s.epoch == id.epoch else { return }   // already moved on (an abort)
             if config.transactionalId != nil {
@@ -333,6 +335,8 @@ public final class Producer: Sendable {
         let clock = broker.clock
         let started = clock.monotonicNs()
         var attempt = 0
+        // Whether some attempt may have been written (anything but a busy refusal).
+        var outcomeUnknown = false
         while true {
             do {
                 try checkOpen()
@@ -353,10 +357,12 @@ public final class Producer: Sendable {
             } catch let e as KofkaError where e.retriable {
                 if config.acks == .none { return -1 }
                 attempt += 1
+                if e.code != .busy { outcomeUnknown = true }
                 let elapsedMs = Int((clock.monotonicNs() &- started) / 1_000_000)
                 if attempt > config.retries || elapsedMs + config.retryBackoffMs >= config.deliveryTimeoutMs {
                     let why = config.retries == 0 ? "no retries (retries=0)" : "gave up after \(attempt) attempt\(attempt == 1 ? "" : "s") in \(elapsedMs) ms"
-                    if e.code == .busy { throw KofkaError(.busy, "\(e.message); nothing was written, \(why)") }
+                    // Refused every time because the storage was busy: nothing was written.
+                    if !outcomeUnknown { throw KofkaError(.busy, "\(e.message); nothing was written, \(why)") }
                     throw KofkaError(.timedOut, "\(e.message); outcome unknown, \(why)")
                 }
                 if !sequencer.pause(ms: config.retryBackoffMs) {
