@@ -60,11 +60,16 @@
  *    kofka_flush(), kofka_producer_close(), kofka_commit_transaction() or
  *    kofka_abort_transaction() (the last two flush and serve reports on the
  *    calling thread), never on a library thread.
- *  - Offsets: a partition's offsets are dense, starting at 0. The high
- *    watermark is the next offset to be written. A committed consumer offset
+ *  - Offsets: a partition's offsets are dense when written, starting at 0;
+ *    compaction leaves gaps, which readers skip. The high watermark is the next
+ *    offset to be written; the low watermark is the log start offset, which
+ *    retention and kofka_delete_records move up. A committed consumer offset
  *    is the offset of the next record to read. Transaction markers do not
  *    occupy offsets; records of aborted transactions do occupy offsets and are
  *    skipped by read_committed consumers.
+ *  - Retention is unlimited by default (log.retention.ms=-1,
+ *    log.retention.bytes=-1), unlike Kafka: an embedded log never deletes
+ *    what nobody asked it to delete. See kofka_topic_create_with_config.
  *
  * ---------------------------------------------------------------------------
  * Error classes: what to do after a failure
@@ -239,7 +244,15 @@ typedef struct kofka_message {
  *                     (full | normal), sqlite.busy.timeout.ms (5000),
  *                     fault.storage.failure.rate (0.0: probability a produce
  *                     write fails, half before and half after its commit),
- *                     fault.storage.seed (1).
+ *                     fault.storage.seed (1); topic defaults (see
+ *                     kofka_topic_create_with_config) log.retention.ms (-1),
+ *                     log.retention.bytes (-1), log.cleanup.policy (delete),
+ *                     log.cleaner.delete.retention.ms (86400000),
+ *                     log.cleaner.min.compaction.lag.ms (0); the background
+ *                     cleaner's period log.retention.check.interval.ms (300000;
+ *                     0 = none); state expiry producer.id.expiration.ms
+ *                     (86400000), transactional.id.expiration.ms (604800000),
+ *                     offsets.retention.minutes (10080).
  * @param[out] out     receives the broker; release with kofka_broker_close().
  * @return KOFKA_OK;
  *         KOFKA_ERR_INVALID_ARG    storage or out is NULL, or the scheme is unknown (the
@@ -286,8 +299,97 @@ kofka_err kofka_topic_create(kofka_broker *b, const char *topic, int32_t partiti
 kofka_err kofka_topic_partitions(kofka_broker *b, const char *topic, int32_t *partitions);
 
 /**
- * Reads a partition's watermarks: *low = first offset held, *high = next
- * offset to be written (includes records of open transactions).
+ * Creates a topic with its own configuration (Kafka's topic keys; any key not
+ * given takes the broker default):
+ *   retention.ms          delete records older than this, by timestamp: the log
+ *                         start moves up to the first record not older (-1 = never);
+ *   retention.bytes       per partition: delete the oldest records while the
+ *                         partition holds more (-1 = never);
+ *   cleanup.policy        delete | compact | compact,delete (compact: the latest
+ *                         record per key survives, at its offset);
+ *   delete.retention.ms   how long compaction keeps tombstones (NULL values);
+ *   min.compaction.lag.ms records younger than this are not compacted;
+ *   max.message.bytes     the largest record this topic takes.
+ * Retention never deletes past the last stable offset; compaction never touches
+ * records above it, younger than min.compaction.lag.ms, or the last record of a
+ * partition, and removes records of aborted transactions.
+ * @param[in] config NULL or a NULL-terminated key/value array (copied).
+ * @return KOFKA_OK; the codes of kofka_topic_create, and
+ *         KOFKA_ERR_INVALID_CONFIG an unknown key or invalid value, named in
+ *                                  kofka_last_error() -> fix the config.
+ */
+kofka_err kofka_topic_create_with_config(kofka_broker *b, const char *topic, int32_t partitions,
+                                         const char *const *config);
+
+/**
+ * Sets keys of a topic's own configuration (the others keep their values). An
+ * empty value ("") returns the key to the broker default. Stored with the topic:
+ * every handle on the storage applies it at its next maintenance; producers of
+ * this handle check max.message.bytes against it at once.
+ * @return KOFKA_OK; KOFKA_ERR_INVALID_ARG -> fix the call;
+ *         KOFKA_ERR_INVALID_CONFIG -> fix the config (nothing was changed);
+ *         KOFKA_ERR_UNKNOWN_TOPIC -> fix the name;
+ *         KOFKA_ERR_BUSY -> retry; KOFKA_ERR_STORAGE; KOFKA_ERR_CLOSED -> stop.
+ */
+kofka_err kofka_topic_config_set(kofka_broker *b, const char *topic, const char *const *config);
+
+/**
+ * Copies the value in effect for topic config `key` (the topic's own, else the
+ * broker default) into buf, NUL-terminated.
+ * @param[in]     key one of the keys of kofka_topic_create_with_config.
+ * @param[out]    buf room for *len bytes (may be NULL when *len is 0).
+ * @param[in,out] len in: the size of buf; out: the bytes needed, NUL included
+ *                    (also on KOFKA_ERR_INVALID_ARG for a buffer too small).
+ * @return KOFKA_OK;
+ *         KOFKA_ERR_INVALID_ARG    NULL arguments, or buf too small (*len says how
+ *                                  much is needed) -> call again with a larger buffer;
+ *         KOFKA_ERR_INVALID_CONFIG an unknown key -> fix the key;
+ *         KOFKA_ERR_UNKNOWN_TOPIC -> fix the name;
+ *         KOFKA_ERR_BUSY -> retry; KOFKA_ERR_STORAGE; KOFKA_ERR_CLOSED -> stop.
+ */
+kofka_err kofka_topic_config_get(kofka_broker *b, const char *topic, const char *key, char *buf, size_t *len);
+
+/**
+ * Kafka's DeleteRecords: every record of the partition below before_offset is
+ * deleted, and before_offset becomes its log start offset (low watermark).
+ * Consumers positioned below it follow their auto.offset.reset. Deletes in
+ * short write transactions (safe beside producers and consumers).
+ * @param[in]  before_offset 0 .. the high watermark, or -1 for the high watermark
+ *                           (everything). At or below the log start: nothing changes.
+ * @param[out] low_watermark NULL, or the partition's log start offset afterwards.
+ * @return KOFKA_OK; KOFKA_ERR_INVALID_ARG -> fix the call;
+ *         KOFKA_ERR_OFFSET_OUT_OF_RANGE before_offset is above the high watermark
+ *                                       -> pass at most the high watermark, or -1;
+ *         KOFKA_ERR_UNKNOWN_TOPIC, KOFKA_ERR_UNKNOWN_PARTITION -> fix the name / number;
+ *         KOFKA_ERR_BUSY the storage stayed locked; the records deleted so far stay
+ *                        deleted -> retry;
+ *         KOFKA_ERR_STORAGE; KOFKA_ERR_CLOSED -> stop.
+ */
+kofka_err kofka_delete_records(kofka_broker *b, const char *topic, int32_t partition,
+                               int64_t before_offset, int64_t *low_watermark);
+
+/**
+ * Runs retention, compaction and state expiry now, for every topic, and returns
+ * when done: each topic's retention.ms / retention.bytes / cleanup.policy;
+ * producer ids idle past producer.id.expiration.ms, transactional ids idle past
+ * transactional.id.expiration.ms, committed offsets of groups empty for
+ * offsets.retention.minutes, aborted-transaction index entries below the log
+ * start; then freed space is given back. The same work runs by itself on every
+ * broker handle every log.retention.check.interval.ms (one cleaner at a time
+ * across processes sharing a file). It writes in short chunks (each about 25 ms
+ * at most), so producers and consumers keep working; a process killed in the
+ * middle loses nothing that must survive.
+ * @return KOFKA_OK; KOFKA_ERR_INVALID_ARG -> fix the call;
+ *         KOFKA_ERR_BUSY the storage stayed locked; what was done so far stays done
+ *                        -> retry later;
+ *         KOFKA_ERR_STORAGE; KOFKA_ERR_CLOSED -> stop.
+ */
+kofka_err kofka_broker_maintain(kofka_broker *b);
+
+/**
+ * Reads a partition's watermarks: *low = the log start offset (the first offset
+ * it may still hold: 0 until retention or kofka_delete_records moved it), *high
+ * = the next offset to be written (includes records of open transactions).
  * @return KOFKA_OK; KOFKA_ERR_INVALID_ARG -> fix the call;
  *         KOFKA_ERR_UNKNOWN_TOPIC, KOFKA_ERR_UNKNOWN_PARTITION -> fix the name / number;
  *         KOFKA_ERR_BUSY -> retry; KOFKA_ERR_STORAGE; KOFKA_ERR_CLOSED -> stop.

@@ -12,7 +12,7 @@
 # "WARNING: ThreadSanitizer" line in the output). Prints the build and run times.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-filter=${KOFKA_TSAN_FILTER:-'ConcurrencyTests|DeliveryModeTests/(eightThreads|twoBrokerHandles|asyncProduce)'}
+filter=${KOFKA_TSAN_FILTER:-'ConcurrencyTests|GuaranteesUnderFaultsTests|DeliveryModeTests/(eightThreads|twoBrokerHandles|asyncProduce)'}
 log=$(mktemp /tmp/kofka-tsan.XXXXXX)
 trap 'rm -f "$log"' EXIT
 export PATH=/opt/swift/usr/bin:$PATH

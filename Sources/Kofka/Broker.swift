@@ -1,4 +1,3 @@
-import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -34,7 +33,7 @@ public final class Broker: Sendable {
         /// The background cleaner, once started.
         var cleaner: Cleaner?
     }
-    let state: Mutex<State>
+    let state: Locked<State>
 
     /// The storage schemes `Broker.init` understands.
     public static let schemes = ["memory:", "sqlite:PATH"]
@@ -55,7 +54,7 @@ public final class Broker: Sendable {
         self.clock = clock
         self.config = config
         self.storageString = storage
-        self.state = Mutex(State(storageFaults: SplitMix64(seed: config.faultStorageSeed)))
+        self.state = Locked(State(storageFaults: SplitMix64(seed: config.faultStorageSeed)))
         if storage == "memory:" || storage == "memory" {
             self.storage = MemoryStorage()
         } else if storage.hasPrefix("sqlite:") {

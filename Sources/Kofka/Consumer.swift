@@ -1,4 +1,3 @@
-import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -57,7 +56,7 @@ public final class Consumer: Sendable {
         var rotate = 0
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
     /// Runs this consumer's storage operations one at a time (used as a plain mutex; never
     /// held while a poll waits for records).
     private let ops = Monitor()

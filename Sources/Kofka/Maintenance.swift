@@ -1,5 +1,3 @@
-import Synchronization
-
 /// What one round of maintenance did (`Broker.maintain`).
 public struct MaintenanceReport: Sendable, CustomStringConvertible {
     /// Records deleted below a new log start (retention by time or size, DeleteRecords).

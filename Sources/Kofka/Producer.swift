@@ -1,4 +1,3 @@
-import Synchronization
 
 /// A producer: writes records to topics with the guarantee of its delivery mode.
 ///
@@ -62,7 +61,7 @@ public final class Producer: Sendable {
         var txnEnding = false
     }
 
-    let state: Mutex<State>
+    let state: Locked<State>
     /// Turns for sequenced requests and interruptible retry pauses.
     let sequencer = Sequencer()
     /// Asynchronous produce queue and delivery reports.
@@ -75,7 +74,7 @@ public final class Producer: Sendable {
         if config.idempotence && config.transactionalId == nil {
             s.pid = try broker.allocateProducerId()
         }
-        state = Mutex(s)
+        state = Locked(s)
         queue = ProduceQueue(capacity: config.queueBufferingMaxMessages, clock: broker.clock)
         queue.start(self)
     }

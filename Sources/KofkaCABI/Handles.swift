@@ -60,7 +60,7 @@ final class ProducerBox: Sendable {
         var opaque: UnsafeMutableRawPointer?
     }
     let producer: Producer
-    let callback = Mutex(Callback())
+    let callback = Locked(Callback())
     init(_ p: Producer) { producer = p }
 }
 
@@ -71,7 +71,7 @@ final class HandleRegistry: Sendable {
     static let shardCount = 16
 
     final class Shard: Sendable {
-        let live = Mutex(WordTable<LiveHandle>())
+        let live = Locked(WordTable<LiveHandle>())
     }
 
     private let shards: [Shard] = (0..<HandleRegistry.shardCount).map { _ in Shard() }

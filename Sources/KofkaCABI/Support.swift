@@ -1,6 +1,5 @@
 import CKofka
 import Kofka
-import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -258,7 +257,7 @@ func makeMessage(_ topic: String, _ partition: Int32, _ r: RecordView) throws ->
 /// corrupting the heap. One lock, held only for the set operation (a poll's batch is added
 /// under one acquisition).
 final class LiveMessages: Sendable {
-    private let live = Mutex(WordTable<Void>())
+    private let live = Locked(WordTable<Void>())
 
     /// Records a poll's messages, about to be handed out.
     func add(_ ms: [UnsafeMutablePointer<kofka_message>]) {

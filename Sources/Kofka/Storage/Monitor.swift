@@ -68,3 +68,32 @@ final class Monitor: @unchecked Sendable {
         pthread_cond_timedwait(cond, mutex, &ts)
     }
 }
+
+/// State that lives inside its lock: the only way to the value is `withLock`, so it cannot be
+/// read or changed without holding the lock (like the standard library's `Mutex` or swift-nio's
+/// `NIOLockedValueBox`). Built on a pthread mutex, which ThreadSanitizer understands; never
+/// held while waiting (use a `Monitor` where a thread must wait).
+package final class Locked<Value>: @unchecked Sendable {
+    private var value: Value
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+
+    package init(_ value: Value) {
+        self.value = value
+        mutex = .allocate(capacity: 1)
+        mutex.initialize(to: pthread_mutex_t())
+        pthread_mutex_init(mutex, nil)
+    }
+
+    deinit {
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+    }
+
+    /// Runs `body` on the value with the lock held.
+    @inline(__always)
+    package func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return try body(&value)
+    }
+}

@@ -1,5 +1,4 @@
 import CSQLite
-import Synchronization
 
 /// How hard SQLite works to make a commit durable (`PRAGMA synchronous`).
 public enum SQLiteSynchronous: String, Sendable {
@@ -27,18 +26,18 @@ public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
 
     /// The one writer connection; held for a whole write transaction (that is the storage's
     /// exclusivity); nil once closed.
-    private let writer: Mutex<SQLiteConnection?>
+    private let writer: Locked<SQLiteConnection?>
 
     /// Idle reader connections, and whether the storage is closed.
     private struct Pool {
         var idle: [SQLiteConnection] = []
         var closed = false
     }
-    private let pool = Mutex(Pool())
+    private let pool = Locked(Pool())
     private static let maxIdleReaders = 4
 
     /// The connection that reads `data_version`; nil once closed.
-    private let watcher: Mutex<SQLiteConnection?>
+    private let watcher: Locked<SQLiteConnection?>
 
     private let signal = Monitor()
     private var localCommits: UInt64 = 0             // guarded by signal
@@ -61,8 +60,8 @@ public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
             w.close()
             throw error
         }
-        writer = Mutex(w)
-        watcher = Mutex(watch)
+        writer = Locked(w)
+        watcher = Locked(watch)
     }
 
     deinit { close() }
