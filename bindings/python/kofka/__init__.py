@@ -556,13 +556,56 @@ class Broker(_Closing):
     def _closed_message(self) -> str:
         return f"broker {self.storage!r} is closed"
 
-    def create_topic(self, name: str, partitions: int = 1) -> None:
-        """Create a topic with ``partitions`` partitions.
+    def create_topic(self, name: str, partitions: int = 1, config: Optional[Mapping[str, Any]] = None) -> None:
+        """Create a topic with ``partitions`` partitions and its own ``config``
+        (Kafka's topic keys: ``retention.ms``, ``retention.bytes``,
+        ``cleanup.policy``, ``delete.retention.ms``, ``min.compaction.lag.ms``,
+        ``max.message.bytes``; keys not given take the broker defaults, and
+        retention is unlimited unless set).
 
         Raises TopicExistsError if it exists, InvalidArgError for a bad name
-        (Kafka's rule: ``[A-Za-z0-9._-]{1,249}``) or partition count.
+        (Kafka's rule: ``[A-Za-z0-9._-]{1,249}``) or partition count,
+        InvalidConfigError for an unknown key or invalid value.
         """
-        _call(_lib.kofka_topic_create, self._h(), _enc(name), int(partitions))
+        if config:
+            cfg = _config_array(_merge_config(config, {}))
+            _call(_lib.kofka_topic_create_with_config, self._h(), _enc(name), int(partitions), cfg.pointer())
+        else:
+            _call(_lib.kofka_topic_create, self._h(), _enc(name), int(partitions))
+
+    def set_topic_config(self, name: str, config: Mapping[str, Any]) -> None:
+        """Set keys of the topic's own configuration; a value of ``""`` returns
+        a key to the broker default (InvalidConfigError for an unknown key or
+        invalid value; nothing is changed then)."""
+        cfg = _config_array({str(k): ("" if v is None else _config_value(v)) for k, v in config.items()})
+        _call(_lib.kofka_topic_config_set, self._h(), _enc(name), cfg.pointer())
+
+    def topic_config(self, name: str, key: str) -> str:
+        """The value in effect for topic config ``key``: the topic's own, else
+        the broker default (a string, as Kafka reports configs)."""
+        size = ctypes.c_size_t(64)
+        while True:
+            buf = ctypes.create_string_buffer(size.value)
+            rc = _raw(_lib.kofka_topic_config_get, self._h(), _enc(name), _enc(key), buf, ctypes.byref(size))
+            if rc == _ffi.KOFKA_ERR_INVALID_ARG and size.value > len(buf):
+                continue   # the buffer was too small: size says how much is needed
+            _check(rc)
+            return buf.value.decode()
+
+    def delete_records(self, topic: str, partition: int, before_offset: int = -1) -> int:
+        """Kafka's DeleteRecords: delete every record below ``before_offset``
+        (``-1``: the high watermark, i.e. everything); returns the partition's
+        new low watermark (log start offset). OffsetOutOfRangeError above the
+        high watermark."""
+        low = ctypes.c_int64()
+        _call(_lib.kofka_delete_records, self._h(), _enc(topic), int(partition), int(before_offset), ctypes.byref(low))
+        return low.value
+
+    def maintain(self) -> None:
+        """Run retention, compaction and state expiry now, for every topic (the
+        same work the background cleaner does every
+        ``log.retention.check.interval.ms``)."""
+        _call(_lib.kofka_broker_maintain, self._h())
 
     def topic_partitions(self, name: str) -> int:
         """The topic's partition count (UnknownTopicError if it does not exist)."""
@@ -571,7 +614,9 @@ class Broker(_Closing):
         return n.value
 
     def watermarks(self, topic: str, partition: int) -> Tuple[int, int]:
-        """``(low, high)``: the first offset held and the next offset to be written."""
+        """``(low, high)``: the log start offset (the first offset that may
+        still be held; retention and :meth:`delete_records` move it up) and the
+        next offset to be written."""
         low, high = ctypes.c_int64(), ctypes.c_int64()
         _call(_lib.kofka_watermarks, self._h(), _enc(topic), int(partition), ctypes.byref(low), ctypes.byref(high))
         return low.value, high.value

@@ -162,6 +162,11 @@ SIGNATURES = {
     "kofka_topic_create": (kofka_err, [BrokerP, c_char_p, c_int32]),
     "kofka_topic_partitions": (kofka_err, [BrokerP, c_char_p, POINTER(c_int32)]),
     "kofka_watermarks": (kofka_err, [BrokerP, c_char_p, c_int32, POINTER(c_int64), POINTER(c_int64)]),
+    "kofka_topic_create_with_config": (kofka_err, [BrokerP, c_char_p, c_int32, ConfigP]),
+    "kofka_topic_config_set": (kofka_err, [BrokerP, c_char_p, ConfigP]),
+    "kofka_topic_config_get": (kofka_err, [BrokerP, c_char_p, c_char_p, c_char_p, POINTER(c_size_t)]),
+    "kofka_delete_records": (kofka_err, [BrokerP, c_char_p, c_int32, c_int64, POINTER(c_int64)]),
+    "kofka_broker_maintain": (kofka_err, [BrokerP]),
     # producer
     "kofka_producer_new": (kofka_err, [BrokerP, ConfigP, POINTER(ProducerP)]),
     "kofka_producer_close": (kofka_err, [ProducerP, c_int]),
