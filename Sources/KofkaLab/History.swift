@@ -1,0 +1,353 @@
+import Kofka
+
+// A history for the schedule explorer: a seeded setup (which clients exist and how each is
+// configured) and a list of operations that interleave them. Every operation is an *intent*
+// ("pipeline eo1 polls up to 3 records") that the executor interprets against the state it finds,
+// so any sub-list of a history is itself a valid history: that is what lets the shrinker drop
+// operations freely.
+
+/// How a client hands records to its producer.
+public enum SendStyle: String, Sendable, CaseIterable {
+    /// `Producer.send`, one record at a time.
+    case send
+    /// `Producer.sendBatch`, all records in one call.
+    case batch
+    /// `Producer.produce` (asynchronous, delivery reports later).
+    case produce
+}
+
+/// The kinds of consume-transform-produce pipeline the explorer runs, one consumer group each.
+public enum PipeKind: String, Sendable, CaseIterable {
+    /// Exactly-once: group consumer (read_committed, no auto commit) + transactional producer;
+    /// offsets go through `sendOffsetsToTransaction`.
+    case eo
+    /// At-least-once: group consumer committing at the next poll + a retrying producer.
+    case alo
+    /// At-most-once: the poll commits before it returns; fire-and-forget producer.
+    case amo
+    /// At-least-once with `auto.offset.reset=latest` (read_committed): starts at the last stable offset.
+    case late
+
+    /// The output topic of this kind.
+    public var output: String { "out-" + rawValue }
+    /// The consumer group of this kind.
+    public var group: String { "g-" + rawValue }
+}
+
+/// A plain (non-transactional) producer writing ids to the input topic.
+public struct LabProducerSpec: Sendable, Hashable {
+    /// Its delivery mode preset (exactly-once here means idempotent, no transactions).
+    public var mode: DeliveryMode
+    public var requestLoss: Double
+    public var ackLoss: Double
+    /// `retries`, or nil for the preset's.
+    public var retries: Int?
+    public var faultSeed: UInt64
+}
+
+/// A transactional producer: the input-topic transactional writer or an exactly-once pipeline slot.
+public struct LabTxnSpec: Sendable, Hashable {
+    public var requestLoss: Double
+    public var ackLoss: Double
+    /// `retries` (0 makes a lossy send give up with the outcome unknown).
+    public var retries: Int
+    /// `transaction.timeout.ms` short (a stall expires it) or long (only the drain does).
+    public var shortTxnTimeout: Bool
+    /// After an abort caused by a failed send: send the same records again in a new transaction
+    /// (true), or rewind the consumer to its committed offsets and re-poll (false; pipelines only).
+    public var redo: Bool
+    public var faultSeed: UInt64
+}
+
+/// Which clients a history has and how each is configured.
+public struct LabSetup: Sendable, Hashable {
+    /// Partitions of the input and output topics.
+    public var partitions: Int32
+    /// Plain producers P0, P1, … writing the input topic.
+    public var producers: [LabProducerSpec]
+    /// The transactional input producer T, if any.
+    public var txnInput: LabTxnSpec?
+    /// Exactly-once pipeline slots (one `transactional.id` each).
+    public var eoSlots: [LabTxnSpec]
+    /// Slots of the other pipeline kinds.
+    public var aloSlots: Int
+    public var amoSlots: Int
+    public var lateSlots: Int
+    /// Broker `fault.storage.failure.rate` (failures before and after the commit of an append).
+    public var storageFaultRate: Double
+    public var storageFaultSeed: UInt64
+
+    /// Number of slots of `kind`.
+    public func slots(_ kind: PipeKind) -> Int {
+        switch kind {
+        case .eo: eoSlots.count
+        case .alo: aloSlots
+        case .amo: amoSlots
+        case .late: lateSlots
+        }
+    }
+}
+
+/// One operation of a history.
+public enum LabOp: Sendable, Hashable {
+    // Plain producers (input topic).
+    case send(producer: Int, ids: [UInt64], style: SendStyle)
+    case flush(producer: Int)
+    case restartProducer(producer: Int)
+    // The transactional input producer T.
+    case txBegin
+    case txSend(ids: [UInt64], style: SendStyle, deferReaction: Bool)
+    case txCommit
+    case txAbort(zeroTimeout: Bool)
+    /// T dies: producer abandoned without close (its open transaction stays open); the next T
+    /// operation restarts it with the same `transactional.id`.
+    case txCrash
+    case txClose
+    // Pipeline instances.
+    /// Starts (or restarts, after a crash) the instance of a slot; joins its group.
+    case start(PipeKind, slot: Int, shortSession: Bool)
+    /// Polls up to `max` records (eo: inside a transaction, begun if none is open; alo/late:
+    /// and writes them out at once; amo: keeps them to process later).
+    case poll(PipeKind, slot: Int, max: Int)
+    /// Writes the polled records out (eo, amo).
+    case process(PipeKind, slot: Int, style: SendStyle, deferReaction: Bool)
+    /// eo: writes what is left, `sendOffsetsToTransaction`, `commitTransaction`. With
+    /// `commitAnyway`, an app that calls commit even after `sendOffsetsToTransaction` failed.
+    case commit(PipeKind, slot: Int, commitAnyway: Bool)
+    /// eo: `abortTransaction` (with a zero timeout: queued records must not survive it), rewind.
+    case abort(slot: Int, zeroTimeout: Bool)
+    /// Graceful: finish (eo: commit) and close consumer and producer.
+    case leave(PipeKind, slot: Int)
+    /// Close consumer and producer at once, transaction or not.
+    case closeNow(PipeKind, slot: Int)
+    /// The process dies: consumer destroyed, producer abandoned without close. With
+    /// `afterOffsets`, an eo instance first sends its offsets to its open transaction.
+    case crash(PipeKind, slot: Int, afterOffsets: Bool)
+    // Time and storage.
+    /// The whole process stalls: the clock jumps `ms`.
+    case stall(ms: Int64)
+    /// One instance stalls: the clock moves `ms` in steps while every other instance polls between steps.
+    case stallOne(PipeKind, slot: Int, ms: Int64)
+    /// SQLite: the next consumer or transaction call meets another handle holding the file's write lock.
+    case busyNext
+}
+
+extension LabOp: CustomStringConvertible {
+    public var description: String {
+        func ids(_ v: [UInt64]) -> String { v.map(String.init).joined(separator: ",") }
+        switch self {
+        case .send(let p, let v, let s): return "p\(p) \(s.rawValue) ids \(ids(v))"
+        case .flush(let p): return "p\(p) flush"
+        case .restartProducer(let p): return "p\(p) close and reopen"
+        case .txBegin: return "T begin"
+        case .txSend(let v, let s, let d): return "T \(s.rawValue) ids \(ids(v))\(d ? " (react later)" : "")"
+        case .txCommit: return "T commit"
+        case .txAbort(let z): return "T abort\(z ? " (timeout 0)" : "")"
+        case .txCrash: return "T crash"
+        case .txClose: return "T close"
+        case .start(let k, let s, let short): return "\(k.rawValue)\(s) start (session \(short ? "short" : "long"))"
+        case .poll(let k, let s, let m): return "\(k.rawValue)\(s) poll ≤\(m)"
+        case .process(let k, let s, let st, let d): return "\(k.rawValue)\(s) process (\(st.rawValue))\(d ? " (react later)" : "")"
+        case .commit(let k, let s, let a): return "\(k.rawValue)\(s) commit\(a ? " (commit even if offsets fail)" : "")"
+        case .abort(let s, let z): return "eo\(s) abort\(z ? " (timeout 0)" : "")"
+        case .leave(let k, let s): return "\(k.rawValue)\(s) leave (graceful)"
+        case .closeNow(let k, let s): return "\(k.rawValue)\(s) close now"
+        case .crash(let k, let s, let a): return "\(k.rawValue)\(s) crash\(a ? " after send_offsets" : "")"
+        case .stall(let ms): return "stall all \(ms) ms"
+        case .stallOne(let k, let s, let ms): return "\(k.rawValue)\(s) stalls \(ms) ms (others poll)"
+        case .busyNext: return "busy: next call meets a held write lock"
+        }
+    }
+}
+
+extension LabTxnSpec: CustomStringConvertible {
+    public var description: String {
+        "loss req \(requestLoss) ack \(ackLoss), retries \(retries), txn timeout \(shortTxnTimeout ? "short" : "long"), on failure \(redo ? "redo" : "rewind")"
+    }
+}
+
+extension LabSetup: CustomStringConvertible {
+    public var description: String {
+        var out = ["partitions \(partitions)"]
+        for (i, p) in producers.enumerated() {
+            out.append("p\(i): \(p.mode.rawValue), loss req \(p.requestLoss) ack \(p.ackLoss)\(p.retries.map { ", retries \($0)" } ?? "")")
+        }
+        if let t = txnInput { out.append("T: \(t)") }
+        for (i, s) in eoSlots.enumerated() { out.append("eo\(i): \(s)") }
+        out.append("alo slots \(aloSlots), amo slots \(amoSlots), late slots \(lateSlots)")
+        if storageFaultRate > 0 { out.append("storage failure rate \(storageFaultRate)") }
+        return out.joined(separator: "; ")
+    }
+}
+
+/// A seeded history: setup and operations. `numbers` are the operations' numbers in the history
+/// generated from `seed` (a shrunk history keeps the numbers of the operations it kept).
+public struct LabHistory: Sendable {
+    public var seed: UInt64
+    public var setup: LabSetup
+    public var ops: [LabOp]
+    public var numbers: [Int]
+
+    public init(seed: UInt64, setup: LabSetup, ops: [LabOp], numbers: [Int]? = nil) {
+        self.seed = seed
+        self.setup = setup
+        self.ops = ops
+        self.numbers = numbers ?? Array(ops.indices)
+    }
+
+    /// The sub-history of the operations at positions `keep` (positions in this history).
+    public func keeping(positions keep: [Int]) -> LabHistory {
+        LabHistory(seed: seed, setup: setup, ops: keep.map { ops[$0] }, numbers: keep.map { numbers[$0] })
+    }
+
+    /// The sub-history of the generated operations numbered `numbers`.
+    public func keeping(numbers wanted: [Int]) -> LabHistory {
+        let set = Set(wanted)
+        return keeping(positions: ops.indices.filter { set.contains(numbers[$0]) })
+    }
+
+    /// Numbered lines, one per operation (the numbers are those `--ops` takes).
+    public var listing: String {
+        zip(numbers, ops).map { n, op in "  \(n.leftPadded(4)). \(op)" }.joined(separator: "\n")
+    }
+
+    /// The `--ops` argument naming these operations.
+    public var opsArgument: String { numbers.map(String.init).joined(separator: ",") }
+}
+
+extension Int {
+    func leftPadded(_ w: Int) -> String {
+        let s = String(self)
+        return String(repeating: " ", count: Swift.max(0, w - s.count)) + s
+    }
+}
+
+// MARK: Generation
+
+/// Generates histories from a seed.
+public enum LabGenerator {
+    /// The history of `seed`. `length` overrides the seeded number of operations.
+    public static func history(seed: UInt64, length: Int? = nil) -> LabHistory {
+        var rng = SplitMix64(seed: seed ^ 0x6b6f_666b_615f_6c61)
+        let setup = makeSetup(&rng, seed: seed)
+        let n = length ?? Int(rng.below(100)) + 60
+        var g = GenState(setup: setup)
+        var ops: [LabOp] = []
+        ops.reserveCapacity(n)
+        for i in 0..<n { ops.append(nextOp(&rng, &g, index: i)) }
+        return LabHistory(seed: seed, setup: setup, ops: ops)
+    }
+
+    static func makeSetup(_ r: inout SplitMix64, seed: UInt64) -> LabSetup {
+        let losses = [0.0, 0.0, 0.1, 0.3]
+        func loss() -> Double { losses[Int(r.below(UInt64(losses.count)))] }
+        func txnSpec(_ salt: UInt64) -> LabTxnSpec {
+            LabTxnSpec(requestLoss: loss(), ackLoss: loss(), retries: [0, 0, 1, 3, Int(Int32.max)][Int(r.below(5))],
+                       shortTxnTimeout: r.chance(0.4), redo: r.chance(0.5), faultSeed: seed &+ salt)
+        }
+        let producers = DeliveryMode.allCases.enumerated().map { i, m in
+            LabProducerSpec(mode: m, requestLoss: loss(), ackLoss: m == .atMostOnce ? 0 : loss(),
+                            retries: m == .atMostOnce ? nil : (r.chance(0.3) ? 2 : nil), faultSeed: seed &+ UInt64(100 + i))
+        }
+        let txnInput = r.chance(0.7) ? txnSpec(200) : nil
+        let eo = (0..<(2 + Int(r.below(2)))).map { txnSpec(300 + UInt64($0)) }
+        return LabSetup(partitions: Int32(2 + r.below(3)), producers: producers, txnInput: txnInput, eoSlots: eo,
+                        aloSlots: 1 + Int(r.below(2)), amoSlots: Int(r.below(2)), lateSlots: r.chance(0.5) ? 1 : 0,
+                        storageFaultRate: r.chance(0.2) ? 0.03 : 0, storageFaultSeed: seed &+ 7)
+    }
+
+    /// A rough picture of the state, so generated operations are mostly meaningful.
+    struct GenState {
+        let setup: LabSetup
+        var running: [PipeKind: Set<Int>] = [:]
+        var eoTxn: Set<Int> = []
+        var txOpen = false
+        init(setup: LabSetup) { self.setup = setup }
+    }
+
+    static func nextOp(_ r: inout SplitMix64, _ g: inout GenState, index: Int) -> LabOp {
+        let s = g.setup
+        let kinds = PipeKind.allCases.filter { s.slots($0) > 0 }
+        func ids() -> [UInt64] { (0..<(1 + r.below(4))).map { UInt64(index) * 10 + $0 + 1 } }
+        func style() -> SendStyle { SendStyle.allCases[Int(r.below(3))] }
+        func kindWeighted() -> PipeKind {
+            // exactly-once pipelines are where most of the rules live: pick them half the time
+            r.chance(0.5) ? .eo : kinds[Int(r.below(UInt64(kinds.count)))]
+        }
+        // weighted choice of a family of operations
+        let table: [(Double, String)] = [
+            (10, "send"), (2, "flush"), (0.6, "restart"),
+            (s.txnInput == nil ? 0 : 10, "tx"),
+            (30, "pipe"), (3, "stall"), (2, "busy"),
+        ]
+        var pick = r.unit() * table.reduce(0) { $0 + $1.0 }
+        var family = "pipe"
+        for (w, f) in table {
+            if pick < w { family = f; break }
+            pick -= w
+        }
+        switch family {
+        case "send":
+            return .send(producer: Int(r.below(UInt64(s.producers.count))), ids: ids(), style: style())
+        case "flush":
+            return .flush(producer: Int(r.below(UInt64(s.producers.count))))
+        case "restart":
+            return .restartProducer(producer: Int(r.below(UInt64(s.producers.count))))
+        case "tx":
+            let x = r.unit()
+            if !g.txOpen && x < 0.5 { g.txOpen = true; return .txBegin }
+            if x < 0.55 { g.txOpen = false; return .txCrash }
+            if x < 0.58 { g.txOpen = false; return .txClose }
+            if x < 0.7 { g.txOpen = false; return r.chance(0.7) ? .txCommit : .txAbort(zeroTimeout: r.chance(0.5)) }
+            g.txOpen = true
+            return .txSend(ids: ids(), style: style(), deferReaction: r.chance(0.3))
+        case "stall":
+            let x = r.unit()
+            let ms: Int64 = x < 0.3 ? 3_000 : (x < 0.65 ? 15_000 : 25_000)
+            if r.chance(0.5) {
+                let k = kindWeighted()
+                return .stallOne(k, slot: Int(r.below(UInt64(s.slots(k)))), ms: ms)
+            }
+            return .stall(ms: ms)
+        case "busy":
+            return .busyNext
+        default:
+            let k = kindWeighted()
+            let slot = Int(r.below(UInt64(s.slots(k))))
+            let running = g.running[k, default: []].contains(slot)
+            if !running {
+                if r.chance(0.85) {
+                    g.running[k, default: []].insert(slot)
+                    return .start(k, slot: slot, shortSession: r.chance(0.5))
+                }
+                return .poll(k, slot: slot, max: 1 + Int(r.below(4)))
+            }
+            let x = r.unit()
+            switch k {
+            case .eo:
+                if x < 0.36 { g.eoTxn.insert(slot); return .poll(k, slot: slot, max: 1 + Int(r.below(4))) }
+                if x < 0.56 { return .process(k, slot: slot, style: style(), deferReaction: r.chance(0.3)) }
+                if x < 0.78 { g.eoTxn.remove(slot); return .commit(k, slot: slot, commitAnyway: r.chance(0.3)) }
+                if x < 0.83 { g.eoTxn.remove(slot); return .abort(slot: slot, zeroTimeout: r.chance(0.6)) }
+            case .amo:
+                if x < 0.5 { return .poll(k, slot: slot, max: 1 + Int(r.below(4))) }
+                if x < 0.8 { return .process(k, slot: slot, style: style(), deferReaction: false) }
+            case .alo, .late:
+                if x < 0.82 { return .poll(k, slot: slot, max: 1 + Int(r.below(4))) }
+            }
+            let y = r.unit()
+            g.running[k, default: []].remove(slot)
+            g.eoTxn.remove(slot)
+            if y < 0.35 { return .leave(k, slot: slot) }
+            if y < 0.55 { return .closeNow(k, slot: slot) }
+            return .crash(k, slot: slot, afterOffsets: k == .eo && r.chance(0.6))
+        }
+    }
+}
+
+extension SplitMix64 {
+    /// A number in `0..<n` (n > 0).
+    mutating func below(_ n: UInt64) -> UInt64 { n == 0 ? 0 : next() % n }
+    /// True with probability `p`.
+    mutating func chance(_ p: Double) -> Bool { unit() < p }
+}
