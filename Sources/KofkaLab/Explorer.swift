@@ -19,9 +19,47 @@ public struct LabTiming: Sendable {
     public var drainAdvanceMs: Int64 = 4_000_000
     /// Steps of a one-member stall: shorter than any session, so members that poll between steps stay.
     public var stallStepMs: Int64 = 3_000
-    /// Drain rounds before a partition that does not drain is a liveness violation.
-    public var drainRounds = 40
+    /// Drain rounds at most, and rounds in a row without progress that make a partition that
+    /// does not drain a liveness violation.
+    public var drainRounds = 400
+    public var drainStaleRounds = 30
+    /// SQLite `sqlite.busy.timeout.ms`: short in the sequential mode, where only the lab's own
+    /// busy writer holds the lock; longer where threads or processes really contend.
+    public var busyTimeoutMs = 20
     public init() {}
+}
+
+/// A fault the explorer puts into its own application or model (never into Kofka), so that a
+/// test can prove each rule is really checked: every sabotage must be reported as `expected`.
+public enum LabSabotage: String, Sendable, CaseIterable {
+    /// The exactly-once application writes no output for the first record it processes, yet commits its offset.
+    case dropRecord
+    /// The exactly-once application writes the first record it processes twice, in one transaction.
+    case duplicateRecord
+    /// The model is told the first acknowledged send went one offset further than it did.
+    case misreportAck
+    /// After its first abort, the exactly-once application writes a record of the aborted
+    /// transaction into its next one (what bug "abort leaves queued records behind" does).
+    case writeAfterAbort
+    /// In the drain, the survivors hang and never poll.
+    case hangInDrain
+    /// The at-least-once application seeks back to offset 0 and commits, once it has committed more.
+    case commitBackwards
+    /// The at-most-once application seeks one record forward after a poll.
+    case skipRecord
+
+    /// The violation the sabotage must cause.
+    public var expected: LabViolationKind {
+        switch self {
+        case .dropRecord: .lostOutput
+        case .duplicateRecord: .duplicateOutput
+        case .misreportAck: .ackMismatch
+        case .writeAfterAbort: .lateWrite
+        case .hangInDrain: .liveness
+        case .commitBackwards: .offsetsBackwards
+        case .skipRecord: .amoSkipped
+        }
+    }
 }
 
 /// The result of running one history.
@@ -86,6 +124,11 @@ final class LabPipe {
     var lastMember: String?
     /// Number of the operation it runs now (labels name it).
     var opNumber = 0
+    /// eo, sabotage `writeAfterAbort`: a record of an aborted transaction, written at the next begin.
+    var zombie: (label: String, message: Message)?
+    /// eo: transactions committed; the drain's poll size (one record after a failed round).
+    var commits = 0
+    var drainMax = 500
     var running: Bool { consumer != nil }
     init(_ kind: PipeKind, _ slot: Int, _ spec: LabTxnSpec?) { self.kind = kind; self.slot = slot; self.spec = spec }
     var name: String { "\(kind.rawValue)\(slot)" }
@@ -133,6 +176,9 @@ final class LabWorld {
     /// Threaded mode: clients run concurrently, so checks that need a still group are off.
     let concurrent: Bool
     private let lock = LabLock()
+    /// A fault in the explorer's own application or model (tests only); it fires once.
+    var sabotage: LabSabotage?
+    private var sabotageFired = false
 
     var plain: [LabPlainClient]
     var tx: LabTxClient?
@@ -143,8 +189,9 @@ final class LabWorld {
     static let input = "in"
 
     init(_ history: LabHistory, storage: String, trace: Bool = false, timing: LabTiming = LabTiming(),
-         concurrent: Bool = false, createTopics: Bool = true) throws {
+         concurrent: Bool = false, createTopics: Bool = true, sabotage: LabSabotage? = nil) throws {
         self.history = history
+        self.sabotage = sabotage
         self.timing = timing
         self.concurrent = concurrent
         self.storage = storage
@@ -157,8 +204,8 @@ final class LabWorld {
         }
         var holderPath: String? = nil
         if storage.hasPrefix("sqlite:") {
-            cfg += [("sqlite.busy.timeout.ms", "20"), ("sqlite.synchronous", "normal")]
-            holderPath = String(storage.dropFirst("sqlite:".count))
+            cfg += [("sqlite.busy.timeout.ms", "\(concurrent ? max(timing.busyTimeoutMs, 200) : timing.busyTimeoutMs)"), ("sqlite.synchronous", "normal")]
+            if !concurrent { holderPath = String(storage.dropFirst("sqlite:".count)) }
         }
         broker = try Broker(storage, config: try BrokerConfig(cfg), clock: clock)
         lockHolder = try holderPath.map { try LabLockHolder(path: $0) }
@@ -206,6 +253,14 @@ final class LabWorld {
     }
 
     func note(_ s: String) { if tracing { trace.append(s) } }
+
+    /// True once, the first time it is asked about the sabotage in force.
+    func sabotaging(_ kind: LabSabotage) -> Bool {
+        guard sabotage == kind, !sabotageFired else { return false }
+        sabotageFired = true
+        note("   (sabotage: \(kind.rawValue))")
+        return true
+    }
 
     func execute(_ op: LabOp, number: Int) {
         switch op {
@@ -306,7 +361,8 @@ final class LabWorld {
     func write(_ p: Producer, _ topic: String, _ records: [Record], _ style: SendStyle, plain: Bool) -> (Int, Error?) {
         func ack(_ r: Record, _ md: RecordMetadata) {
             guard let l = labelOf(r) else { return }
-            model.acknowledged(TopicPartition(topic, md.partition), offset: md.offset, label: l.label, id: l.id, plain: plain)
+            let offset = md.offset >= 0 && sabotaging(.misreportAck) ? md.offset + 1 : md.offset
+            model.acknowledged(TopicPartition(topic, md.partition), offset: offset, label: l.label, id: l.id, plain: plain)
         }
         switch style {
         case .send:
@@ -600,9 +656,10 @@ final class LabWorld {
         }
     }
 
-    /// A poll as the kind's application does it.
-    func poll(_ p: LabPipe, max: Int) {
-        guard p.running, let c = p.consumer else { return }
+    /// A poll as the kind's application does it; returns how many records it got.
+    @discardableResult
+    func poll(_ p: LabPipe, max: Int) -> Int {
+        guard p.running, let c = p.consumer else { return 0 }
         if p.kind == .eo && p.needsAbort { eoAbortAndRecover(p) }
         var lateCandidates: [Int32: Int64] = [:]
         var committedBefore: Set<Int32> = []
@@ -618,15 +675,22 @@ final class LabWorld {
             msgs = try busy { try c.pollBatch(max: max, timeout: .zero) }
         } catch {
             note("   \(p.name) poll: \(errText(error))")
-            return
+            // a rebalance inside a transaction: the transaction cannot commit these records
+            if p.kind == .eo && p.label != nil && ((error as? KofkaError)?.code == .rebalanced || p.producer?.transactionRequiresAbort == true) {
+                eoAbortAndRecover(p, rewind: true)
+            }
+            return 0
         }
         note("   \(p.name) polled " + (msgs.isEmpty ? "nothing" : msgs.map { "\($0.partition)@\($0.offset)" }.joined(separator: " ")))
         checkOwner(p, msgs)
         if p.kind == .late && !concurrent { trackLate(p, candidates: lateCandidates, committedBefore: committedBefore) }
-        guard !msgs.isEmpty else { return }
+        guard !msgs.isEmpty else { return 0 }
         switch p.kind {
         case .eo:
-            if p.label == nil && !eoBegin(p) { return }
+            if p.label == nil && !eoBegin(p) {
+                if p.running { eoRewind(p) }   // not processed: read them again
+                return msgs.count
+            }
             p.buffer += msgs
             for m in msgs {
                 let tp = TopicPartition(m.topic, m.partition)
@@ -635,16 +699,26 @@ final class LabWorld {
         case .amo:
             model.amoPolled(msgs)
             p.buffer += msgs
+            if let m = msgs.last, sabotage == .skipRecord,
+               ((try? broker.watermarks(m.topic, m.partition).high) ?? 0) > m.offset + 2, sabotaging(.skipRecord) {
+                try? c.seek(m.topic, m.partition, m.offset + 2)
+            }
         case .alo, .late:
-            guard let prod = p.producer else { return }
+            guard let prod = p.producer else { return msgs.count }
             let label = "\(p.name).\(p.incarnation).\(p.opNumber)"
             let (_, e) = write(prod, p.kind.output, msgs.map { outRecord($0, label) }, .batch, plain: false)
             if let e {
                 // not written: must not be committed by the next poll
                 note("   \(p.name) rewinds after \(errText(e))")
                 try? c.seekToCommitted()
+            } else if sabotage == .commitBackwards,
+                      c.assigned.contains(where: { ((try? broker.committedOffset(group: p.kind.group, $0)) ?? 0) > 0 }),
+                      sabotaging(.commitBackwards) {
+                for tp in c.assigned { try? c.seek(tp.topic, tp.partition, 0) }
+                try? c.commit()
             }
         }
+        return msgs.count
     }
 
     func outRecord(_ m: Message, _ label: String) -> Record {
@@ -686,7 +760,12 @@ final class LabWorld {
             if p.needsAbort { eoAbortAndRecover(p); return }
             guard let label = p.label else { return }
             let batch = p.buffer
-            let (n, e) = write(prod, p.kind.output, batch.map { outRecord($0, label) }, style, plain: false)
+            var records = batch.map { outRecord($0, label) }
+            let dropped = sabotaging(.dropRecord), doubled = sabotaging(.duplicateRecord)
+            if dropped { records.removeFirst() }
+            if doubled { records.append(records[0]) }
+            var (n, e) = write(prod, p.kind.output, records, style, plain: false)
+            if dropped || doubled { n = e == nil ? batch.count : 0 }
             p.processed += batch.prefix(n)
             p.buffer.removeFirst(n)
             if let e { eoFailed(p, e, deferReaction: deferReaction) }
@@ -711,6 +790,10 @@ final class LabWorld {
         }
         p.txnSeq += 1
         p.label = label
+        if let z = p.zombie {
+            p.zombie = nil
+            _ = try? prod.send(p.kind.output, outRecord(z.message, z.label))
+        }
         return true
     }
 
@@ -755,10 +838,12 @@ final class LabWorld {
     @discardableResult
     func eoAbortOnly(_ p: LabPipe, timeout: Duration?) -> Bool {
         guard let prod = p.producer, let label = p.label else { p.needsAbort = false; return true }
+        let victim = p.processed.first
         if let e = abortTransaction(prod, label, topic: p.kind.output, who: p.name, timeout: timeout) {
             if e.code == .producerFenced { die(p) }
             return false
         }
+        if let victim, sabotaging(.writeAfterAbort) { p.zombie = (label, victim) }
         p.label = nil
         p.needsAbort = false
         return true
@@ -803,6 +888,7 @@ final class LabWorld {
         }
         model.ended(label, .committed, hw: hw(p.kind.output))
         note("   \(p.name) committed \(label)")
+        p.commits += 1
         for (tp, last) in p.polledMax.sorted(by: { $0.key < $1.key }) {
             let got = try? broker.committedOffset(group: p.kind.group, tp)
             if (got ?? -1) < last + 1 {
@@ -910,6 +996,14 @@ final class LabWorld {
         drain()
         observe()
         guard !model.failed else { return }
+        finalCheck()
+    }
+
+    /// Pipeline kinds run elsewhere (worker processes) count as run here.
+    func markRun(_ kinds: Set<PipeKind>) { lock.with { kindsRun.formUnion(kinds) } }
+
+    /// The end-of-history rules over what read_committed readers see now.
+    func finalCheck() {
         let visible = Dictionary(uniqueKeysWithValues: ([Self.input] + PipeKind.allCases.filter { history.setup.slots($0) > 0 }.map(\.output)).map {
             ($0, readCommitted($0))
         })
@@ -983,13 +1077,21 @@ final class LabWorld {
                 start(fresh, shortSession: false)
             }
         }
-        for round in 0..<timing.drainRounds {
+        // Rounds go on while they make progress; a lossy link may fail many commits in a row, so
+        // an instance whose round failed takes one record at a time until it succeeds again.
+        var stale = 0, round = 0
+        var progress = drainProgress()
+        while round < timing.drainRounds && stale < timing.drainStaleRounds {
+            round += 1
             for k in PipeKind.allCases {
-                for p in pipes[k] ?? [] where p.running {
-                    poll(p, max: 500)
+                for p in pipes[k] ?? [] where p.running && sabotage != .hangInDrain {
+                    let commits = p.commits
+                    let got = poll(p, max: p.drainMax)
                     opsRun += 1
                     switch k {
-                    case .eo: if p.label != nil { eoCommit(p, commitAnyway: false) }
+                    case .eo:
+                        if p.label != nil { eoCommit(p, commitAnyway: false) }
+                        p.drainMax = p.commits > commits ? min(500, p.drainMax * 4) : (got > 0 ? 1 : p.drainMax)
                     case .amo: process(p, .batch, deferReaction: false)
                     default: break
                     }
@@ -998,14 +1100,26 @@ final class LabWorld {
             }
             observe()
             if model.failed { return }
-            if undrained().isEmpty { note("end: drained after \(round + 1) round(s)"); return }
+            if undrained().isEmpty { note("end: drained after \(round) round(s)"); return }
+            let now = drainProgress()
+            if now == progress { stale += 1 } else { stale = 0; progress = now }
         }
         for (group, tp, got, want) in undrained() where group != PipeKind.late.group {
             let d = try? broker.describeGroup(group)
             let holder = d?.members.first { $0.held.contains(tp) }?.clientId
             let target = d?.members.first { $0.assigned.contains(tp) }?.clientId
-            model.violation(.liveness, "group \(group) is stuck on \(tp) at committed offset \(got.map(String.init) ?? "none") (needs \(want)) after \(timing.drainRounds) drain rounds past every timeout; held by \(holder ?? "nobody"), assigned to \(target ?? "nobody")")
+            model.violation(.liveness, "group \(group) is stuck on \(tp) at committed offset \(got.map(String.init) ?? "none") (needs \(want)): \(round) drain rounds past every timeout, the last \(stale) without progress; held by \(holder ?? "nobody"), assigned to \(target ?? "nobody")")
         }
+    }
+
+    /// What the drain has achieved so far: the groups' committed offsets and the commits made.
+    func drainProgress() -> [Int64] {
+        var out: [Int64] = []
+        for k in PipeKind.allCases where kindsRun.contains(k) {
+            for part in 0..<partitions { out.append((try? broker.committedOffset(group: k.group, TopicPartition(Self.input, part))) ?? -1) }
+            out.append(Int64((pipes[k] ?? []).reduce(0) { $0 + $1.commits }))
+        }
+        return out
     }
 
     /// (group, partition, committed, needed) for every group not yet past its readable input.

@@ -351,3 +351,213 @@ extension SplitMix64 {
     /// True with probability `p`.
     mutating func chance(_ p: Double) -> Bool { unit() < p }
 }
+
+// MARK: The history file format
+
+/// A history as text, one line per item, so a minimal history can be kept in a file (or in
+/// source) and replayed without the generator that first made it:
+///
+/// ```
+/// kofka-lab-history 1
+/// seed 3
+/// partitions 3
+/// storage-faults 0.03 10
+/// producer at-least-once 0.1 0.3 - 101
+/// txn-input 0.0 0.0 2147483647 long redo 200
+/// eo 0.3 0.1 0 long rewind 300
+/// slots alo=1 amo=1 late=0
+/// 93 start eo 0 short
+/// 94 produce p1 941,942,943
+/// ```
+extension LabHistory {
+    public static let formatHeader = "kofka-lab-history 1"
+
+    /// The history in the file format.
+    public var encoded: String {
+        var out = [Self.formatHeader, "seed \(seed)", "partitions \(setup.partitions)"]
+        if setup.storageFaultRate > 0 { out.append("storage-faults \(setup.storageFaultRate) \(setup.storageFaultSeed)") }
+        for p in setup.producers {
+            out.append("producer \(p.mode.rawValue) \(p.requestLoss) \(p.ackLoss) \(p.retries.map(String.init) ?? "-") \(p.faultSeed)")
+        }
+        func txn(_ s: LabTxnSpec) -> String {
+            "\(s.requestLoss) \(s.ackLoss) \(s.retries) \(s.shortTxnTimeout ? "short" : "long") \(s.redo ? "redo" : "rewind") \(s.faultSeed)"
+        }
+        if let t = setup.txnInput { out.append("txn-input " + txn(t)) }
+        for e in setup.eoSlots { out.append("eo " + txn(e)) }
+        out.append("slots alo=\(setup.aloSlots) amo=\(setup.amoSlots) late=\(setup.lateSlots)")
+        for (n, op) in zip(numbers, ops) { out.append("\(n) " + op.encoded) }
+        return out.joined(separator: "\n") + "\n"
+    }
+
+    /// Reads the file format; throws `.invalidArg` naming the bad line.
+    public init(decoding text: String) throws {
+        var lines = text.split(separator: "\n").map { String($0).trimmed }.filter { !$0.isEmpty && !$0.hasPrefix("#") }
+        guard lines.first == Self.formatHeader else {
+            throw KofkaError(.invalidArg, "not a lab history: the first line must be '\(Self.formatHeader)'")
+        }
+        lines.removeFirst()
+        var seed: UInt64 = 0
+        var setup = LabSetup(partitions: 1, producers: [], txnInput: nil, eoSlots: [], aloSlots: 0, amoSlots: 0, lateSlots: 0,
+                             storageFaultRate: 0, storageFaultSeed: 0)
+        var ops: [LabOp] = [], numbers: [Int] = []
+        for line in lines {
+            let w = line.split(separator: " ").map(String.init)
+            func bad() -> KofkaError { KofkaError(.invalidArg, "invalid history line '\(line)'") }
+            func num<T: LosslessStringConvertible>(_ i: Int) throws -> T {
+                guard i < w.count, let v = T(w[i]) else { throw bad() }
+                return v
+            }
+            func txn() throws -> LabTxnSpec {
+                guard w.count == 7 else { throw bad() }
+                return LabTxnSpec(requestLoss: try num(1), ackLoss: try num(2), retries: try num(3), shortTxnTimeout: w[4] == "short",
+                                  redo: w[5] == "redo", faultSeed: try num(6))
+            }
+            switch w[0] {
+            case "seed": seed = try num(1)
+            case "partitions": setup.partitions = try num(1)
+            case "storage-faults": setup.storageFaultRate = try num(1); setup.storageFaultSeed = try num(2)
+            case "producer":
+                guard w.count == 6, let mode = DeliveryMode(rawValue: w[1]) else { throw bad() }
+                setup.producers.append(LabProducerSpec(mode: mode, requestLoss: try num(2), ackLoss: try num(3),
+                                                       retries: w[4] == "-" ? nil : try num(4), faultSeed: try num(5)))
+            case "txn-input": setup.txnInput = try txn()
+            case "eo": setup.eoSlots.append(try txn())
+            case "slots":
+                for kv in w.dropFirst() {
+                    let p = kv.split(separator: "=")
+                    guard p.count == 2, let n = Int(p[1]) else { throw bad() }
+                    switch p[0] {
+                    case "alo": setup.aloSlots = n
+                    case "amo": setup.amoSlots = n
+                    case "late": setup.lateSlots = n
+                    default: throw bad()
+                    }
+                }
+            default:
+                guard let n = Int(w[0]), let op = LabOp(decoding: Array(w.dropFirst())) else { throw bad() }
+                numbers.append(n)
+                ops.append(op)
+            }
+        }
+        self.init(seed: seed, setup: setup, ops: ops, numbers: numbers)
+        try validate()
+    }
+
+    /// Throws when an operation names a client the setup does not have.
+    func validate() throws {
+        for (n, op) in zip(numbers, ops) {
+            let ok: Bool = switch op {
+            case .send(let p, _, _), .flush(let p), .restartProducer(let p): p >= 0 && p < setup.producers.count
+            case .txBegin, .txSend, .txCommit, .txAbort, .txCrash, .txClose: setup.txnInput != nil
+            case .start(let k, let s, _), .poll(let k, let s, _), .process(let k, let s, _, _), .commit(let k, let s, _),
+                 .leave(let k, let s), .closeNow(let k, let s), .crash(let k, let s, _), .stallOne(let k, let s, _):
+                s >= 0 && s < setup.slots(k)
+            case .abort(let s, _): s >= 0 && s < setup.slots(.eo)
+            case .stall, .busyNext: true
+            }
+            if !ok { throw KofkaError(.invalidArg, "operation \(n) (\(op)) names a client the setup does not have") }
+        }
+    }
+}
+
+extension LabOp {
+    /// The operation's words in the file format.
+    public var encoded: String {
+        func ids(_ v: [UInt64]) -> String { v.map(String.init).joined(separator: ",") }
+        func flag(_ b: Bool, _ s: String) -> String { b ? " " + s : "" }
+        switch self {
+        case .send(let p, let v, let s): return "\(s.rawValue) p\(p) \(ids(v))"
+        case .flush(let p): return "flush p\(p)"
+        case .restartProducer(let p): return "restart p\(p)"
+        case .txBegin: return "tx-begin"
+        case .txSend(let v, let s, let d): return "tx-\(s.rawValue) \(ids(v))" + flag(d, "later")
+        case .txCommit: return "tx-commit"
+        case .txAbort(let z): return "tx-abort" + flag(z, "zero")
+        case .txCrash: return "tx-crash"
+        case .txClose: return "tx-close"
+        case .start(let k, let s, let short): return "start \(k.rawValue) \(s) \(short ? "short" : "long")"
+        case .poll(let k, let s, let m): return "poll \(k.rawValue) \(s) \(m)"
+        case .process(let k, let s, let st, let d): return "process \(k.rawValue) \(s) \(st.rawValue)" + flag(d, "later")
+        case .commit(let k, let s, let a): return "commit \(k.rawValue) \(s)" + flag(a, "anyway")
+        case .abort(let s, let z): return "abort eo \(s)" + flag(z, "zero")
+        case .leave(let k, let s): return "leave \(k.rawValue) \(s)"
+        case .closeNow(let k, let s): return "close \(k.rawValue) \(s)"
+        case .crash(let k, let s, let a): return "crash \(k.rawValue) \(s)" + flag(a, "after-offsets")
+        case .stall(let ms): return "stall \(ms)"
+        case .stallOne(let k, let s, let ms): return "stall-one \(k.rawValue) \(s) \(ms)"
+        case .busyNext: return "busy"
+        }
+    }
+
+    init?(decoding w: [String]) {
+        guard let verb = w.first else { return nil }
+        let has = { (s: String) in w.dropFirst().contains(s) }
+        func ids(_ s: String) -> [UInt64]? {
+            let v = s.split(separator: ",").compactMap { UInt64($0) }
+            return v.isEmpty ? nil : v
+        }
+        func producer(_ s: String) -> Int? { s.hasPrefix("p") ? Int(s.dropFirst()) : nil }
+        func kindSlot() -> (PipeKind, Int)? {
+            guard w.count >= 3, let k = PipeKind(rawValue: w[1]), let s = Int(w[2]) else { return nil }
+            return (k, s)
+        }
+        if let style = SendStyle(rawValue: verb) {
+            guard w.count == 3, let p = producer(w[1]), let v = ids(w[2]) else { return nil }
+            self = .send(producer: p, ids: v, style: style)
+            return
+        }
+        if verb.hasPrefix("tx-"), let style = SendStyle(rawValue: String(verb.dropFirst(3))) {
+            guard w.count >= 2, let v = ids(w[1]) else { return nil }
+            self = .txSend(ids: v, style: style, deferReaction: has("later"))
+            return
+        }
+        switch verb {
+        case "flush", "restart":
+            guard w.count == 2, let p = producer(w[1]) else { return nil }
+            self = verb == "flush" ? .flush(producer: p) : .restartProducer(producer: p)
+        case "tx-begin": self = .txBegin
+        case "tx-commit": self = .txCommit
+        case "tx-abort": self = .txAbort(zeroTimeout: has("zero"))
+        case "tx-crash": self = .txCrash
+        case "tx-close": self = .txClose
+        case "start":
+            guard let (k, s) = kindSlot(), w.count == 4 else { return nil }
+            self = .start(k, slot: s, shortSession: w[3] == "short")
+        case "poll":
+            guard let (k, s) = kindSlot(), w.count == 4, let m = Int(w[3]) else { return nil }
+            self = .poll(k, slot: s, max: m)
+        case "process":
+            guard let (k, s) = kindSlot(), w.count >= 4, let st = SendStyle(rawValue: w[3]) else { return nil }
+            self = .process(k, slot: s, style: st, deferReaction: has("later"))
+        case "commit":
+            guard let (k, s) = kindSlot() else { return nil }
+            self = .commit(k, slot: s, commitAnyway: has("anyway"))
+        case "abort":
+            guard let (k, s) = kindSlot(), k == .eo else { return nil }
+            self = .abort(slot: s, zeroTimeout: has("zero"))
+        case "leave", "close":
+            guard let (k, s) = kindSlot() else { return nil }
+            self = verb == "leave" ? .leave(k, slot: s) : .closeNow(k, slot: s)
+        case "crash":
+            guard let (k, s) = kindSlot() else { return nil }
+            self = .crash(k, slot: s, afterOffsets: has("after-offsets"))
+        case "stall":
+            guard w.count == 2, let ms = Int64(w[1]) else { return nil }
+            self = .stall(ms: ms)
+        case "stall-one":
+            guard let (k, s) = kindSlot(), w.count == 4, let ms = Int64(w[3]) else { return nil }
+            self = .stallOne(k, slot: s, ms: ms)
+        case "busy": self = .busyNext
+        default: return nil
+        }
+    }
+}
+
+extension String {
+    var trimmed: String {
+        var s = Substring(self)
+        while let f = s.first, f == " " || f == "\t" || f == "\r" { s = s.dropFirst() }
+        while let l = s.last, l == " " || l == "\t" || l == "\r" { s = s.dropLast() }
+        return String(s)
+    }
+}

@@ -103,7 +103,7 @@ public struct LabSource: Sendable, Hashable, Comparable, CustomStringConvertible
 }
 
 /// How the application saw a transaction end.
-enum LabTxnEnd: String, Sendable {
+public enum LabTxnEnd: String, Sendable {
     case committed, aborted
     /// The producer was closed with the transaction not committed (close aborts it).
     case closed
@@ -194,11 +194,25 @@ final class LabModel: @unchecked Sendable {
 
     /// The application saw `label` end; `hw` are the topic's high watermarks read right after.
     func ended(_ label: String, _ how: LabTxnEnd, hw: [Int32: Int64]) {
-        lock.with {
-            guard var t = txns[label], t.end == nil || t.end == .commitUnknown else { return }
+        let changed = lock.with { () -> Bool in
+            guard var t = txns[label], t.end == nil || t.end == .commitUnknown else { return false }
             t.end = how
             t.endOp = op
             t.endHW = hw
+            txns[label] = t
+            return true
+        }
+        if changed { journal?(label, how) }
+    }
+
+    /// Processes mode: a worker writes every transaction end it saw here (its journal).
+    var journal: (@Sendable (String, LabTxnEnd) -> Void)?
+
+    /// Processes mode: a transaction end read from a worker's journal.
+    func learned(_ label: String, topic: String, _ how: LabTxnEnd) {
+        lock.with {
+            var t = txns[label] ?? LabTxn(topic: topic, beganSkewMs: 0, timeoutMs: Int64.max / 2)
+            t.end = how
             txns[label] = t
         }
     }

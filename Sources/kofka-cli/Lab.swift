@@ -16,7 +16,7 @@ struct Lab: ParsableCommand {
             lossy links, storage failures and a busy SQLite writer. A violation is shrunk to a minimal \
             history that `kofka lab replay` runs again exactly.
             """,
-        subcommands: [LabExplore.self, LabReplay.self, LabShow.self, LabWorkerCommand.self])
+        subcommands: [LabExplore.self, LabReplay.self, LabShow.self, LabBugs.self, LabWorkerCommand.self])
 }
 
 /// `kofka lab explore`
@@ -31,6 +31,7 @@ struct LabExplore: ParsableCommand {
     @Flag(name: .customLong("no-shrink"), help: "Report violations without shrinking them.") var noShrink = false
     @Flag(name: .customLong("stop-on-first"), help: "Stop at the first violation.") var stopOnFirst = false
     @Option(help: "processes mode: worker processes.") var workers = 3
+    @Option(help: "Write each minimal history to DIR/<kind>-<seed>.history (replay it with --history).") var save: String?
 
     func validate() throws {
         guard ["sequential", "threads", "processes"].contains(mode) else {
@@ -56,6 +57,10 @@ struct LabExplore: ParsableCommand {
             stats = LabRunner.explore(storage: st, seconds: seconds, seed: first, shrink: !noShrink, shrinkSeconds: shrinkSeconds,
                                       stopOnFirst: stopOnFirst, found: { f in
                                           print(f.text(storage: storage))
+                                          if let save {
+                                              let path = "\(save)/\(f.violation.kind.rawValue)-\(f.minimal.seed).history"
+                                              if writeLabFile(path, f.minimal.encoded) { print("saved: \(path) (kofka lab replay --history \(path) --storage \(storage))") }
+                                          }
                                           print("")
                                           fflush(stdout)
                                       }, progress: { s in
@@ -79,21 +84,14 @@ struct LabExplore: ParsableCommand {
 struct LabReplay: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "replay", abstract: "Run one seeded history (or some of its operations) sequentially, with a trace.")
 
-    @Option(help: "The history's seed.") var seed: UInt64
+    @OptionGroup var which: LabHistoryOptions
     @Option(help: "memory: or sqlite:PATH.") var storage = "memory:"
-    @Option(help: "Operation numbers to keep, comma-separated (default: all).") var ops: String?
     @Flag(name: .customLong("quiet"), help: "No op-by-op trace.") var quiet = false
 
     func run() throws {
         let st = try LabStorage(storage)
-        let numbers = try ops.map { s in
-            try s.split(separator: ",").map { t -> Int in
-                guard let n = Int(t.trimmingCharacters()) else { throw ValidationError("invalid operation number '\(t)'") }
-                return n
-            }
-        }
-        let h = LabRunner.history(seed: seed, ops: numbers)
-        print("seed \(seed), \(h.ops.count) operations; setup: \(h.setup)")
+        let h = try which.history()
+        print("seed \(h.seed), \(h.ops.count) operations; setup: \(h.setup)")
         let r = LabRunner.run(h, storage: st, trace: !quiet)
         if !quiet { for line in r.trace { print(line) } }
         print("ran \(r.opsRun) operations in \(fmt(r.seconds * 1000, 1)) ms")
@@ -108,12 +106,17 @@ struct LabReplay: ParsableCommand {
 
 /// `kofka lab show`
 struct LabShow: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "show", abstract: "Print the history a seed generates.")
-    @Option(help: "The history's seed.") var seed: UInt64
+    static let configuration = CommandConfiguration(commandName: "show", abstract: "Print a history: numbered operations, or the history file format.")
+    @OptionGroup var which: LabHistoryOptions
+    @Flag(help: "Print the history file format (for --history).") var encoded = false
     func run() throws {
-        let h = LabRunner.history(seed: seed, ops: nil)
-        print("seed \(seed): \(h.setup)")
-        print(h.listing)
+        let h = try which.history()
+        if encoded {
+            print(h.encoded, terminator: "")
+        } else {
+            print("seed \(h.seed): \(h.setup)")
+            print(h.listing)
+        }
     }
 }
 
@@ -130,5 +133,65 @@ func monoNsNow() -> UInt64 {
 /// `kofka lab worker`: one pipeline worker process of the processes mode (started by `kofka lab explore --mode processes`).
 struct LabWorkerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "worker", abstract: "A lab worker process.", shouldDisplay: false)
-    func run() throws {}
+    @Option var storage: String
+    @Option var seed: UInt64
+    @Option var kind: String
+    @Option var slot: Int
+    @Option var incarnation: Int
+
+    func run() throws {
+        guard let k = PipeKind(rawValue: kind) else { throw ValidationError("unknown pipeline kind '\(kind)'") }
+        try LabProcesses.worker(storage: storage, seed: seed, kind: k, slot: slot, incarnation: incarnation)
+    }
 }
+
+/// Which history a lab command works on: a generated one (seed, some operations) or a file.
+struct LabHistoryOptions: ParsableArguments {
+    @Option(help: "The generated history's seed.") var seed: UInt64?
+    @Option(help: "Operation numbers to keep, comma-separated (default: all).") var ops: String?
+    @Option(name: .customLong("history"), help: "A history file (kofka lab show --encoded, or explore --save).") var file: String?
+
+    func history() throws -> LabHistory {
+        if let file {
+            guard let text = readLabFile(file) else { throw CLIError("cannot read '\(file)'") }
+            var h = try LabHistory(decoding: text)
+            if let numbers = try numbers() { h = h.keeping(numbers: numbers) }
+            return h
+        }
+        guard let seed else { throw ValidationError("give --seed or --history") }
+        return LabRunner.history(seed: seed, ops: try numbers())
+    }
+
+    func numbers() throws -> [Int]? {
+        try ops.map { s in
+            try s.split(separator: ",").map { t -> Int in
+                guard let n = Int(t.trimmingCharacters()) else { throw ValidationError("invalid operation number '\(t)'") }
+                return n
+            }
+        }
+    }
+}
+
+/// `kofka lab bugs`: the minimal histories of the bugs an outside review found, run again.
+struct LabBugs: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bugs",
+        abstract: "Replay the minimal histories of the review's bugs 1–7; each says whether its violation still shows.",
+        discussion: "On the core the review broke, every history shows its violation; once a bug is fixed its history runs clean. Exits non-zero while any still shows.")
+    @Option(help: "A directory for SQLite files (the bugs that need a busy writer run there).") var dir = "/tmp"
+
+    func run() throws {
+        var showing = 0
+        for b in LabKnownBugs.all {
+            let st = try LabStorage(b.needsSQLite ? "sqlite:\(dir)/kofka-lab-bug\(b.number)" : "memory:")
+            let h = try b.history()
+            let r = LabRunner.run(h, storage: st)
+            let shows = r.violations.contains { b.kinds.contains($0.kind) }
+            if shows { showing += 1 }
+            print("bug \(b.number) (\(b.title)): \(shows ? "SHOWS" : "clean") — \(h.ops.count) ops on \(st.spec)"
+                  + (r.first.map { "\n    \($0)" } ?? ""))
+        }
+        if showing > 0 { throw CLIError("\(showing) of \(LabKnownBugs.all.count) bug histories still show their violation") }
+    }
+}
+
