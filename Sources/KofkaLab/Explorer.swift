@@ -239,7 +239,7 @@ final class LabWorld {
         let t0 = monoNs()
         for (i, op) in history.ops.enumerated() {
             model.op = history.numbers[i]
-            if tracing { note("\(history.numbers[i]). \(op)") }
+            if tracing { note("\(history.numbers[i]). \(op)   [at \(format2(Double(monoNs() - t0) / 1e6)) ms]") }
             execute(op, number: history.numbers[i])
             opsRun += 1
             observe()
@@ -247,6 +247,7 @@ final class LabWorld {
         }
         if !model.failed {
             model.op = nil
+            note("end phase   [at \(format2(Double(monoNs() - t0) / 1e6)) ms]")
             endPhase()
         }
         return LabRunResult(violations: model.violations, opsRun: opsRun, seconds: Double(monoNs() - t0) / 1e9, trace: trace)
@@ -670,6 +671,9 @@ final class LabWorld {
                 lateCandidates[part] = model.modelLSO(tp, skewMs: clock.skewMs)
             }
         }
+        // sabotage commitBackwards: armed once the group has committed something
+        let backwards = sabotage == .commitBackwards && !sabotageFired
+            && c.assigned.contains { ((try? broker.committedOffset(group: p.kind.group, $0)) ?? 0) > 0 }
         let msgs: [Message]
         do {
             msgs = try busy { try c.pollBatch(max: max, timeout: .zero) }
@@ -711,9 +715,7 @@ final class LabWorld {
                 // not written: must not be committed by the next poll
                 note("   \(p.name) rewinds after \(errText(e))")
                 try? c.seekToCommitted()
-            } else if sabotage == .commitBackwards,
-                      c.assigned.contains(where: { ((try? broker.committedOffset(group: p.kind.group, $0)) ?? 0) > 0 }),
-                      sabotaging(.commitBackwards) {
+            } else if backwards, sabotaging(.commitBackwards) {
                 for tp in c.assigned { try? c.seek(tp.topic, tp.partition, 0) }
                 try? c.commit()
             }
@@ -985,18 +987,23 @@ final class LabWorld {
 
     /// Quiesce, check nothing ended holds readers back, move past every timeout, drain, check.
     func endPhase() {
+        let t0 = monoNs()
+        func at() -> String { "   [+\(format2(Double(monoNs() - t0) / 1e6)) ms]" }
         busyArmed = false
         quiesce()
         observe()
         guard !model.failed else { return }
+        note("end: quiesced" + at())
         checkStableOffsets()
         guard !model.failed else { return }
         clock.advance(ms: timing.drainAdvanceMs)
-        note("end: the clock moves \(timing.drainAdvanceMs) ms; the survivors drain")
+        note("end: the clock moves \(timing.drainAdvanceMs) ms; the survivors drain" + at())
         drain()
         observe()
         guard !model.failed else { return }
+        note("end: drained" + at())
         finalCheck()
+        note("end: checked" + at())
     }
 
     /// Pipeline kinds run elsewhere (worker processes) count as run here.

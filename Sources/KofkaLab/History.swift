@@ -227,7 +227,7 @@ extension Int {
 /// Generates histories from a seed.
 public enum LabGenerator {
     /// The history of `seed`. `length` overrides the seeded number of operations.
-    public static func history(seed: UInt64, length: Int? = nil) -> LabHistory {
+    public static func history(seed: UInt64, length: Int? = nil, avoiding bugs: Set<Int> = []) -> LabHistory {
         var rng = SplitMix64(seed: seed ^ 0x6b6f_666b_615f_6c61)
         let setup = makeSetup(&rng, seed: seed)
         let n = length ?? Int(rng.below(100)) + 60
@@ -235,7 +235,52 @@ public enum LabGenerator {
         var ops: [LabOp] = []
         ops.reserveCapacity(n)
         for i in 0..<n { ops.append(nextOp(&rng, &g, index: i)) }
-        return LabHistory(seed: seed, setup: setup, ops: ops)
+        let h = LabHistory(seed: seed, setup: setup, ops: ops)
+        return bugs.isEmpty ? h : avoid(bugs, in: h)
+    }
+
+    /// The bugs `avoid` knows how to steer clear of (the review's numbering).
+    public static let avoidable: [Int: String] = [
+        1: "transactional sends never give up (retries unlimited)",
+        2: "aborts wait for queued records (no zero timeout)",
+        3: "one exactly-once slot and no stalls (no rebalance inside a transaction)",
+        4: "crashes never follow send_offsets_to_transaction",
+        5: "exactly-once instances leave gracefully instead of closing inside a transaction",
+        6: "no busy writer",
+        7: "no 'latest' group",
+    ]
+
+    /// `h` without the triggers of the review's bugs `bugs` (operations keep their numbers; an
+    /// operation without a harmless form goes), so the explorer can look past bugs known to be
+    /// there, or test one fix at a time.
+    public static func avoid(_ bugs: Set<Int>, in h: LabHistory) -> LabHistory {
+        var setup = h.setup
+        if bugs.contains(1) {
+            setup.txnInput?.retries = Int(Int32.max)
+            for i in setup.eoSlots.indices { setup.eoSlots[i].retries = Int(Int32.max) }
+        }
+        if bugs.contains(3) { setup.eoSlots = Array(setup.eoSlots.prefix(1)) }
+        if bugs.contains(7) { setup.lateSlots = 0 }
+        var ops: [LabOp] = [], numbers: [Int] = []
+        for (n, op) in zip(h.numbers, h.ops) {
+            var o: LabOp? = op
+            switch op {
+            case .txAbort(true) where bugs.contains(2): o = .txAbort(zeroTimeout: false)
+            case .abort(let s, true) where bugs.contains(2): o = .abort(slot: s, zeroTimeout: false)
+            case .crash(.eo, let s, true) where bugs.contains(4): o = .crash(.eo, slot: s, afterOffsets: false)
+            case .closeNow(.eo, let s) where bugs.contains(5): o = .leave(.eo, slot: s)
+            case .busyNext where bugs.contains(6): o = nil
+            case .stall, .stallOne: if bugs.contains(3) { o = nil }
+            default: break
+            }
+            if let x = o, bugs.contains(3) || bugs.contains(7) {
+                if case .stallOne = x { o = nil }
+                let h2 = LabHistory(seed: h.seed, setup: setup, ops: [x])
+                if (try? h2.validate()) == nil { o = nil }
+            }
+            if let o { ops.append(o); numbers.append(n) }
+        }
+        return LabHistory(seed: h.seed, setup: setup, ops: ops, numbers: numbers)
     }
 
     static func makeSetup(_ r: inout SplitMix64, seed: UInt64) -> LabSetup {
@@ -375,7 +420,7 @@ extension LabHistory {
     /// The history in the file format.
     public var encoded: String {
         var out = [Self.formatHeader, "seed \(seed)", "partitions \(setup.partitions)"]
-        if setup.storageFaultRate > 0 { out.append("storage-faults \(setup.storageFaultRate) \(setup.storageFaultSeed)") }
+        out.append("storage-faults \(setup.storageFaultRate) \(setup.storageFaultSeed)")
         for p in setup.producers {
             out.append("producer \(p.mode.rawValue) \(p.requestLoss) \(p.ackLoss) \(p.retries.map(String.init) ?? "-") \(p.faultSeed)")
         }

@@ -44,10 +44,13 @@ public struct LabFinding: Sendable {
     /// Runs the shrinker made, and how many of 3 replays of the minimal history showed the same kind.
     public var shrinkRuns: Int
     public var reproduced: Int
+    /// The bugs whose triggers the generator avoided (replay needs them too).
+    public var avoiding: Set<Int> = []
 
     /// The command that replays the minimal history.
     public func replayCommand(storage: String) -> String {
         "kofka lab replay --seed \(minimal.seed) --storage \(storage) --ops \(minimal.opsArgument)"
+            + (avoiding.isEmpty ? "" : " --avoid " + avoiding.sorted().map(String.init).joined(separator: ","))
     }
 
     /// A report: the violation, the minimal history as numbered operations, and how to replay it.
@@ -73,6 +76,8 @@ public struct LabExploreStats: Sendable {
     public var failing = 0
     public var errors = 0
     public var findings: [LabFinding] = []
+    /// How many histories failed first with each kind, and the first few seeds of each.
+    public var census: [LabViolationKind: (count: Int, seeds: [UInt64])] = [:]
     public var historiesPerSecond: Double { Double(histories) / max(seconds, 1e-9) }
     public var opsPerSecond: Double { Double(ops) / max(seconds, 1e-9) }
 }
@@ -80,11 +85,11 @@ public struct LabExploreStats: Sendable {
 /// Entry points: run one history, replay, explore.
 public enum LabRunner {
     /// Runs `history` sequentially on a fresh store of `storage`.
-    public static func run(_ history: LabHistory, storage: LabStorage, trace: Bool = false) -> LabRunResult {
+    public static func run(_ history: LabHistory, storage: LabStorage, trace: Bool = false, sabotage: LabSabotage? = nil) -> LabRunResult {
         let (s, cleanup) = storage.fresh()
         defer { cleanup() }
         do {
-            let w = try LabWorld(history, storage: s, trace: trace)
+            let w = try LabWorld(history, storage: s, trace: trace, sabotage: sabotage)
             defer { w.close() }
             return w.run()
         } catch {
@@ -93,8 +98,8 @@ public enum LabRunner {
     }
 
     /// The generated history of `seed`, reduced to the operations numbered `ops` (all when nil).
-    public static func history(seed: UInt64, ops: [Int]?, length: Int? = nil) -> LabHistory {
-        let h = LabGenerator.history(seed: seed, length: length)
+    public static func history(seed: UInt64, ops: [Int]?, length: Int? = nil, avoiding: Set<Int> = []) -> LabHistory {
+        let h = LabGenerator.history(seed: seed, length: length, avoiding: avoiding)
         guard let ops else { return h }
         return h.keeping(numbers: ops)
     }
@@ -102,7 +107,7 @@ public enum LabRunner {
     /// Runs seeded histories from `seed` on for `seconds`; each first violation of a kind is
     /// shrunk (when `shrink`) and handed to `found`. `stopOnFirst` ends at the first violation.
     public static func explore(storage: LabStorage, seconds: Double, seed: UInt64, shrink: Bool = true,
-                               shrinkSeconds: Double = 60, stopOnFirst: Bool = false, maxHistories: Int = .max,
+                               shrinkSeconds: Double = 60, stopOnFirst: Bool = false, maxHistories: Int = .max, avoiding: Set<Int> = [],
                                found: (LabFinding) -> Void, progress: ((LabExploreStats) -> Void)? = nil) -> LabExploreStats {
         var stats = LabExploreStats()
         let t0 = monoNs()
@@ -113,7 +118,7 @@ public enum LabRunner {
         // exploring time: shrinking is not counted
         func elapsed() -> Double { Double(monoNs() - t0 - shrinkingNs) / 1e9 }
         while elapsed() < seconds && stats.histories < maxHistories {
-            let h = LabGenerator.history(seed: s)
+            let h = LabGenerator.history(seed: s, avoiding: avoiding)
             s &+= 1
             let r = run(h, storage: storage)
             stats.histories += 1
@@ -121,6 +126,10 @@ public enum LabRunner {
             if r.opsRun == 0 { stats.errors += 1 }
             if let v = r.first {
                 stats.failing += 1
+                var c = stats.census[v.kind] ?? (0, [])
+                c.count += 1
+                if c.seeds.count < 8 { c.seeds.append(h.seed) }
+                stats.census[v.kind] = c
                 if !kinds.contains(v.kind) {
                     kinds.insert(v.kind)
                     let when = elapsed()
@@ -134,7 +143,7 @@ public enum LabRunner {
                     let reproduced = again.filter { $0.first?.kind == v.kind }.count
                     let mv = again.first { $0.first?.kind == v.kind }?.first ?? v
                     let f = LabFinding(violation: v, history: h, minimal: minimal, minimalViolation: mv, secondsToFind: when,
-                                       historiesToFind: count, shrinkRuns: runs, reproduced: reproduced)
+                                       historiesToFind: count, shrinkRuns: runs, reproduced: reproduced, avoiding: avoiding)
                     stats.findings.append(f)
                     found(f)
                     if stopOnFirst { break }

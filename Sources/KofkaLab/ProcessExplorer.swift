@@ -31,7 +31,7 @@ public enum LabProcesses {
     }
 
     /// Runs seeded histories with worker processes for `seconds`.
-    public static func explore(storage: String, seconds: Double, seed: UInt64, workers: Int, executable: String,
+    public static func explore(storage: String, seconds: Double, seed: UInt64, workers: Int, executable: String, avoiding: Set<Int> = [],
                                spawn: ([String]) throws -> Int32, print: (String) -> Void) throws -> LabExploreStats {
         guard storage.hasPrefix("sqlite:") else { throw KofkaError(.invalidArg, "the processes mode needs sqlite:PATH") }
         let prefix = String(storage.dropFirst("sqlite:".count))
@@ -40,15 +40,19 @@ public enum LabProcesses {
         var s = seed
         var kinds: Set<LabViolationKind> = []
         while Double(monoNs() - t0) / 1e9 < seconds {
-            let h = LabGenerator.history(seed: s)
+            let h = LabGenerator.history(seed: s, avoiding: avoiding)
             s &+= 1
             let path = prefix + "-\(getpid())-\(stats.histories).db"
-            let r = try runOne(h, path: path, workers: workers, executable: executable, spawn: spawn, print: print)
+            let r = try runOne(h, path: path, workers: workers, executable: executable, avoiding: avoiding, spawn: spawn, print: print)
             stats.histories += 1
             stats.ops += r.opsRun
             print("  seed \(h.seed): \(r.opsRun) operations in \(format2(r.seconds)) s, \(r.violations.isEmpty ? "clean" : "\(r.violations.count) violation(s)")")
             guard let v = r.first else { continue }
             stats.failing += 1
+            var c = stats.census[v.kind] ?? (0, [])
+            c.count += 1
+            if c.seeds.count < 8 { c.seeds.append(h.seed) }
+            stats.census[v.kind] = c
             guard !kinds.contains(v.kind) else { continue }
             kinds.insert(v.kind)
             let when = Double(monoNs() - t0) / 1e9
@@ -68,7 +72,7 @@ public enum LabProcesses {
     }
 
     /// One history with worker processes on the SQLite file `path` (removed afterwards).
-    static func runOne(_ h: LabHistory, path: String, workers: Int, executable: String,
+    static func runOne(_ h: LabHistory, path: String, workers: Int, executable: String, avoiding: Set<Int>,
                        spawn: ([String]) throws -> Int32, print: (String) -> Void) throws -> LabRunResult {
         let t0 = monoNs()
         let files = [path, path + "-wal", path + "-shm", path + ".drain", path + ".journal", path + ".violations"]
@@ -83,7 +87,8 @@ public enum LabProcesses {
         func start(_ i: Int) throws {
             incarnation[i] += 1
             pids[i] = try spawn([executable, "lab", "worker", "--storage", "sqlite:" + path, "--seed", "\(h.seed)",
-                                 "--kind", slots[i].0.rawValue, "--slot", "\(slots[i].1)", "--incarnation", "\(incarnation[i])"])
+                                 "--kind", slots[i].0.rawValue, "--slot", "\(slots[i].1)", "--incarnation", "\(incarnation[i])"]
+                                 + (avoiding.isEmpty ? [] : ["--avoid", avoiding.sorted().map(String.init).joined(separator: ",")]))
         }
         func reap() throws {
             for i in pids.indices {
@@ -151,8 +156,10 @@ public enum LabProcesses {
         for p in pids { kill(p, SIGKILL); var st: Int32 = 0; waitpid(p, &st, 0) }
         pids = []
         // what the workers saw
+        var workerOps = 0
         for line in (readLabFile(path + ".journal") ?? "").split(separator: "\n") {
             let w = line.split(separator: " ")
+            if w.first == "#ops", w.count == 2, let n = Int(w[1]) { workerOps += n; continue }
             guard w.count == 2 else { continue }
             world.model.learned(String(w[0]), topic: PipeKind.eo.output, w[1] == "C" ? .committed : .aborted)
         }
@@ -163,13 +170,13 @@ public enum LabProcesses {
         }
         world.observe()
         world.finalCheck()
-        return LabRunResult(violations: world.model.violations, opsRun: ran + chaos, seconds: Double(monoNs() - t0) / 1e9, trace: [])
+        return LabRunResult(violations: world.model.violations, opsRun: ran + chaos + workerOps, seconds: Double(monoNs() - t0) / 1e9, trace: [])
     }
 
     /// A worker process: runs random operations of one pipeline slot until killed; after the
     /// parent writes the drain file, only polls, writes and commits.
-    public static func worker(storage: String, seed: UInt64, kind: PipeKind, slot: Int, incarnation: Int) throws -> Never {
-        let h = LabGenerator.history(seed: seed)
+    public static func worker(storage: String, seed: UInt64, kind: PipeKind, slot: Int, incarnation: Int, avoiding: Set<Int> = []) throws -> Never {
+        let h = LabGenerator.history(seed: seed, avoiding: avoiding)
         let path = String(storage.dropFirst("sqlite:".count))
         let world = try LabWorld(h, storage: storage, timing: timing, concurrent: true, createTopics: false)
         guard let p = world.pipe(kind, slot) else { throw KofkaError(.invalidArg, "the history of seed \(seed) has no slot \(kind.rawValue)\(slot)") }
@@ -202,10 +209,13 @@ public enum LabProcesses {
                 } else {
                     op = x < 0.97 ? .poll(kind, slot: slot, max: 1 + Int(rng.below(5))) : .leave(kind, slot: slot)
                 }
-                world.execute(op, number: n)
+                if let op = LabGenerator.avoid(avoiding, in: LabHistory(seed: seed, setup: h.setup, ops: [op])).ops.first {
+                    world.execute(op, number: n)
+                }
                 usleep(UInt32(rng.below(3_000)))
             }
             if n % 20 == 0 { world.observe() }
+            if n % 100 == 0 { _ = Array("#ops 100\n".utf8).withUnsafeBytes { write(journal, $0.baseAddress, $0.count) } }
             let vs = world.model.violations
             while reported < vs.count {
                 let line = Array("\(vs[reported].kind.rawValue)\t\(p.clientId): \(vs[reported].detail)\n".utf8)

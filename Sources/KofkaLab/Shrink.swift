@@ -6,13 +6,14 @@ import Kofka
 public enum LabShrinker {
     /// The smallest sub-history of `history` found in `maxSeconds` that still shows `kind`, and
     /// how many runs it took.
+    /// `sabotage` is switched on in every run (the explorer's own tests).
     public static func shrink(_ history: LabHistory, kind: LabViolationKind, storage: LabStorage,
-                              maxSeconds: Double = 60) -> (history: LabHistory, runs: Int) {
+                              maxSeconds: Double = 60, sabotage: LabSabotage? = nil) -> (history: LabHistory, runs: Int) {
         let deadline = monoNs() &+ UInt64(maxSeconds * 1e9)
         var runs = 0
         func fails(_ positions: [Int]) -> Bool {
             runs += 1
-            return LabRunner.run(history.keeping(positions: positions), storage: storage).violations.first?.kind == kind
+            return LabRunner.run(history.keeping(positions: positions), storage: storage, sabotage: sabotage).violations.first?.kind == kind
         }
         var current = Array(history.ops.indices)
         var n = 2

@@ -74,20 +74,24 @@ public enum LabThreads {
     }
 
     /// Runs seeded histories with threads for `seconds`; prints each violation with its seed and scripts.
-    public static func explore(storage: LabStorage, seconds: Double, seed: UInt64, stopOnFirst: Bool,
+    public static func explore(storage: LabStorage, seconds: Double, seed: UInt64, stopOnFirst: Bool, avoiding: Set<Int> = [],
                                print: (String) -> Void) -> LabExploreStats {
         var stats = LabExploreStats()
         let t0 = monoNs()
         var kinds: Set<LabViolationKind> = []
         var s = seed
         while Double(monoNs() - t0) / 1e9 < seconds {
-            let h = LabGenerator.history(seed: s)
+            let h = LabGenerator.history(seed: s, avoiding: avoiding)
             s &+= 1
             let r = run(h, storage: storage)
             stats.histories += 1
             stats.ops += r.opsRun
             guard let v = r.first else { continue }
             stats.failing += 1
+            var c = stats.census[v.kind] ?? (0, [])
+            c.count += 1
+            if c.seeds.count < 8 { c.seeds.append(h.seed) }
+            stats.census[v.kind] = c
             guard !kinds.contains(v.kind) else { continue }
             kinds.insert(v.kind)
             let when = Double(monoNs() - t0) / 1e9

@@ -30,6 +30,9 @@ struct LabExplore: ParsableCommand {
     @Option(name: .customLong("shrink-seconds"), help: "Time limit for shrinking one violation.") var shrinkSeconds = 60.0
     @Flag(name: .customLong("no-shrink"), help: "Report violations without shrinking them.") var noShrink = false
     @Flag(name: .customLong("stop-on-first"), help: "Stop at the first violation.") var stopOnFirst = false
+    @Flag(help: "Count every failing history by the kind of its first violation (with a few seeds of each).") var census = false
+    @Option(help: "Stop after this many histories (sequential mode).") var histories: Int?
+    @Option(help: ArgumentHelp("Steer clear of the triggers of the review's bugs, e.g. 1,2,7 (see kofka lab bugs).", valueName: "bugs")) var avoid: String?
     @Option(help: "processes mode: worker processes.") var workers = 3
     @Option(help: "Write each minimal history to DIR/<kind>-<seed>.history (replay it with --history).") var save: String?
 
@@ -49,13 +52,13 @@ struct LabExplore: ParsableCommand {
         let stats: LabExploreStats
         switch mode {
         case "threads":
-            stats = LabThreads.explore(storage: st, seconds: seconds, seed: first, stopOnFirst: stopOnFirst) { print($0); fflush(stdout) }
+            stats = LabThreads.explore(storage: st, seconds: seconds, seed: first, stopOnFirst: stopOnFirst, avoiding: try parseBugs(avoid)) { print($0); fflush(stdout) }
         case "processes":
             stats = try LabProcesses.explore(storage: storage, seconds: seconds, seed: first, workers: workers, executable: selfExecutable(),
-                                             spawn: spawnProcess) { print($0); fflush(stdout) }
+                                             avoiding: try parseBugs(avoid), spawn: spawnProcess) { print($0); fflush(stdout) }
         default:
             stats = LabRunner.explore(storage: st, seconds: seconds, seed: first, shrink: !noShrink, shrinkSeconds: shrinkSeconds,
-                                      stopOnFirst: stopOnFirst, found: { f in
+                                      stopOnFirst: stopOnFirst, maxHistories: histories ?? .max, avoiding: try parseBugs(avoid), found: { f in
                                           print(f.text(storage: storage))
                                           if let save {
                                               let path = "\(save)/\(f.violation.kind.rawValue)-\(f.minimal.seed).history"
@@ -75,6 +78,11 @@ struct LabExplore: ParsableCommand {
               + "\(stats.failing) failing, \(stats.findings.count) kind(s) of violation\(stats.errors > 0 ? ", \(stats.errors) could not run" : "")")
         for f in stats.findings {
             print("  \(f.violation.kind.rawValue): after \(fmt(f.secondsToFind, 2)) s, \(f.historiesToFind) histories; minimal history \(f.minimal.ops.count) ops")
+        }
+        if census {
+            for (k, c) in stats.census.sorted(by: { $0.value.count > $1.value.count }) {
+                print("  census \(k.rawValue): \(c.count) histories, e.g. seeds \(c.seeds.map(String.init).joined(separator: ", "))")
+            }
         }
         if !stats.findings.isEmpty { throw CLIError("\(stats.findings.count) kind(s) of violation found") }
     }
@@ -138,10 +146,11 @@ struct LabWorkerCommand: ParsableCommand {
     @Option var kind: String
     @Option var slot: Int
     @Option var incarnation: Int
+    @Option var avoid: String?
 
     func run() throws {
         guard let k = PipeKind(rawValue: kind) else { throw ValidationError("unknown pipeline kind '\(kind)'") }
-        try LabProcesses.worker(storage: storage, seed: seed, kind: k, slot: slot, incarnation: incarnation)
+        try LabProcesses.worker(storage: storage, seed: seed, kind: k, slot: slot, incarnation: incarnation, avoiding: try parseBugs(avoid))
     }
 }
 
@@ -150,6 +159,7 @@ struct LabHistoryOptions: ParsableArguments {
     @Option(help: "The generated history's seed.") var seed: UInt64?
     @Option(help: "Operation numbers to keep, comma-separated (default: all).") var ops: String?
     @Option(name: .customLong("history"), help: "A history file (kofka lab show --encoded, or explore --save).") var file: String?
+    @Option(help: ArgumentHelp("With --seed: the bugs whose triggers the generator avoided (as explore --avoid).", valueName: "bugs")) var avoid: String?
 
     func history() throws -> LabHistory {
         if let file {
@@ -159,7 +169,7 @@ struct LabHistoryOptions: ParsableArguments {
             return h
         }
         guard let seed else { throw ValidationError("give --seed or --history") }
-        return LabRunner.history(seed: seed, ops: try numbers())
+        return LabRunner.history(seed: seed, ops: try numbers(), avoiding: try parseBugs(avoid))
     }
 
     func numbers() throws -> [Int]? {
@@ -195,3 +205,16 @@ struct LabBugs: ParsableCommand {
     }
 }
 
+
+/// "1,2,7" → {1, 2, 7}; each must be a bug `LabGenerator.avoid` knows.
+func parseBugs(_ s: String?) throws -> Set<Int> {
+    guard let s else { return [] }
+    var out: Set<Int> = []
+    for t in s.split(separator: ",") {
+        guard let n = Int(t.trimmingCharacters()), LabGenerator.avoidable[n] != nil else {
+            throw ValidationError("invalid bug '\(t)' for --avoid: expected numbers among \(LabGenerator.avoidable.keys.sorted().map(String.init).joined(separator: ", "))")
+        }
+        out.insert(n)
+    }
+    return out
+}
