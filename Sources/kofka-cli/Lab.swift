@@ -77,7 +77,8 @@ struct LabExplore: ParsableCommand {
               + "\(fmt(stats.historiesPerSecond, 1)) histories/s, \(Int(stats.opsPerSecond)) ops/s; "
               + "\(stats.failing) failing, \(stats.findings.count) kind(s) of violation\(stats.errors > 0 ? ", \(stats.errors) could not run" : "")")
         for f in stats.findings {
-            print("  \(f.violation.kind.rawValue): after \(fmt(f.secondsToFind, 2)) s, \(f.historiesToFind) histories; minimal history \(f.minimal.ops.count) ops")
+            print("  \(f.violation.kind.rawValue): after \(fmt(f.secondsToFind, 2)) s, \(f.historiesToFind) histories; "
+                  + (f.shrinkRuns > 0 ? "minimal history \(f.minimal.ops.count) ops" : "seed \(f.history.seed), not shrunk"))
         }
         if census {
             for (k, c) in stats.census.sorted(by: { $0.value.count > $1.value.count }) {
