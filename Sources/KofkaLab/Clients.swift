@@ -415,13 +415,16 @@ extension LabWorld {
     /// transaction (the slot's `redo` setting) or rewinds the consumer to its committed offsets.
     func eoAbortAndRecover(_ p: LabPipe, rewind forceRewind: Bool = false, attempts: Int = 2) {
         guard eoAbortOnly(p, timeout: nil) else { return }
-        if !forceRewind, p.spec?.redo == true, attempts > 0, !p.processed.isEmpty, eoBegin(p), let prod = p.producer, let label = p.label {
+        // a redo only while the consumer still holds every partition it read from (else the
+        // partitions' new owners process them: rewind)
+        let held = Set(p.consumer?.assigned ?? [])
+        let stillHeld = (p.processed + p.buffer).allSatisfy { held.contains(TopicPartition($0.topic, $0.partition)) }
+        if !forceRewind, stillHeld, p.spec?.redo == true, attempts > 0, !p.processed.isEmpty, eoBegin(p), let prod = p.producer, let label = p.label {
             let redo = p.processed
             note("   \(p.name) redoes \(redo.count) record(s) in \(label)")
-            let (n, e) = write(prod, p.kind.output, redo.map { outRecord($0, label) }, .batch, plain: false)
+            let (_, e) = write(prod, p.kind.output, redo.map { outRecord($0, label) }, .batch, plain: false)
             if let e {
                 p.processed = redo
-                _ = n
                 checkSequence(e, p.clientId)
                 if (e as? KofkaError)?.code == .producerFenced { die(p); return }
                 eoAbortAndRecover(p, rewind: (e as? KofkaError)?.code == .rebalanced, attempts: attempts - 1)
