@@ -1,0 +1,166 @@
+import Kofka
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where the explorer runs histories: `memory:` (a fresh in-process store per history) or
+/// `sqlite:PATH` (a fresh file per history, named after PATH, removed afterwards).
+public final class LabStorage: @unchecked Sendable {
+    public let spec: String
+    private let lock = LabLock()
+    private var counter = 0
+
+    public init(_ spec: String) throws {
+        guard spec == "memory:" || spec == "memory" || (spec.hasPrefix("sqlite:") && spec.count > "sqlite:".count) else {
+            throw KofkaError(.invalidArg, "unknown lab storage '\(spec)': expected memory: or sqlite:PATH")
+        }
+        self.spec = spec == "memory" ? "memory:" : spec
+    }
+
+    public var isSQLite: Bool { spec.hasPrefix("sqlite:") }
+
+    /// A fresh storage string and what removes it afterwards.
+    func fresh() -> (String, () -> Void) {
+        guard isSQLite else { return ("memory:", {}) }
+        let n = lock.with { counter += 1; return counter }
+        let path = String(spec.dropFirst("sqlite:".count)) + "-\(getpid())-\(n).db"
+        for suffix in ["", "-wal", "-shm"] { unlink(path + suffix) }
+        return ("sqlite:" + path, { for suffix in ["", "-wal", "-shm"] { unlink(path + suffix) } })
+    }
+}
+
+/// A violation found by exploring, with the history that showed it and its shrunk form.
+public struct LabFinding: Sendable {
+    public var violation: LabViolation
+    /// The generated history that first showed it.
+    public var history: LabHistory
+    /// The minimal history (equal to `history` when not shrunk).
+    public var minimal: LabHistory
+    /// The violation the minimal history shows (its op numbers refer to the generated history).
+    public var minimalViolation: LabViolation
+    /// Seconds and histories from the start of the exploration until it was found.
+    public var secondsToFind: Double
+    public var historiesToFind: Int
+    /// Runs the shrinker made, and how many of 3 replays of the minimal history showed the same kind.
+    public var shrinkRuns: Int
+    public var reproduced: Int
+    /// The bugs whose triggers the generator avoided (replay needs them too).
+    public var avoiding: Set<Int> = []
+
+    /// The command that replays the minimal history.
+    public func replayCommand(storage: String) -> String {
+        "kofka lab replay --seed \(minimal.seed) --storage \(storage) --ops \(minimal.opsArgument)"
+            + (avoiding.isEmpty ? "" : " --avoid " + avoiding.sorted().map(String.init).joined(separator: ","))
+    }
+
+    /// A report: the violation, the minimal history as numbered operations, and how to replay it.
+    public func text(storage: String) -> String {
+        """
+        VIOLATION \(violation.kind.rawValue) — found after \(format2(secondsToFind)) s, \(historiesToFind) histor\(historiesToFind == 1 ? "y" : "ies") (seed \(history.seed), \(history.ops.count) operations)
+          \(violation.detail)
+        minimal history: \(minimal.ops.count) of \(history.ops.count) operations (\(shrinkRuns) shrink runs; the same violation on \(reproduced) of 3 replays)
+          setup: \(minimal.setup)
+        \(minimal.listing)
+          then the end phase: quiesce, check stable offsets, move past every timeout, drain, check.
+          shows: \(minimalViolation)
+        replay: \(replayCommand(storage: storage))
+        """
+    }
+}
+
+/// Totals of an exploration.
+public struct LabExploreStats: Sendable {
+    public var histories = 0
+    public var ops = 0
+    public var seconds = 0.0
+    public var failing = 0
+    public var errors = 0
+    public var findings: [LabFinding] = []
+    /// How many histories failed first with each kind, and the first few seeds of each.
+    public var census: [LabViolationKind: (count: Int, seeds: [UInt64])] = [:]
+    public var historiesPerSecond: Double { Double(histories) / max(seconds, 1e-9) }
+    public var opsPerSecond: Double { Double(ops) / max(seconds, 1e-9) }
+}
+
+/// Entry points: run one history, replay, explore.
+public enum LabRunner {
+    /// Runs `history` sequentially on a fresh store of `storage`.
+    public static func run(_ history: LabHistory, storage: LabStorage, trace: Bool = false, sabotage: LabSabotage? = nil) -> LabRunResult {
+        let (s, cleanup) = storage.fresh()
+        defer { cleanup() }
+        do {
+            let w = try LabWorld(history, storage: s, trace: trace, sabotage: sabotage)
+            defer { w.close() }
+            return w.run()
+        } catch {
+            return LabRunResult(violations: [], opsRun: 0, seconds: 0, trace: ["cannot set up: \(error)"])
+        }
+    }
+
+    /// The generated history of `seed`, reduced to the operations numbered `ops` (all when nil).
+    public static func history(seed: UInt64, ops: [Int]?, length: Int? = nil, avoiding: Set<Int> = []) -> LabHistory {
+        let h = LabGenerator.history(seed: seed, length: length, avoiding: avoiding)
+        guard let ops else { return h }
+        return h.keeping(numbers: ops)
+    }
+
+    /// Runs seeded histories from `seed` on for `seconds`; each first violation of a kind is
+    /// shrunk (when `shrink`) and handed to `found`. `stopOnFirst` ends at the first violation.
+    public static func explore(storage: LabStorage, seconds: Double, seed: UInt64, shrink: Bool = true,
+                               shrinkSeconds: Double = 60, stopOnFirst: Bool = false, maxHistories: Int = .max, avoiding: Set<Int> = [],
+                               found: (LabFinding) -> Void, progress: ((LabExploreStats) -> Void)? = nil) -> LabExploreStats {
+        var stats = LabExploreStats()
+        let t0 = monoNs()
+        var kinds: Set<LabViolationKind> = []
+        var s = seed
+        var lastProgress = t0
+        var shrinkingNs: UInt64 = 0
+        // exploring time: shrinking is not counted
+        func elapsed() -> Double { Double(monoNs() - t0 - shrinkingNs) / 1e9 }
+        while elapsed() < seconds && stats.histories < maxHistories {
+            let h = LabGenerator.history(seed: s, avoiding: avoiding)
+            s &+= 1
+            let r = run(h, storage: storage)
+            stats.histories += 1
+            stats.ops += r.opsRun
+            if r.opsRun == 0 { stats.errors += 1 }
+            if let v = r.first {
+                stats.failing += 1
+                var c = stats.census[v.kind] ?? (0, [])
+                c.count += 1
+                if c.seeds.count < 8 { c.seeds.append(h.seed) }
+                stats.census[v.kind] = c
+                if !kinds.contains(v.kind) {
+                    kinds.insert(v.kind)
+                    let when = elapsed()
+                    let count = stats.histories
+                    let s0 = monoNs()
+                    defer { shrinkingNs += monoNs() - s0 }
+                    var minimal = h, runs = 0
+                    if shrink { (minimal, runs) = LabShrinker.shrink(h, kind: v.kind, storage: storage, maxSeconds: shrinkSeconds) }
+                    var again: [LabRunResult] = []
+                    for _ in 0..<3 { again.append(run(minimal, storage: storage)) }
+                    let reproduced = again.filter { $0.first?.kind == v.kind }.count
+                    let mv = again.first { $0.first?.kind == v.kind }?.first ?? v
+                    let f = LabFinding(violation: v, history: h, minimal: minimal, minimalViolation: mv, secondsToFind: when,
+                                       historiesToFind: count, shrinkRuns: runs, reproduced: reproduced, avoiding: avoiding)
+                    stats.findings.append(f)
+                    found(f)
+                    if stopOnFirst { break }
+                }
+            }
+            if let progress, monoNs() - lastProgress > 1_000_000_000 {
+                lastProgress = monoNs()
+                stats.seconds = elapsed()
+                progress(stats)
+            }
+        }
+        stats.seconds = elapsed()
+        return stats
+    }
+}
+
+func format2(_ d: Double) -> String {
+    let t = (d * 100).rounded() / 100
+    return "\(t)"
+}
