@@ -39,7 +39,9 @@ public final class Consumer: Sendable {
         var assignment: [TopicPartition] = []
         /// Next offset to return per partition; absent until resolved (committed or reset).
         var positions: [TopicPartition: Int64] = [:]
-        /// Partitions returned by a poll and not yet committed automatically (at-least-once).
+        /// Partitions whose position an automatic commit has still to write: records were
+        /// returned from them, or their position was set by `auto.offset.reset` (Kafka commits
+        /// every consumed position, so the next member starts where this one stood).
         var uncommitted: Set<TopicPartition> = []
         /// Partitions records were returned from since their offsets were last committed or
         /// handed to a transaction.
@@ -289,6 +291,7 @@ public final class Consumer: Sendable {
                 }
             }
             s.positions = f.positions
+            if autoCommit { s.uncommitted.formUnion(f.reset) }
             if !f.items.isEmpty && !(autoCommit && config.deliveryMode == .atMostOnce) {
                 if autoCommit { s.uncommitted.formUnion(f.partitions) }
                 s.returned.formUnion(f.partitions)
@@ -308,6 +311,8 @@ public final class Consumer: Sendable {
         var progressed = false
         /// Whether an open transaction held a partition back (read_committed).
         var blocked = false
+        /// Partitions whose position `auto.offset.reset` set in this fetch.
+        var reset: Set<TopicPartition> = []
     }
 
     /// Where a partition starts when it has no committed offset, or its position fell below the
@@ -353,9 +358,11 @@ public final class Consumer: Sendable {
                     pos = c
                 } else {
                     pos = try resetPosition(r, tp, pnum: pnum, hw: hw)
+                    out.reset.insert(tp)
                 }
                 if pos < hw, pos < (try r.logStartOffset(pnum)) {
                     pos = try resetPosition(r, tp, pnum: pnum, hw: hw, outOfRange: pos)
+                    out.reset.insert(tp)
                 }
                 out.positions[tp] = pos
                 var end = hw

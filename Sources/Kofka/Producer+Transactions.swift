@@ -98,7 +98,12 @@ extension Producer {
             }
             do {
                 let txn = try broker.beginTransaction(pid: pid, epoch: epoch, timeoutMs: config.transactionTimeoutMs)
-                state.withLock { s in if s.pid == pid && s.epoch == epoch { s.txn = .open(txn) } }
+                state.withLock { s in
+                    if s.pid == pid && s.epoch == epoch {
+                        s.txn = .open(txn)
+                        s.offsetsUnsent = false
+                    }
+                }
             } catch let e as KofkaError where e.code == .producerFenced {
                 state.withLock { $0.txn = .fenced(e) }
                 throw e
@@ -118,7 +123,9 @@ extension Producer {
                 try consumer.handOverOffsets { group, memberId, generation, offsets in
                     try broker.addOffsetsToTransaction(id, group: group, memberId: memberId, generation: generation, offsets: offsets)
                 }
+                state.withLock { $0.offsetsUnsent = false }
             } catch let e as KofkaError {
+                if e.code == .busy { state.withLock { $0.offsetsUnsent = true } }
                 txnFailed(e, id)
                 throw e
             }
@@ -135,6 +142,11 @@ extension Producer {
             // A transaction past its transaction.timeout.ms must not commit: abort expired ones first.
             broker.sweepExpiredTransactions(intervalMs: 0)
             let id = try openIdentity("commit_transaction")
+            try state.withLock { s in
+                if s.offsetsUnsent {
+                    throw KofkaError(.invalidState, "send_offsets_to_transaction failed in this transaction and has not succeeded since: call it again, or abort the transaction")
+                }
+            }
             state.withLock { $0.txnEnding = true }
             defer { state.withLock { $0.txnEnding = false } }
             do {

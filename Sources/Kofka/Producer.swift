@@ -59,6 +59,10 @@ public final class Producer: Sendable {
         var txnCallInProgress = false
         /// A commit or abort is running: `produce` is refused until it ends.
         var txnEnding = false
+        /// `send_offsets_to_transaction` failed with a retriable error (BUSY) in the open
+        /// transaction and has not succeeded since: commit is refused, so outputs never commit
+        /// without the offsets they were meant to go with.
+        var offsetsUnsent = false
     }
 
     let state: Locked<State>
