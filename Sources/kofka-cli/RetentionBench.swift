@@ -1,4 +1,5 @@
 import ArgumentParser
+import CSQLite
 import Kofka
 import Synchronization
 #if canImport(Glibc)
@@ -71,6 +72,9 @@ struct RetentionBench: ParsableCommand {
     @Option(name: .long, help: "Run only these sections, comma-separated: steady, cost, delete.")
     var only: String?
 
+    @Option(name: .long, help: "Run only this backend: memory or sqlite (default: both).")
+    var backend: String?
+
     @Option(name: .long, help: "Directory for the SQLite files (default: a new directory under $TMPDIR or /tmp).")
     var dir: String?
 
@@ -89,6 +93,7 @@ struct RetentionBench: ParsableCommand {
         if let s = seconds, s <= 0 { throw ValidationError("--seconds must be positive") }
         if let r = runs, r < 1 { throw ValidationError("--runs must be at least 1") }
         if intervalMs < 1 { throw ValidationError("--interval-ms must be at least 1") }
+        if let b = backend, !["memory", "sqlite"].contains(b) { throw ValidationError("--backend must be memory or sqlite") }
         if cleanerRate < 0 { throw ValidationError("--cleaner-rate must be >= 0") }
         if fillBatch < 1 { throw ValidationError("--fill-batch must be at least 1") }
         if fixtureRecords < 1000 { throw ValidationError("--fixture-records must be at least 1000") }
@@ -111,6 +116,7 @@ struct RetentionBench: ParsableCommand {
         defer { _ = rmdir(work) }
 
         let r = RetentionRunner(dir: work, quiet: json, intervalMs: intervalMs, cleanerRate: cleanerRate)
+        if let backend { r.backends = [backend] }
         let mb = megabytes ?? (quick ? 20 : 200)
         let big = records ?? (quick ? 200_000 : 10_000_000)
         let secs = seconds ?? (quick ? 0.3 : 1.0)
@@ -259,6 +265,15 @@ struct CostRow {
     }
 }
 
+/// Raw SQLite's cost per row of inserting and of deleting by range (µs).
+struct RawDelete {
+    var insertUs = 0.0
+    var deleteUs = 0.0
+    var sumDeleteUs = 0.0
+    /// What a single writer that deletes every row it inserts keeps of insert-only speed.
+    var bound: Double { insertUs / max(insertUs + sumDeleteUs, 1e-9) }
+}
+
 struct DeleteRow {
     var backend: String
     var partition: Int
@@ -285,6 +300,7 @@ final class RetentionRunner {
     let cleanerRate: Double
     var steadyRuns: [SteadyRun] = []
     var costRows: [CostRow] = []
+    var rawDelete: RawDelete?
     var deleteRows: [DeleteRow] = []
     var baselines: [(backend: String, partition: Int, probe: Percentiles)] = []
     var fillBatch = 10_000
@@ -300,7 +316,7 @@ final class RetentionRunner {
 
     func note(_ s: String) { if !quiet { stderrLine("bench-retention: " + s) } }
 
-    static let backends = ["memory", "sqlite"]
+    var backends = ["memory", "sqlite"]
 
     /// A fresh broker on `backend` with `config`; the closure closes it and removes its files.
     func open(_ backend: String, _ config: [(String, String)]) throws -> (Broker, String?, () -> Void) {
@@ -339,7 +355,7 @@ final class RetentionRunner {
         let total = megabytes * 1_000_000 / batchBytes   // batches
         let sampleEvery = Swift.max(1, total / 10)
         let maintainEvery = 2_000_000 / batchBytes       // explicit: maintain() every 2 MB
-        for backend in Self.backends {
+        for backend in backends {
             for mode in ["cleaner", "explicit", "none"] {
                 var config: [(String, String)] = [("log.retention.check.interval.ms", mode == "cleaner" ? String(intervalMs) : "0")]
                 if backend == "sqlite" { config.append(("sqlite.synchronous", "full")) }
@@ -393,7 +409,13 @@ final class RetentionRunner {
     // MARK: Produce cost
 
     func cost(seconds: Double, rounds: Int) throws {
-        for backend in Self.backends {
+        if backends.contains("sqlite") {
+            let ref = try deleteReference(rows: 200_000, chunk: 12_500)
+            rawDelete = ref
+            note("cost reference, raw SQLite: insert \(fmt(ref.insertUs, 2)) us/row, range delete \(fmt(ref.deleteUs, 2)) us/row, "
+                 + "sum + range delete \(fmt(ref.sumDeleteUs, 2)) us/row -> bound \(fmt(ref.bound, 2))")
+        }
+        for backend in backends {
             for kind in ["batch", "async"] {
                 var row = CostRow(backend: backend, kind: kind)
                 var deleted: [Double] = []
@@ -467,12 +489,55 @@ final class RetentionRunner {
         return (Double(n) / secs, slowest, low)
     }
 
+    /// Raw SQLite with Kofka's file settings (auto_vacuum=INCREMENTAL, WAL, synchronous=FULL):
+    /// `rows` 100 B rows inserted 1,000 per transaction, then deleted from the front by rowid
+    /// range, `chunk` rows per transaction, alone and after a sum of the rows' sizes (what
+    /// `truncateLog` does). A writer that deletes every row it inserts does insert + delete of
+    /// work per row, so it produces at most insert / (insert + delete) of insert-only speed.
+    func deleteReference(rows: Int, chunk: Int) throws -> RawDelete {
+        var out = RawDelete()
+        for withSum in [false, true] {
+            counter += 1
+            let path = "\(dir)/raw\(counter).db"
+            defer { for s in ["", "-wal", "-shm"] { unlink(path + s) } }
+            var pre: OpaquePointer?
+            guard sqlite3_open_v2(path, &pre, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nil) == SQLITE_OK else { throw CLIError("cannot open \(path)") }
+            sqlite3_exec(pre, "PRAGMA auto_vacuum=INCREMENTAL; CREATE TABLE records(id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, key BLOB, value BLOB, headers BLOB, txn INTEGER NOT NULL DEFAULT 0)", nil, nil, nil)
+            sqlite3_close_v2(pre)
+            let db = try RawSQLite(path: path, synchronous: "full")
+            defer { db.close() }
+            let v = [UInt8](repeating: 0x61, count: 100)
+            let ins = try db.insert(n: rows, value: v, batch: 1000)
+            let sum = try db.prepare("SELECT coalesce(sum(coalesce(length(key), 0) + coalesce(length(value), 0) + coalesce(length(headers), 0)), 0) FROM records WHERE id >= ?1 AND id < ?2")
+            let del = try db.prepare("DELETE FROM records WHERE id >= ?1 AND id < ?2")
+            defer { sqlite3_finalize(sum); sqlite3_finalize(del) }
+            let t0 = monoSeconds()
+            var at: Int64 = 0
+            while at < Int64(rows) {
+                let end = min(Int64(rows), at + Int64(chunk))
+                try db.exec("BEGIN IMMEDIATE")
+                for stmt in withSum ? [sum, del] : [del] {
+                    sqlite3_bind_int64(stmt, 1, at)
+                    sqlite3_bind_int64(stmt, 2, end)
+                    while sqlite3_step(stmt) == SQLITE_ROW {}
+                    sqlite3_reset(stmt)
+                }
+                try db.exec("COMMIT")
+                at = end
+            }
+            let d = (monoSeconds() - t0) * 1e6 / Double(rows)
+            let i = ins.seconds * 1e6 / Double(rows)
+            if withSum { out.sumDeleteUs = d; out.insertUs = (out.insertUs + i) / 2 } else { out.deleteUs = d; out.insertUs = i }
+        }
+        return out
+    }
+
     // MARK: Deletion cost and lock holds
 
     func deletion(records big: Int, fillBatch: Int) throws {
         self.fillBatch = fillBatch
         let recordBytes: Int64 = 10
-        for backend in Self.backends {
+        for backend in backends {
             for partition in [big / 4, big] {
                 var config: [(String, String)] = [("log.retention.check.interval.ms", "0")]
                 if backend == "sqlite" { config.append(("sqlite.synchronous", "full")) }
@@ -615,6 +680,12 @@ final class RetentionRunner {
             var lines = alignTable(t, rightAligned: Set(2..<9), sep: " | ")
             lines.insert(String(repeating: "-", count: lines.map(\.count).max() ?? 0), at: 1)
             out += lines
+            if let r = rawDelete {
+                out.append("reference, raw SQLite (auto_vacuum=INCREMENTAL, WAL, synchronous=FULL, 100 B rows): insert \(fmt(r.insertUs, 2)) us/row in "
+                           + "1,000-row transactions; delete by rowid range \(fmt(r.deleteUs, 2)) us/row, with the size sum first (as truncateLog) "
+                           + "\(fmt(r.sumDeleteUs, 2)) us/row, in 12,500-row transactions: one writer that deletes every row it inserts keeps at most "
+                           + "\(fmt(r.bound, 2))x of insert-only speed")
+            }
             out.append("")
         }
         if !deleteRows.isEmpty {
@@ -663,7 +734,12 @@ final class RetentionRunner {
                 + "\"slowest_send_with_ms\":\(fmt(r.slowestWithMs, 2)),\"slowest_send_without_ms\":\(fmt(r.slowestWithoutMs, 2)),"
                 + "\"deleted_per_run\":\(fmt(r.deletedPerRun, 0))}"
         }.joined(separator: ","))
-        o.put("],\"delete\":[")
+        o.put("]")
+        if let r = rawDelete {
+            o.put(",\"raw_sqlite\":{\"insert_us_per_row\":\(fmt(r.insertUs, 3)),\"delete_us_per_row\":\(fmt(r.deleteUs, 3)),"
+                  + "\"sum_delete_us_per_row\":\(fmt(r.sumDeleteUs, 3)),\"bound\":\(fmt(r.bound, 3))}")
+        }
+        o.put(",\"delete\":[")
         o.put(deleteRows.map { r in
             "{\"backend\":\(str(r.backend)),\"partition\":\(r.partition),\"op\":\(str(r.op)),\"deleted\":\(r.deleted),"
                 + "\"seconds\":\(fmt(r.seconds, 4)),\"us_per_record\":\(fmt(r.usPerRecord, 3)),"
