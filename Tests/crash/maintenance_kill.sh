@@ -10,8 +10,8 @@
 # delete.retention.ms=0), 100,481 keyed writes over 2,001 keys with tombstones, some keys
 # written again after their tombstone. The fixture also writes what each key's latest write is.
 # Each round copies the file, then KILLS_PER_ROUND times starts `kofka maintain` on it and
-# SIGKILLs it after a random delay (run k: within the first 1/k of an uninterrupted
-# maintenance's duration, measured first), and checks after each kill:
+# SIGKILLs it after a random delay (run k: 3–73 % of an uninterrupted maintenance's duration,
+# measured first, divided by k), and checks after each kill:
 #   * the file opens: `kofka topics --describe` succeeds (and SQLite's integrity_check says ok,
 #     when the sqlite3 shell is installed);
 #   * big: the high watermark is unchanged, the low watermark only moved forward and never past
@@ -124,7 +124,7 @@ for round in $(seq 1 "$rounds"); do
     low=0
     for k in $(seq 1 "$kills"); do
         # run k has less left to do: its kill lands within the first 1/k of a whole maintenance
-        delay=$(( full_ms * (5 + RANDOM % 90) / 100 / k ))
+        delay=$(( full_ms * (3 + RANDOM % 70) / 100 / k ))
         "$cli" maintain --storage "sqlite:$db" > "$tmp/maintain.out" 2>&1 &
         pid=$!
         sleep "$(printf '%d.%03d' $((delay / 1000)) $((delay % 1000)))"
