@@ -26,13 +26,16 @@ struct RetentionBench: ParsableCommand {
             steady: --megabytes MB (1,000-byte records, batches of 100) through one partition with \
             retention.bytes=1000000, printing every tenth of the way the MB written, the file and its \
             -wal (SQLite) and the process's resident size (/proc/self/statm). Each backend runs with \
-            the background cleaner (log.retention.check.interval.ms=--interval-ms), with explicit \
+            the background cleaner (log.retention.check.interval.ms=--interval-ms; the writes paced at \
+            --cleaner-rate MB/s so that the run spans many passes), with explicit \
             maintain() every 2 MB written and no cleaner, and with no retention at all (the control).
             cost: produce for --seconds per run, on a topic with retention.bytes=1000000 and a cleaner \
             every --interval-ms, and on one with neither, alternating (--runs rounds after a warm-up; \
             the order flips every round). Batched: sendBatch of 1,000 × 100 B; async: produce of single \
             100 B records, then flush. Prints the best rate of each, their ratio, the median of the \
-            per-round ratios, and the slowest sendBatch call of each side.
+            per-round ratios, and the slowest sendBatch call of each side, beside a raw SQLite \
+            reference measured in the same run (rows inserted, then deleted by rowid range, with \
+            Kofka's file settings).
             delete: a partition of --records 10-byte records (and one of a quarter as many); \
             deleteRecords then retention (retention.bytes set so that maintain() deletes exactly the \
             count) each delete 0.1 %, 1 % and 10 % of --records; then compaction of a tenth as many \
@@ -40,7 +43,7 @@ struct RetentionBench: ParsableCommand {
             single records to another topic every 100 us; prints seconds, us per record, maintain()'s \
             writes and longest write, and that producer's p50/p99/max send latency (and the same \
             producer's latency with no maintenance running, the baseline).
-            Default: 200 MB, 10,000,000 records, 1 s runs: several minutes in a release build. \
+            Default: 200 MB, 10,000,000 records, 1 s runs: 2-3 minutes in a release build. \
             --quick: 20 MB, 200,000 records, 0.3 s runs (the CI smoke form). SQLite files go to a new \
             directory under --dir (default $TMPDIR or /tmp), removed afterwards.
             """)
