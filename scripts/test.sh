@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every Kofka test suite: Swift (core, both backends), C (against include/kofka.h and
-# libkofka.so), Python (ctypes package), the multi-process crash harness, and smoke runs of
-# `kofka demo` and `kofka bench`. Prints one line per suite and a closing "N passed, N failed".
+# libkofka.so), Python (ctypes package), the multi-process crash harness, the maintenance kill
+# test, and smoke runs of `kofka demo`, `kofka bench` and `kofka bench-retention`. Prints one
+# line per suite and a closing "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -33,9 +34,13 @@ suite "swift example package (depends on Kofka by path)" \
 suite "demo on memory: (the README's first command)" "$lib/kofka-cli" demo
 suite "crash harness: 3 worker processes, 20 SIGKILLs per mode, 3 polls per transaction, sqlite" \
     "$lib/kofka-cli" demo --storage "sqlite:$tmp/harness.db" --processes 3 --kills 20 --records 600 --polls-per-transaction 3
+suite "crash: SIGKILL in the middle of maintenance, 4 rounds × 3 kills, sqlite (nothing that must survive is lost)" \
+    bash Tests/crash/maintenance_kill.sh "$lib/kofka-cli" 4 3
 suite "bench smoke: every face, release build (figures not asserted)" bash bench/run.sh --quick
 suite "fuzz: libFuzzer over the C ABI, 60 s, instrumented library (Tests/fuzz/run.sh)" bash Tests/fuzz/run.sh 60
 suite "tsan: multi-threaded Swift tests under ThreadSanitizer (scripts/tsan.sh)" bash scripts/tsan.sh
+suite "bench-retention smoke: steady state, cleaner cost, deletion cost, lock holds (debug, figures not asserted)" \
+    "$lib/kofka-cli" bench-retention --quick
 
 echo
 echo "== summary"

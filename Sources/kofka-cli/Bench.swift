@@ -428,14 +428,6 @@ final class BenchRunner {
         defer { src.close() }
         let consumer = try src.broker.consumer(ConsumerConfig([("max.poll.records", "500")]))
         try consumer.assign("bench", partitions: [0])
-        func rssMiB() -> Double {
-            guard let f = fopen("/proc/self/statm", "r") else { return 0 }
-            defer { fclose(f) }
-            var size = 0, resident = 0
-            _ = withUnsafeMutablePointer(to: &size) { sp in withUnsafeMutablePointer(to: &resident) { rp in
-                withVaList([sp, rp]) { vfscanf(f, "%ld %ld", $0) } } }
-            return Double(resident) * Double(sysconf(Int32(_SC_PAGESIZE))) / 1_048_576
-        }
         var consumed = 0
         var first = 0.0, peak = 0.0
         let t0 = monoSeconds()
@@ -448,7 +440,7 @@ final class BenchRunner {
                 pass += ms.count
             }
             consumed += pass
-            let r = rssMiB()
+            let r = residentMiB()
             if first == 0 { first = r }
             peak = max(peak, r)
         }

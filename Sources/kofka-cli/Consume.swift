@@ -12,8 +12,9 @@ struct Consume: ParsableCommand {
         abstract: "Consume a topic, printing each record's value (or --format / --json).",
         discussion: """
             Without --group the consumer assigns itself every partition of the topic (no group, no \
-            commits) and starts at the end, or at 0 with --from-beginning, or at --offset N on every \
-            partition (--offset=-N counts back N from the end). With --group it joins the group, \
+            commits) and starts at the end, or at the log start (the low watermark) with --from-beginning, \
+            or at --offset N on every partition (--offset=-N counts back N from the end, not below \
+            the log start). With --group it joins the group, \
             reads from the group's committed offsets (a group with none starts at the beginning with \
             --from-beginning, else at the end) and commits as its mode says: at-most-once before \
             printing, at-least-once after, exactly-once after each printed batch.
@@ -84,9 +85,11 @@ struct Consume: ParsableCommand {
             try consumer.assign(topic, partitions: Array(0..<partitions))
             for p in 0..<partitions {
                 let high = highs[p]!
+                // Records below the low watermark were deleted (retention, delete-records).
+                let low = try broker.watermarks(topic, p).low
                 let start: Int64
-                if let offset { start = offset < 0 ? Swift.max(0, high + offset) : offset }
-                else { start = fromBeginning ? 0 : high }
+                if let offset { start = offset < 0 ? Swift.max(low, high + offset) : offset }
+                else { start = fromBeginning ? low : high }
                 try consumer.seek(topic, p, start)
             }
         }
