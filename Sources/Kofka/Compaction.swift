@@ -39,8 +39,9 @@ extension Maintainer {
         scan: while from < limit {
             var last: Int64 = -1
             var stop = false
+            let want = chunk(.truncate)
             let seen = try storage.read { r in
-                try r.forEachRecord(pnum, from: from, below: limit, maxCount: chunk) { rec in
+                try r.forEachRecord(pnum, from: from, below: limit, maxCount: want) { rec in
                     guard !stop else { return }
                     if rec.timestampMs > lagCutoff || latest.count >= Self.maxKeys { stop = true; return }
                     if let k = rec.key, !(rec.txn != 0 && aborted.contains(rec.txn)) { latest[Array(k)] = rec.offset }
@@ -48,7 +49,7 @@ extension Maintainer {
                 }
             }
             if last >= 0 { end = last + 1; from = last + 1 }
-            if stop || seen < chunk { if !stop { end = limit }; break scan }
+            if stop || seen < want { if !stop { end = limit }; break scan }
         }
         guard end > start else { return }
 
@@ -57,8 +58,11 @@ extension Maintainer {
         while from < end {
             var doomed: [Int64] = []
             var last: Int64 = -1
+            // Read records (no lock held) until a chunk's worth of removals or of records seen.
+            let want = chunk(.remove)
             let seen = try storage.read { r in
-                try r.forEachRecord(pnum, from: from, below: end, maxCount: chunk) { rec in
+                try r.forEachRecord(pnum, from: from, below: end, maxCount: want * 8) { rec in
+                    guard doomed.count < want else { return }
                     last = rec.offset
                     if rec.txn != 0 && aborted.contains(rec.txn) { doomed.append(rec.offset); return }
                     guard let k = rec.key else { return }
@@ -68,13 +72,13 @@ extension Maintainer {
                 }
             }
             if !doomed.isEmpty {
-                try write { w in try w.removeRecords(pnum, at: doomed) }
+                try write(.remove) { w in try w.removeRecords(pnum, at: doomed) }
                 report.recordsCompacted += doomed.count
             }
-            if seen < chunk || last < 0 { break }
+            if seen < want * 8 && doomed.count < want || last < 0 { break }
             from = last + 1
         }
-        try write { w in
+        try write(.keys) { w in
             if (try w.getInt64(Keys.cleanedUpTo(pnum)) ?? 0) < end { try w.putInt64(Keys.cleanedUpTo(pnum), end) }
         }
     }

@@ -19,8 +19,8 @@ extension Maintainer {
             let s = try SequenceState.decode(e.value)
             if s.lastWriteMs == 0 { unstamped.append(e.key) } else if s.lastWriteMs < cutoff { expired.append(e.key) }
         }
-        for part in unstamped.chunked(chunk) {
-            try write { w in
+        for part in unstamped.chunked(chunk(.keys)) {
+            try write(.keys) { w in
                 for k in part {
                     guard var s = try w.get(k).map(SequenceState.decode), s.lastWriteMs == 0 else { continue }
                     s.lastWriteMs = now
@@ -28,8 +28,8 @@ extension Maintainer {
                 }
             }
         }
-        for part in expired.chunked(chunk) {
-            report.producerStatesExpired += try write { w -> Int in
+        for part in expired.chunked(chunk(.keys)) {
+            report.producerStatesExpired += try write(.keys) { w -> Int in
                 var n = 0
                 for k in part {
                     // re-check inside the write: the producer may have written since
@@ -47,8 +47,8 @@ extension Maintainer {
     func expireTransactionalIds() throws {
         let cutoff = now - broker.config.transactionalIdExpirationMs
         let ids = try storage.read { r in try r.scan(from: Keys.transactionalIdPrefix, to: "tid0") }
-        for part in ids.chunked(max(1, chunk / 8)) {
-            report.transactionalIdsExpired += try write { w -> Int in
+        for part in ids.chunked(max(1, chunk(.keys) / 8)) {
+            report.transactionalIdsExpired += try write(.keys) { w -> Int in
                 var n = 0
                 for e in part {
                     guard let pid = try w.getInt64(e.key) else { continue }
@@ -103,8 +103,8 @@ extension Maintainer {
     }
 
     private func expireGroup(_ name: String, offsets: [(key: String, value: [UInt8])], emptySince: Int64, cutoff: Int64) throws {
-        for part in offsets.chunked(chunk) {
-            report.offsetsExpired += try write { w -> Int in
+        for part in offsets.chunked(chunk(.keys)) {
+            report.offsetsExpired += try write(.keys) { w -> Int in
                 var n = 0
                 for e in part {
                     guard let b = try w.get(e.key) else { continue }
@@ -122,7 +122,7 @@ extension Maintainer {
                 return n
             }
         }
-        report.groupsRemoved += try write { w -> Int in
+        report.groupsRemoved += try write(.keys) { w -> Int in
             guard let b = try w.get(Keys.group(name)) else { return 0 }
             var gs = try GroupState.decode(b)
             if gs.members.isEmpty && gs.emptySinceMs == 0 {   // empty since before the time was kept

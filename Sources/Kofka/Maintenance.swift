@@ -37,15 +37,23 @@ func format2(_ d: Double) -> String { "\((d * 100).rounded() / 100)" }
 /// own (a chunk), sized so that none holds the write lock much longer than `targetWriteMs`,
 /// and each chunk re-reads what it changes — so a crash between chunks loses nothing that must
 /// survive, producers keep their speed, and two cleaners at once (another process, an explicit
-/// `maintain`) only repeat each other's work.
+/// `maintain`) only repeat each other's work. Between chunks it pauses (a quarter of the
+/// chunk's time, at least a millisecond), so producers waiting for the write lock get it.
 final class Maintainer {
     let broker: Broker
     /// The wall clock reading rules compare against (retention, expiry).
     let now: Int64
     var report = MaintenanceReport()
-    /// Records (or keys) per chunk, adapted to the measured write time.
-    var chunk = 2_000
+
+    /// Kinds of chunk, each sized on its own: cutting a log prefix deletes a range at once,
+    /// compaction removes records one by one, expiry rewrites metadata entries.
+    enum Work { case truncate, remove, keys }
+    /// Records (or entries) per chunk of each kind, adapted to the measured write time.
+    private var sizes: [Work: Int] = [.truncate: 2_000, .remove: 500, .keys: 500]
     static let targetWriteMs = 25.0
+
+    /// How many records (or entries) the next chunk of `kind` should cover.
+    func chunk(_ kind: Work) -> Int { sizes[kind] ?? 500 }
 
     init(_ broker: Broker) {
         self.broker = broker
@@ -54,15 +62,24 @@ final class Maintainer {
 
     var storage: any StorageBackend { broker.storage }
 
-    /// One chunk: a write transaction, timed; the chunk size follows the time it took.
-    func write<T>(_ body: (any StorageWriter) throws -> T) throws -> T {
+    /// One chunk of `kind`: a write transaction, timed; that kind's chunk size follows the
+    /// time it took; then a pause that lets waiting writers in.
+    func write<T>(_ kind: Work, _ body: (any StorageWriter) throws -> T) throws -> T {
+        try timed(kind) { try storage.write(body) }
+    }
+
+    /// Runs `body` (one storage step that holds the write lock), timed and followed by a pause.
+    func timed<T>(_ kind: Work, _ body: () throws -> T) throws -> T {
         try broker.checkOpen()
         let t0 = monoNs()
-        let out = try storage.write(body)
-        let ms = Double(monoNs() &- t0) / 1e6
+        let out = try body()
+        let ns = monoNs() &- t0
+        let ms = Double(ns) / 1e6
         report.writes += 1
         report.longestWriteMs = max(report.longestWriteMs, ms)
-        if ms > Self.targetWriteMs { chunk = max(64, chunk / 2) } else if ms < Self.targetWriteMs / 4 { chunk = min(50_000, chunk * 2) }
+        let size = chunk(kind)
+        if ms > Self.targetWriteMs { sizes[kind] = max(16, size / 2) } else if ms < Self.targetWriteMs / 4 { sizes[kind] = min(50_000, size * 2) }
+        sleepNs(max(1_000_000, ns / 4))
         return out
     }
 
@@ -87,7 +104,7 @@ final class Maintainer {
         try expireProducerStates()
         try expireTransactionalIds()
         try expireGroupOffsets()
-        try storage.reclaimSpace()
+        while try timed(.keys, { try storage.reclaimSpace() }) {}
         report.durationMs = Double(monoNs() &- t0) / 1e6
         return report
     }

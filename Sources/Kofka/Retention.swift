@@ -27,21 +27,22 @@ extension Maintainer {
     private func deletePrefix(_ pnum: Int64, keep: (RecordView) -> Bool) throws {
         while true {
             // Read a chunk (no write lock held), then delete what it allows in one short write.
+            let want = chunk(.truncate)
             let (start, target, done) = try storage.read { r -> (Int64, Int64, Bool) in
                 let start = try r.logStartOffset(pnum)
                 let lso = try Transactions.lastStableOffset(r, pnum, hw: try r.highWatermark(pnum))
                 var target = start
                 var kept = false
-                let seen = try r.forEachRecord(pnum, from: start, below: lso, maxCount: chunk) { rec in
+                let seen = try r.forEachRecord(pnum, from: start, below: lso, maxCount: want) { rec in
                     guard !kept else { return }
                     if keep(rec) { kept = true; target = rec.offset } else { target = rec.offset + 1 }
                 }
                 if kept { return (start, target, true) }
-                if seen < chunk { return (start, lso, true) }   // everything below the last stable offset goes
+                if seen < want { return (start, lso, true) }   // everything below the last stable offset goes
                 return (start, target, false)
             }
             if target > start {
-                report.recordsDeleted += Int(try write { w -> Int64 in
+                report.recordsDeleted += Int(try write(.truncate) { w -> Int64 in
                     let before = try w.logStartOffset(pnum)
                     return try w.truncateLog(pnum, before: target) - before
                 })
@@ -57,8 +58,8 @@ extension Maintainer {
             let (lo, hi) = Keys.abortedBelow(pnum, start)
             return try r.scan(from: lo, to: hi).map(\.key)
         }
-        for part in keys.chunked(chunk) {
-            try write { w in for k in part { try w.delete(k) } }
+        for part in keys.chunked(chunk(.keys)) {
+            try write(.keys) { w in for k in part { try w.delete(k) } }
             report.abortedIndexEntriesRemoved += part.count
         }
     }
@@ -81,10 +82,11 @@ extension Broker {
         }
         let m = Maintainer(self)
         while true {
-            let start = try m.write { w -> Int64 in
+            let step = Int64(m.chunk(.truncate))
+            let start = try m.write(.truncate) { w -> Int64 in
                 let start = try w.logStartOffset(pnum)
                 guard start < target else { return start }
-                return try w.truncateLog(pnum, before: min(target, start + Int64(m.chunk)))
+                return try w.truncateLog(pnum, before: min(target, start + step))
             }
             if start >= target { return start }
         }

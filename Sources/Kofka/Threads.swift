@@ -23,6 +23,14 @@ func startThread(_ body: @escaping @Sendable () -> Void) {
     }
 }
 
+/// Sleeps the calling thread for `ns` nanoseconds.
+package func sleepNs(_ ns: UInt64) {
+    guard ns > 0 else { return }
+    var ts = timespec(tv_sec: Int(ns / 1_000_000_000), tv_nsec: Int(ns % 1_000_000_000))
+    var rem = timespec()
+    while nanosleep(&ts, &rem) != 0 { ts = rem }
+}
+
 /// Sleeps the calling thread for `ms` milliseconds.
 package func sleepMs(_ ms: Int) {
     guard ms > 0 else { return }

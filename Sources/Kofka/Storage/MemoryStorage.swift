@@ -19,13 +19,17 @@ public final class MemoryStorage: StorageBackend, @unchecked Sendable {
     private var closed = false
     /// How to undo the current write, newest last.
     private var undo: [Undo] = []
+    /// Logs whose prefix the current write deleted (their dropped slots are reclaimed after it commits).
+    private var touched: Set<Int64> = []
     private var writing = false
 
     private enum Undo {
         /// Appends to `pnum` since its log was `mark`.
         case appended(pnum: Int64, mark: BatchLog.Mark)
-        /// `pnum`'s whole log before a deletion (nil: it had none).
-        case log(pnum: Int64, old: BatchLog?)
+        /// A deletion in `pnum`'s log, and what it replaced.
+        case deleted(pnum: Int64, BatchLog.Restore)
+        /// `pnum` had no log before this write.
+        case created(pnum: Int64)
         case restore(key: String, old: [UInt8]?)
     }
 
@@ -46,8 +50,11 @@ public final class MemoryStorage: StorageBackend, @unchecked Sendable {
                 result = try body(writer)
             } catch {
                 rollback()
+                touched.removeAll()
                 throw error
             }
+            for pnum in touched { logs[pnum]?.reclaimDroppedSlots() }
+            touched.removeAll()
             if !undo.isEmpty {
                 undo.removeAll(keepingCapacity: true)
                 token &+= 1
@@ -114,8 +121,10 @@ public final class MemoryStorage: StorageBackend, @unchecked Sendable {
             switch step {
             case let .appended(pnum, mark):
                 logs[pnum]?.undoAppends(to: mark)
-            case let .log(pnum, old):
-                logs[pnum] = old
+            case let .deleted(pnum, restore):
+                logs[pnum]?.undo(restore)
+            case let .created(pnum):
+                logs[pnum] = nil
             case let .restore(key, old):
                 if let old { setValue(key, old) } else { removeValue(key) }
             }
@@ -202,7 +211,7 @@ public final class MemoryStorage: StorageBackend, @unchecked Sendable {
         guard batch.count > 0 else { return base }
         try checkOffsetSpace(pnum, base: base, count: batch.count)
         if logs[pnum] == nil {
-            undo.append(.log(pnum: pnum, old: nil))
+            undo.append(.created(pnum: pnum))
             logs[pnum] = BatchLog()
         } else if let mark = logs[pnum]?.mark {
             undo.append(.appended(pnum: pnum, mark: mark))
@@ -215,15 +224,15 @@ public final class MemoryStorage: StorageBackend, @unchecked Sendable {
         try checkPartitionNumber(pnum)
         guard let log = logs[pnum] else { return 0 }
         guard offset > log.start, log.start < log.next else { return log.start }
-        undo.append(.log(pnum: pnum, old: log))
-        return logs[pnum]?.truncate(before: offset) ?? 0
+        if let restore = logs[pnum]?.truncate(before: offset) { undo.append(.deleted(pnum: pnum, restore)) }
+        touched.insert(pnum)
+        return logs[pnum]?.start ?? 0
     }
 
     fileprivate func removeRecords(_ pnum: Int64, at offsets: [Int64]) throws {
         try checkPartitionNumber(pnum)
-        guard let log = logs[pnum], !offsets.isEmpty else { return }
-        undo.append(.log(pnum: pnum, old: log))
-        logs[pnum]?.remove(Set(offsets))
+        guard logs[pnum] != nil, !offsets.isEmpty else { return }
+        if let restore = logs[pnum]?.remove(offsets.sorted()) { undo.append(.deleted(pnum: pnum, restore)) }
     }
 
     /// The reader/writer handed to `read` and `write` bodies; detached when the call returns.
@@ -272,11 +281,17 @@ public final class MemoryStorage: StorageBackend, @unchecked Sendable {
 }
 
 /// A partition log as the batches that were appended to it: appending keeps the batch itself
-/// (no copy, no allocation per record); reading visits records in place. Retention drops whole
-/// batches below the log start (and copies the survivors of the one batch it cuts); compaction
-/// copies each batch it touches into one holding only its survivors, with their offsets listed.
+/// (no copy, no allocation per record); reading visits records in place.
+///
+/// Deleting never shifts the array inside a write: retention empties the slots below the new
+/// log start and moves `head` past them (copying only the survivors of the one batch it cuts),
+/// compaction replaces each slot it touches with a copy holding only its survivors (offsets
+/// listed). Each keeps what it replaced, so a write that fails is undone in time proportional
+/// to what it changed; emptied slots at the front are dropped once the write has committed.
+/// A slot keeps the offsets it was written with (`first ... last`) even when its records go, so
+/// slots stay sorted for the binary search.
 struct BatchLog {
-    private struct Stored {
+    fileprivate struct Stored {
         var batch: RecordBatch
         /// The transaction that wrote it (0 = none).
         var txn: Int64
@@ -284,22 +299,25 @@ struct BatchLog {
         var base: Int64
         /// Each record's offset, when they are not dense (after compaction or a cut).
         var listed: [Int64]?
+        /// The offsets the slot was written with.
+        var first: Int64
+        var last: Int64
 
         @inline(__always) func offset(_ j: Int) -> Int64 { listed?[j] ?? base + Int64(j) }
-        var first: Int64 { offset(0) }
-        var last: Int64 { offset(batch.count - 1) }
         /// Bytes held (key + value + headers of every record: exactly the batch's buffer).
         var bytes: Int64 { Int64(batch.buffer.count) }
 
-        /// A copy keeping the records whose offset satisfies `keep`; nil when none survive.
-        func keeping(_ keep: (Int64) -> Bool) -> Stored? {
+        /// A copy holding the records whose offset satisfies `keep` (possibly none).
+        func keeping(_ keep: (Int64) -> Bool) -> Stored {
             let idx = (0..<batch.count).filter { keep(offset($0)) }
             if idx.count == batch.count { return self }
-            guard !idx.isEmpty else { return nil }
-            return Stored(batch: batch.select(idx), txn: txn, base: 0, listed: idx.map { offset($0) })
+            return Stored(batch: idx.isEmpty ? RecordBatch() : batch.select(idx), txn: txn, base: 0,
+                          listed: idx.map { offset($0) }, first: first, last: last)
         }
     }
-    private var batches: [Stored] = []
+    private var slots: [Stored] = []
+    /// Slots before `head` are emptied (below the log start).
+    private var head = 0
     /// The log start offset.
     private(set) var start: Int64 = 0
     /// The high watermark.
@@ -308,60 +326,97 @@ struct BatchLog {
     private(set) var bytes: Int64 = 0
 
     /// Where the log stood, to undo appends made after it.
-    struct Mark { var batches: Int; var next: Int64; var bytes: Int64 }
-    var mark: Mark { Mark(batches: batches.count, next: next, bytes: bytes) }
+    struct Mark { fileprivate var slots: Int; var next: Int64; var bytes: Int64 }
+    var mark: Mark { Mark(slots: slots.count, next: next, bytes: bytes) }
+
+    /// What a deletion replaced: enough to put it back.
+    struct Restore {
+        fileprivate var head: Int
+        fileprivate var start: Int64
+        fileprivate var bytes: Int64
+        fileprivate var replaced: [(Int, Stored)]
+    }
 
     mutating func append(_ batch: RecordBatch, txn: Int64) {
-        batches.append(Stored(batch: batch, txn: txn, base: next, listed: nil))
-        next += Int64(batch.count)
+        let n = Int64(batch.count)
+        slots.append(Stored(batch: batch, txn: txn, base: next, listed: nil, first: next, last: next + n - 1))
+        next += n
         bytes += Int64(batch.buffer.count)
     }
 
     mutating func undoAppends(to m: Mark) {
-        if batches.count > m.batches { batches.removeLast(batches.count - m.batches) }
+        if slots.count > m.slots { slots.removeLast(slots.count - m.slots) }
         next = m.next
         bytes = m.bytes
     }
 
-    /// Drops every record below `offset` (clamped to the high watermark); returns the log start.
-    mutating func truncate(before offset: Int64) -> Int64 {
+    mutating func undo(_ r: Restore) {
+        for (i, s) in r.replaced.reversed() { slots[i] = s }
+        head = r.head
+        start = r.start
+        bytes = r.bytes
+    }
+
+    private static func emptied(_ s: Stored) -> Stored {
+        Stored(batch: RecordBatch(), txn: s.txn, base: 0, listed: [], first: s.first, last: s.last)
+    }
+
+    /// Drops every record below `offset` (clamped to the high watermark); nil when nothing changed.
+    mutating func truncate(before offset: Int64) -> Restore? {
         let target = min(offset, next)
-        guard target > start else { return start }
-        var drop = 0
-        while drop < batches.count && batches[drop].last < target {
-            bytes -= batches[drop].bytes
-            drop += 1
+        guard target > start else { return nil }
+        var r = Restore(head: head, start: start, bytes: bytes, replaced: [])
+        while head < slots.count && slots[head].last < target {
+            bytes -= slots[head].bytes
+            r.replaced.append((head, slots[head]))
+            slots[head] = Self.emptied(slots[head])
+            head += 1
         }
-        batches.removeFirst(drop)
-        if let b = batches.first, b.first < target {
-            let kept = b.keeping { $0 >= target }
-            bytes -= b.bytes - (kept?.bytes ?? 0)
-            if let kept { batches[0] = kept } else { batches.removeFirst() }
+        if head < slots.count, slots[head].first < target, slots[head].batch.count > 0 {
+            let old = slots[head]
+            let kept = old.keeping { $0 >= target }
+            bytes -= old.bytes - kept.bytes
+            r.replaced.append((head, old))
+            slots[head] = kept
         }
         start = target
-        return start
+        return r
     }
 
-    /// Removes the records at `offsets`.
-    mutating func remove(_ offsets: Set<Int64>) {
-        guard let lo = offsets.min(), let hi = offsets.max() else { return }
-        var out: [Stored] = []
-        out.reserveCapacity(batches.count)
-        for b in batches {
-            guard b.last >= lo && b.first <= hi else { out.append(b); continue }
-            let kept = b.keeping { !offsets.contains($0) }
-            bytes -= b.bytes - (kept?.bytes ?? 0)
-            if let kept { out.append(kept) }
+    /// Removes the records at `offsets` (ascending); nil when none was held.
+    mutating func remove(_ offsets: [Int64]) -> Restore? {
+        guard let lo = offsets.first, let hi = offsets.last else { return nil }
+        var r = Restore(head: head, start: start, bytes: bytes, replaced: [])
+        let doomed = Set(offsets)
+        var i = firstSlot(atOrAfter: lo)
+        while i < slots.count && slots[i].first <= hi {
+            let old = slots[i]
+            if old.batch.count > 0 {
+                let kept = old.keeping { !doomed.contains($0) }
+                if kept.batch.count != old.batch.count {
+                    bytes -= old.bytes - kept.bytes
+                    r.replaced.append((i, old))
+                    slots[i] = kept
+                }
+            }
+            i += 1
         }
-        batches = out
+        return r.replaced.isEmpty ? nil : r
     }
 
-    /// The index of the first batch whose last offset is >= `offset`.
-    private func firstBatch(atOrAfter offset: Int64) -> Int {
-        var a = 0, b = batches.count
+    /// Frees the emptied slots at the front, once no undo refers to them (after a commit).
+    mutating func reclaimDroppedSlots() {
+        guard head > 64 && head * 2 > slots.count else { return }
+        slots.removeFirst(head)
+        head = 0
+    }
+
+    /// The index of the first slot (from `head`) whose last offset is >= `offset`.
+    private func firstSlot(atOrAfter offset: Int64) -> Int {
+        var a = head, b = slots.count
         while a < b {
             let mid = (a + b) / 2
-            if batches[mid].last < offset { a = mid + 1 } else { b = mid }
+            if slots[mid].last < offset { a = mid + 1 } else { b = mid }
         }
         return a
     }
@@ -369,12 +424,14 @@ struct BatchLog {
     /// Visits, in place, up to `maxCount` records with `from <= offset < below`; returns how many.
     func visit(from: Int64, below: Int64, maxCount: Int, _ body: (RecordView) throws -> Void) rethrows -> Int {
         var visited = 0
-        var i = firstBatch(atOrAfter: from)
-        while i < batches.count && visited < maxCount {
-            let s = batches[i]
+        var i = firstSlot(atOrAfter: from)
+        while i < slots.count && visited < maxCount {
+            let s = slots[i]
             if s.first >= below { break }
+            i += 1
+            guard s.batch.count > 0 else { continue }
             try s.batch.buffer.withUnsafeBytes { buf in
-                // the first record of this batch at or after `from`
+                // the first record of this slot at or after `from`
                 var j = 0
                 if s.listed == nil {
                     j = Int(max(0, from - s.base))
@@ -395,7 +452,6 @@ struct BatchLog {
                     j += 1
                 }
             }
-            i += 1
         }
         return visited
     }

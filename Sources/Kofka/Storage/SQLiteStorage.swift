@@ -151,24 +151,20 @@ public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
         }
     }
 
-    /// Gives freed pages back to the file system when many are free (`incremental_vacuum`, in
-    /// steps of 1000 pages, each its own short write), keeping an eighth of the file free for
-    /// reuse, and checkpoints the WAL (PASSIVE: never waits for readers) so it is cut back.
-    public func reclaimSpace() throws {
-        while true {
-            let more = try writer.withLock { writer -> Bool in
-                guard let conn = writer else { throw closedError() }
-                let free = try conn.int64("PRAGMA freelist_count") ?? 0
-                let total = try conn.int64("PRAGMA page_count") ?? 0
-                guard free > max(1024, total / 4) else { return false }
-                try conn.execOnce("PRAGMA incremental_vacuum(\(min(1000, free - total / 8)))")
+    /// Gives freed pages back to the file system when many are free (`incremental_vacuum` of at
+    /// most 256 pages, a short write), keeping an eighth of the file free for reuse; once few
+    /// are free, checkpoints the WAL (PASSIVE: never waits for readers) so it is cut back.
+    public func reclaimSpace() throws -> Bool {
+        try writer.withLock { writer -> Bool in
+            guard let conn = writer else { throw closedError() }
+            let free = try conn.int64("PRAGMA freelist_count") ?? 0
+            let total = try conn.int64("PRAGMA page_count") ?? 0
+            if free > max(1024, total / 4) {
+                try conn.execOnce("PRAGMA incremental_vacuum(\(min(256, free - total / 8)))")
                 return true
             }
-            if !more { break }
-        }
-        try writer.withLock { writer in
-            guard let conn = writer else { throw closedError() }
             try conn.execOnce("PRAGMA wal_checkpoint(PASSIVE)")
+            return false
         }
     }
 

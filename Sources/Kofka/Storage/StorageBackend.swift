@@ -35,9 +35,11 @@ public protocol StorageBackend: AnyObject, Sendable {
     /// Wakes every `waitForChange` in this process (used when a handle is closed).
     func wakeAll()
 
-    /// Gives space freed by deletions back (SQLite: `incremental_vacuum` and a WAL checkpoint),
-    /// after maintenance. May do nothing.
-    func reclaimSpace() throws
+    /// Gives back part of the space freed by deletions (SQLite: `incremental_vacuum` of a
+    /// bounded number of pages, then a WAL checkpoint), holding the write lock briefly; returns
+    /// true when there is more to give back (maintenance calls it again after a pause). May do
+    /// nothing and return false.
+    func reclaimSpace() throws -> Bool
 
     /// Releases resources. Later calls throw `KofkaError(.closed, …)`.
     func close()
@@ -45,7 +47,7 @@ public protocol StorageBackend: AnyObject, Sendable {
 
 extension StorageBackend {
     /// Nothing to give back (memory frees as it deletes).
-    public func reclaimSpace() throws {}
+    public func reclaimSpace() throws -> Bool { false }
 }
 
 /// Reads inside `StorageBackend.read` or `StorageBackend.write`.
