@@ -15,7 +15,7 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite"),
         .systemLibrary(name: "CKofka", path: "Sources/CKofka"),
-        .target(name: "Kofka", dependencies: ["CSQLite"]),
+        .target(name: "Kofka", dependencies: ["CSQLite", "CKofka"]),
         .target(name: "KofkaCABI", dependencies: ["Kofka", "CKofka"]),
         // The delivery lab, its checker and the schedule explorer: test machinery, not shipped in Kofka.
         .target(name: "KofkaLab", dependencies: ["Kofka"]),

@@ -817,6 +817,228 @@ kofka_err kofka_consumer_close(kofka_consumer *c);
  */
 void kofka_consumer_destroy(kofka_consumer *c);
 
+/* ------------------------------------------------------------------------ */
+/* Plugins: storage backends and interceptors loaded at run time             */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A plugin is a shared library that exports
+ *
+ *     kofka_err kofka_plugin_init(const char *const *config, char *errstr, size_t errstr_size);
+ *
+ * and, from it, registers what it provides with kofka_storage_register() and
+ * kofka_interceptors_register(). A plugin is compiled against this header only
+ * and is best linked without -lkofka (cc -shared -fPIC plugin.c): its kofka_*
+ * calls then resolve to the library that loaded it, whether that is
+ * libkofka.so in a C or Python process or the Kofka Swift package inside a
+ * Swift program.
+ *
+ * Loading: the broker config key "plugin.library.paths" (';'-separated paths)
+ * names libraries loaded before the storage string is resolved, each at most
+ * once per process; kofka_plugin_init gets the broker's whole config array
+ * (NULL-terminated key/value pairs) and, on failure, writes a message into
+ * errstr (errstr_size bytes, NUL-terminated). A storage scheme that nobody has
+ * registered ("lmdb:...") is looked up as a plugin library "libkofka_SCHEME.so"
+ * (SQLite's extension naming): first in the folder that holds libkofka.so (or
+ * the program embedding Kofka), then on the system library path; its
+ * kofka_plugin_init must register the scheme.
+ *
+ * Config keys that start with the name a plugin registered and a dot
+ * ("metrics.path" for interceptors named "metrics", "lmdb.map.size" for the
+ * scheme "lmdb") belong to that plugin and are not checked by the broker; every
+ * other unknown key stays KOFKA_ERR_INVALID_CONFIG.
+ *
+ * Errors of kofka_broker_open when a plugin is involved: KOFKA_ERR_INVALID_ARG
+ * (a library cannot be loaded — the message names it and dlerror() — or it has
+ * no kofka_plugin_init; an unknown scheme with no plugin library found, naming
+ * the places looked in), or the code kofka_plugin_init returned (message: its
+ * errstr).
+ */
+
+/* ---- storage backends --------------------------------------------------- */
+
+/** A record as a storage backend sees it. On append, the pointers point at the
+ *  library's memory, valid only during the call (copy what you keep). On read,
+ *  the backend fills it with pointers into its own memory, valid until the
+ *  visit callback returns. Lengths are -1 for "no key" / "no value" / "no
+ *  headers" (distinct from an empty one, 0). */
+typedef struct kofka_stored_record {
+    int64_t     offset;        /**< read: the record's offset; append: offset it gets (base + i) */
+    int64_t     txn;           /**< the transaction that wrote it, 0 = none (one per append call) */
+    int64_t     timestamp_ms;  /**< ms since the epoch (already resolved; never "now") */
+    const void *key;     int64_t key_len;       /**< -1: no key */
+    const void *value;   int64_t value_len;     /**< -1: no value */
+    const void *headers; int64_t headers_len;   /**< encoded headers, opaque to the backend; -1: none */
+} kofka_stored_record;
+
+/** Returned by a visit callback: 0 = go on, 1 = stop. */
+typedef int (*kofka_storage_visit_kv)(void *ctx, const char *key, size_t key_len, const void *value, size_t value_len);
+typedef int (*kofka_storage_visit_record)(void *ctx, const kofka_stored_record *record);
+
+/**
+ * A storage backend as a table of functions: the C mirror of Kofka's storage
+ * protocol (Swift's StorageBackend). It stores two things and nothing else —
+ * partition logs (a partition is a number `pnum`, 0 <= pnum < 2^23; offsets
+ * 0 <= offset < 2^40) and a key/value map of small blobs with ordered range
+ * scans — and makes each write transaction atomic and exclusive, across threads
+ * and, for a shared store, processes. Every delivery rule lives in Kofka above it.
+ *
+ * Versioning: struct_size is sizeof(kofka_storage_ops) as the plugin was
+ * compiled; fields are only ever appended; Kofka reads only the fields that fit
+ * in struct_size and treats a NULL slot as "not provided". Slots marked
+ * REQUIRED must be set; the others have the default written next to them.
+ *
+ * Threads: open/close are called once per instance. Kofka calls begin from many
+ * threads at once; a write transaction must exclude every other write
+ * transaction on the same store (other instances and processes included): begin
+ * waits for it and gives up with KOFKA_ERR_BUSY after the backend's own timeout.
+ * Read transactions run concurrently with each other and with the writer and
+ * see a consistent snapshot. All calls on one txn come from the thread that
+ * began it, in order. change_token, wait_for_change and wake_all may be called
+ * from any thread at any time between open and close.
+ *
+ * Errors: return KOFKA_OK, or a kofka_err — KOFKA_ERR_BUSY (locked; nothing
+ * written), KOFKA_ERR_STORAGE (I/O, corruption, full), KOFKA_ERR_CLOSED — and,
+ * before returning it, say what failed with kofka_storage_set_error(). After an
+ * error inside a write transaction Kofka calls rollback.
+ */
+typedef struct kofka_storage_ops {
+    size_t struct_size;   /**< sizeof(kofka_storage_ops) as compiled */
+
+    /** REQUIRED. Opens the store at `location` (the storage string after "SCHEME:"),
+     *  with the broker's config (keys "SCHEME.*" are the backend's). *instance
+     *  receives the backend's handle; errstr (errstr_size bytes) a message on failure. */
+    kofka_err (*open)(void *opaque, const char *location, const char *const *config,
+                      void **instance, char *errstr, size_t errstr_size);
+    /** REQUIRED. Releases the instance; no call on it follows. */
+    void (*close)(void *instance);
+
+    /** REQUIRED. Begins a transaction: writable = 1 for the exclusive writer,
+     *  0 for a read snapshot. *txn receives its handle. */
+    kofka_err (*begin)(void *instance, int writable, void **txn);
+    /** REQUIRED. Commits (a write: every change becomes visible at once and is
+     *  durable as the backend promises) and ends the transaction. */
+    kofka_err (*commit)(void *txn);
+    /** REQUIRED. Discards every change and ends the transaction (also ends a read). */
+    void (*rollback)(void *txn);
+
+    /** REQUIRED. *value / *value_len receive the value under key, or *value = NULL
+     *  when there is none; the pointer stays valid until the next call on txn. */
+    kofka_err (*get)(void *txn, const char *key, size_t key_len, const void **value, size_t *value_len);
+    /** REQUIRED. Stores value under key (writable txn), replacing any earlier value. */
+    kofka_err (*put)(void *txn, const char *key, size_t key_len, const void *value, size_t value_len);
+    /** REQUIRED. Removes key (writable txn); no error if absent. */
+    kofka_err (*del)(void *txn, const char *key, size_t key_len);
+    /** REQUIRED. Visits every entry with lower <= key < upper in ascending byte
+     *  order, until visit returns 1. The pointers are valid during the callback. */
+    kofka_err (*scan)(void *txn, const char *lower, size_t lower_len, const char *upper, size_t upper_len,
+                      kofka_storage_visit_kv visit, void *ctx);
+
+    /** REQUIRED. The partition's log start offset (0 until truncate moved it), high
+     *  watermark (the next offset; never moves down, even when every record was
+     *  deleted) and bytes held (the sum of key, value and headers lengths, -1 as
+     *  0). All 0 for a partition never written. */
+    kofka_err (*log_state)(void *txn, int64_t pnum, int64_t *start, int64_t *next, int64_t *bytes);
+    /** REQUIRED. Appends count records (count >= 1) at the high watermark, all
+     *  tagged with txn_id (writable txn); *base receives the first one's offset. */
+    kofka_err (*append)(void *txn, int64_t pnum, int64_t txn_id, const kofka_stored_record *records,
+                        size_t count, int64_t *base);
+    /** REQUIRED. Visits, in offset order, up to max_count records held with
+     *  from <= offset < below (offsets removed are simply absent), until visit
+     *  returns 1; *visited receives how many were visited. */
+    kofka_err (*read)(void *txn, int64_t pnum, int64_t from, int64_t below, size_t max_count,
+                      kofka_storage_visit_record visit, void *ctx, size_t *visited);
+    /** REQUIRED. Deletes every record below `before` and makes it the log start
+     *  (clamped to the high watermark; at or below the current start: nothing
+     *  changes); *start receives the log start afterwards (writable txn). */
+    kofka_err (*truncate)(void *txn, int64_t pnum, int64_t before, int64_t *start);
+    /** REQUIRED. Removes the records at the given offsets (ascending); offsets not
+     *  held are ignored; the log start and high watermark do not move (writable txn). */
+    kofka_err (*remove)(void *txn, int64_t pnum, const int64_t *offsets, size_t count);
+
+    /** A number that changes whenever any writer (any process sharing the store)
+     *  has committed. Default (NULL): Kofka counts this process's commits only, so
+     *  other processes' writes are seen when a consumer's wait times out. */
+    uint64_t (*change_token)(void *instance);
+    /** Blocks until change_token may differ from token, wake_all is called, or
+     *  timeout_ns passes; may return early. Default: Kofka waits on its own
+     *  commit counter, re-checking change_token every 2 ms. */
+    void (*wait_for_change)(void *instance, uint64_t token, uint64_t timeout_ns);
+    /** Wakes every wait_for_change of this instance. Default: Kofka's own. */
+    void (*wake_all)(void *instance);
+    /** Gives back part of the space deletions freed, holding the write lock
+     *  briefly; *more = 1 when there is more to give back. Default: nothing. */
+    kofka_err (*reclaim_space)(void *instance, int *more);
+} kofka_storage_ops;
+
+/**
+ * Registers a storage backend under `scheme` ([a-z0-9.+-]{1,32}, not "memory" or
+ * "sqlite"); from then on kofka_broker_open("SCHEME:location", ...) uses it, in
+ * every broker opened afterwards (process-wide). The ops struct is copied
+ * (struct_size bytes at most); opaque is passed to ops->open.
+ * @return KOFKA_OK; KOFKA_ERR_INVALID_ARG (NULL, a bad scheme, struct_size too
+ *         small for the REQUIRED slots, a REQUIRED slot NULL, or the scheme is
+ *         already registered) -> fix the call.
+ */
+kofka_err kofka_storage_register(const char *scheme, const kofka_storage_ops *ops, void *opaque);
+
+/**
+ * For a storage backend: the message for the error the current op is about to
+ * return (thread-local; copied; Kofka adds the scheme and the op). NULL clears it.
+ */
+void kofka_storage_set_error(const char *message);
+
+/* ---- interceptors -------------------------------------------------------- */
+
+/**
+ * Hooks that observe (and may tag) what producers and consumers do, as in
+ * librdkafka. Any hook may be NULL. A hook never changes a record's fate: what
+ * it does cannot fail a send, a poll or a commit (it returns nothing).
+ * Versioning: struct_size is sizeof(kofka_interceptors) as compiled; fields are
+ * only ever appended; an older, shorter struct keeps working.
+ */
+typedef struct kofka_interceptors {
+    size_t struct_size;   /**< sizeof(kofka_interceptors) as compiled: fields are only appended */
+    void  *opaque;        /**< passed to every hook */
+    /** Application thread, inside kofka_send / kofka_send_batch / kofka_send_packed /
+     *  kofka_produce, before partitioning. May change the record (partition, key,
+     *  value, headers, timestamp — e.g. add a header); pointers it sets must stay
+     *  valid until that call returns (Kofka copies them). */
+    void (*on_send)(void *opaque, const char *topic, kofka_record *record);
+    /** Once per record, with its final result in record->err / partition / offset;
+     *  on the thread that settles it: the sender's for kofka_send*, the one serving
+     *  delivery reports (kofka_producer_poll, kofka_flush, ...) for kofka_produce. */
+    void (*on_acknowledgement)(void *opaque, const char *topic, const kofka_record *record);
+    /** Application thread, inside kofka_poll / kofka_poll_batch, for each message
+     *  before it is returned. */
+    void (*on_consume)(void *opaque, const kofka_message *message);
+    /** After an offset commit (automatic, explicit, or inside a transaction's
+     *  commit), once per partition, with its result. */
+    void (*on_commit)(void *opaque, const char *group_id, const char *topic, int32_t partition,
+                      int64_t offset, kofka_err err);
+    /** The broker handle is closing (once, on the closing thread). */
+    void (*on_close)(void *opaque);
+} kofka_interceptors;
+
+/**
+ * Adds interceptors to a broker handle: every producer and consumer opened on
+ * it afterwards calls them (in the order added). The struct is copied.
+ * @return KOFKA_OK; KOFKA_ERR_INVALID_ARG (NULL, an empty name, struct_size too
+ *         small, or a second add with the same name) -> fix the call;
+ *         KOFKA_ERR_CLOSED -> stop.
+ */
+kofka_err kofka_interceptors_add(kofka_broker *b, const char *name, const kofka_interceptors *ic);
+
+/**
+ * Registers interceptors process-wide, usually from kofka_plugin_init. A broker
+ * uses the registered ones its config key "interceptors" names (comma-separated),
+ * or, when it has no such key, every one registered by a library in its own
+ * plugin.library.paths. The struct is copied.
+ * @return KOFKA_OK; KOFKA_ERR_INVALID_ARG (NULL, an empty name, struct_size too
+ *         small, or the name is already registered) -> fix the call.
+ */
+kofka_err kofka_interceptors_register(const char *name, const kofka_interceptors *ic);
+
 #ifdef __cplusplus
 }
 #endif

@@ -32,11 +32,13 @@ public final class Broker: Sendable {
         var storageFaults: SplitMix64
         /// The background cleaner, once started.
         var cleaner: Cleaner?
+        /// Interceptors producers and consumers opened from now on call, in order, by name.
+        var interceptors: [(name: String, interceptor: any Interceptor)] = []
     }
     let state: Locked<State>
 
-    /// The storage schemes `Broker.init` understands.
-    public static let schemes = ["memory:", "sqlite:PATH"]
+    /// The storage schemes `Broker.init` understands now (plugins add more).
+    public static var schemes: [String] { ["memory:", "sqlite:PATH"] + Plugins.registered.map { "\($0):…" } }
 
     /// Opens a broker on `storage` (`"memory:"` or `"sqlite:PATH"`).
     /// Throws `.invalidArg` for an unknown scheme, `.invalidConfig` for bad settings, `.storage` when the file can't be used.
@@ -64,9 +66,30 @@ public final class Broker: Sendable {
             }
             self.storage = try SQLiteStorage(path: path, synchronous: config.sqliteSynchronous == "normal" ? .normal : .full,
                                              busyTimeoutMs: config.sqliteBusyTimeoutMs)
+        } else if let colon = storage.firstIndex(of: ":"), colon != storage.startIndex {
+            // A registered scheme, or a plugin library named after it (libkofka_SCHEME.so).
+            let factory = try PluginLoader.factory(scheme: String(storage[..<colon]), config: config.pairs)
+            self.storage = try factory(String(storage[storage.index(after: colon)...]), config.pairs)
         } else {
-            throw KofkaError(.invalidArg, "unknown storage '\(storage)': known schemes are \(Self.schemes.joined(separator: ", "))")
+            throw KofkaError(.invalidArg, "unknown storage '\(storage)': expected SCHEME:LOCATION; known schemes are \(Self.schemes.joined(separator: ", "))")
         }
+        state.withLock { $0.interceptors = Plugins.selectedInterceptors(config) }
+        startCleaner()
+    }
+
+    /// Opens a broker on a storage backend you made (any `StorageBackend`: your own, or one of
+    /// Kofka's). The broker closes it when it closes.
+    ///
+    /// ```swift
+    /// let broker = try Broker(storage: MemoryStorage(), config: BrokerConfig())
+    /// ```
+    public init(storage: any StorageBackend, config: BrokerConfig = BrokerConfig()) {
+        self.clock = SystemClock()
+        self.config = config
+        self.storageString = "\(type(of: storage)):"
+        self.state = Locked(State(storageFaults: SplitMix64(seed: config.faultStorageSeed)))
+        self.storage = storage
+        state.withLock { $0.interceptors = Plugins.selectedInterceptors(config) }
         startCleaner()
     }
 
@@ -88,7 +111,9 @@ public final class Broker: Sendable {
             return !s.closed
         }
         guard first else { return }
-        state.withLock { $0.cleaner }?.interrupt()
+        let (cleaner, interceptors) = state.withLock { ($0.cleaner, $0.interceptors) }
+        cleaner?.interrupt()
+        for ic in interceptors where ic.interceptor.hooks.contains(.close) { ic.interceptor.onClose() }
         storage.wakeAll()
         storage.close()
     }
@@ -109,6 +134,25 @@ public final class Broker: Sendable {
             return s.storageFaults.unit() < 0.5
         }
     }
+
+    // MARK: Interceptors
+
+    /// Adds `interceptor` under `name`: every producer and consumer opened on this broker from
+    /// now on calls it (after those added before). Throws `.invalidArg` for an empty name or a
+    /// name already added, `.closed` after close.
+    public func add(_ interceptor: any Interceptor, name: String) throws {
+        guard !name.isEmpty else { throw KofkaError(.invalidArg, "an interceptor needs a name") }
+        try state.withLock { s in
+            if s.closed { throw KofkaError(.closed, "the broker on '\(storageString)' is closed") }
+            guard !s.interceptors.contains(where: { $0.name == name }) else {
+                throw KofkaError(.invalidArg, "interceptors named '\(name)' were already added to this broker")
+            }
+            s.interceptors.append((name, interceptor))
+        }
+    }
+
+    /// The interceptors a producer or consumer opened now calls.
+    var interceptorChain: InterceptorChain { InterceptorChain(state.withLock { $0.interceptors.map(\.interceptor) }) }
 
     // MARK: Handles
 

@@ -14,9 +14,11 @@ struct ConfigMap {
     private(set) var values: [String: String] = [:]
     let kind: String
 
-    init(_ pairs: [(String, String)], known: Set<String>, kind: String) throws {
+    /// `owned`: names whose `NAME.*` keys belong to someone else (plugins) and are skipped.
+    init(_ pairs: [(String, String)], known: Set<String>, kind: String, owned: Set<String> = []) throws {
         self.kind = kind
         for (k, v) in pairs {
+            if let dot = k.firstIndex(of: "."), owned.contains(String(k[..<dot])) { continue }
             guard known.contains(k) else {
                 throw KofkaError(.invalidConfig, "unknown \(kind) config key '\(k)' (known keys: \(known.sorted().joined(separator: ", ")))")
             }
@@ -102,19 +104,43 @@ public struct BrokerConfig: Sendable {
     /// Committed offsets of a group that has been empty this long are removed
     /// (`offsets.retention.minutes`, seven days).
     public var offsetsRetentionMinutes: Int64 = 10_080
+    /// Plugin libraries loaded before the storage string is resolved (`plugin.library.paths`, `;`-separated).
+    public var pluginLibraryPaths: [String] = []
+    /// Registered interceptors this broker uses (`interceptors`, comma-separated); nil: those
+    /// registered by the libraries of its own `plugin.library.paths`.
+    public var interceptorNames: [String]?
+    /// Every pair as given (plugins and storage backends read their own keys from it).
+    public var pairs: [(String, String)] = []
 
     public static let keys: Set<String> = ["auto.create.topics.enable", "num.partitions", "message.max.bytes",
                                     "sqlite.synchronous", "sqlite.busy.timeout.ms", "fault.storage.failure.rate",
                                     "fault.storage.seed", "log.retention.ms", "log.retention.bytes", "log.cleanup.policy",
                                     "log.cleaner.delete.retention.ms", "log.cleaner.min.compaction.lag.ms",
                                     "log.retention.check.interval.ms", "producer.id.expiration.ms",
-                                    "transactional.id.expiration.ms", "offsets.retention.minutes"]
+                                    "transactional.id.expiration.ms", "offsets.retention.minutes",
+                                    "plugin.library.paths", "interceptors"]
 
     public init() {}
 
     /// Parses key/value pairs; unknown keys and invalid values throw `.invalidConfig`.
+    /// Parses key/value pairs; unknown keys and invalid values throw `.invalidConfig`. Loads the
+    /// libraries of `plugin.library.paths` first (once per process): keys under a name a plugin
+    /// registered (`metrics.path`) belong to it.
     public init(_ pairs: [(String, String)]) throws {
-        let c = try ConfigMap(pairs, known: Self.keys, kind: "broker")
+        self.pairs = pairs
+        if let paths = pairs.last(where: { $0.0 == "plugin.library.paths" })?.1 {
+            pluginLibraryPaths = paths.split(separator: ";").map { String($0) }.filter { !$0.isEmpty }
+            try PluginLoader.load(pluginLibraryPaths, config: pairs)
+        }
+        let owned = Plugins.registry.withLock { $0.pluginNames }
+        let c = try ConfigMap(pairs, known: Self.keys, kind: "broker", owned: owned)
+        if let names = c.string("interceptors") {
+            interceptorNames = names.split(separator: ",").map { String($0).trimmedSpaces }.filter { !$0.isEmpty }
+            let unknown = Plugins.unknownInterceptors(interceptorNames ?? [])
+            guard unknown.isEmpty else {
+                throw KofkaError(.invalidConfig, "invalid value '\(names)' for broker config key 'interceptors': no interceptors named \(unknown.map { "'\($0)'" }.joined(separator: ", ")) are registered")
+            }
+        }
         autoCreateTopics = try c.bool("auto.create.topics.enable") ?? autoCreateTopics
         numPartitions = Int32(try c.int("num.partitions", 1...100_000) ?? Int(numPartitions))
         messageMaxBytes = try c.int("message.max.bytes", 1...1_073_741_824) ?? messageMaxBytes
@@ -131,6 +157,16 @@ public struct BrokerConfig: Sendable {
         producerIdExpirationMs = Int64(try c.int("producer.id.expiration.ms", 1...Int.max) ?? Int(producerIdExpirationMs))
         transactionalIdExpirationMs = Int64(try c.int("transactional.id.expiration.ms", 1...Int.max) ?? Int(transactionalIdExpirationMs))
         offsetsRetentionMinutes = Int64(try c.int("offsets.retention.minutes", 1...Int(Int32.max)) ?? Int(offsetsRetentionMinutes))
+    }
+}
+
+extension String {
+    /// Without leading and trailing spaces.
+    var trimmedSpaces: String {
+        var s = Substring(self)
+        while s.first == " " { s = s.dropFirst() }
+        while s.last == " " { s = s.dropLast() }
+        return String(s)
     }
 }
 

@@ -59,6 +59,8 @@ public final class Consumer: Sendable {
     }
 
     private let state = Locked(State())
+    /// The interceptors it calls (those of its broker when it was opened).
+    let interceptors: InterceptorChain
     /// Runs this consumer's storage operations one at a time (used as a plain mutex; never
     /// held while a poll waits for records).
     private let ops = Monitor()
@@ -66,6 +68,7 @@ public final class Consumer: Sendable {
     init(broker: Broker, config: ConsumerConfig) {
         self.broker = broker
         self.config = config
+        interceptors = broker.interceptorChain
     }
 
     private var autoCommit: Bool { config.enableAutoCommit && config.groupId != nil && config.deliveryMode != .exactlyOnce }
@@ -183,8 +186,13 @@ public final class Consumer: Sendable {
             }
             if !due && !stale { return }
         }
-        let view = try broker.syncGroup(group, memberId: id, now: now, revokeCommits: autoCommitOffsets(s))
+        let revokeCommits = autoCommitOffsets(s)
+        let view = try broker.syncGroup(group, memberId: id, now: now, revokeCommits: revokeCommits)
         s.lastSyncNs = broker.clock.monotonicNs()
+        if interceptors.has(.commit) && view.isMember {
+            let released = Set(s.assignment).subtracting(view.held)
+            interceptors.commit(group: group, revokeCommits.filter { released.contains($0.key) }, error: nil)
+        }
         guard view.isMember else {
             if !isClosed { try join(&s) }   // expired while away: rejoin as a new member
             return
@@ -384,6 +392,7 @@ public final class Consumer: Sendable {
                     last = rec.offset
                     if rec.txn != 0 && aborted.contains(rec.txn) { return }
                     out.items.append(try make(tp.topic, tp.partition, rec))
+                    if interceptors.has(.consume) { interceptors.consume(topic: tp.topic, partition: tp.partition, rec) }
                     returned = true
                 }
                 guard last >= 0 else { continue }
@@ -401,7 +410,13 @@ public final class Consumer: Sendable {
     private func commitOffsets(_ s: inout State, _ offsets: [TopicPartition: Int64]) throws {
         guard let group = config.groupId, !offsets.isEmpty else { return }
         let member: String? = if case .group = s.subscription { s.memberId } else { nil }
-        try broker.commitOffsets(group, memberId: member, generation: s.generation, offsets)
+        do {
+            try broker.commitOffsets(group, memberId: member, generation: s.generation, offsets)
+        } catch let e as KofkaError {
+            interceptors.commit(group: group, offsets, error: e)
+            throw e
+        }
+        interceptors.commit(group: group, offsets, error: nil)
         for tp in offsets.keys {
             s.uncommitted.remove(tp)
             s.returned.remove(tp)
@@ -544,7 +559,9 @@ public final class Consumer: Sendable {
         guard !broker.closed else { return }
         try withOps { s in
             if case .group = s.subscription, let group = config.groupId, let id = s.memberId {
-                try broker.leaveGroup(group, memberId: id, commits: autoCommitOffsets(s))
+                let commits = autoCommitOffsets(s)
+                try broker.leaveGroup(group, memberId: id, commits: commits)
+                interceptors.commit(group: group, commits.filter { s.assignment.contains($0.key) }, error: nil)
             } else if autoCommit && !s.uncommitted.isEmpty {
                 try commitOffsets(&s, currentPositions(s, s.uncommitted))
             }

@@ -102,6 +102,7 @@ extension Producer {
                     if s.pid == pid && s.epoch == epoch {
                         s.txn = .open(txn)
                         s.offsetsUnsent = false
+                        s.offsetsSent = [:]
                     }
                 }
             } catch let e as KofkaError where e.code == .producerFenced {
@@ -122,6 +123,7 @@ extension Producer {
             do {
                 try consumer.handOverOffsets { group, memberId, generation, offsets in
                     try broker.addOffsetsToTransaction(id, group: group, memberId: memberId, generation: generation, offsets: offsets)
+                    state.withLock { s in for (tp, off) in offsets { s.offsetsSent[group, default: [:]][tp] = off } }
                 }
                 state.withLock { $0.offsetsUnsent = false }
             } catch let e as KofkaError {
@@ -151,9 +153,12 @@ extension Producer {
             defer { state.withLock { $0.txnEnding = false } }
             do {
                 try broker.commitTransaction(id)
-                state.withLock { s in
+                let sent = state.withLock { s -> [String: [TopicPartition: Int64]] in
                     if s.pid == id.pid && s.epoch == id.epoch, case .open(id.txn) = s.txn { s.txn = .ready }
+                    defer { s.offsetsSent = [:] }
+                    return s.offsetsSent
                 }
+                for (group, offsets) in sent.sorted(by: { $0.key < $1.key }) { interceptors.commit(group: group, offsets, error: nil) }
             } catch let e as KofkaError {
                 if e.code != .storage { txnFailed(e, id) }
                 throw e
@@ -178,7 +183,7 @@ extension Producer {
             }
             defer { state.withLock { $0.txnEnding = false } }
             queue.purge(txn: id.txn, KofkaError(.purged, "transaction \(id.txn) of '\(tid)' was aborted before the record was written; it was not written"))
-            _ = queue.serve(deadline: 0, handler)
+            _ = withoutActuallyEscaping(handler) { h in queue.serve(deadline: 0, reporting(h)) }
             do {
                 startEpoch(try broker.abortTransaction(id))
             } catch let e as KofkaError {

@@ -63,9 +63,13 @@ public final class Producer: Sendable {
         /// transaction and has not succeeded since: commit is refused, so outputs never commit
         /// without the offsets they were meant to go with.
         var offsetsUnsent = false
+        /// Offsets handed to the open transaction, by group (for the interceptors' `onCommit`).
+        var offsetsSent: [String: [TopicPartition: Int64]] = [:]
     }
 
     let state: Locked<State>
+    /// The interceptors it calls (those of its broker when it was opened).
+    let interceptors: InterceptorChain
     /// Turns for sequenced requests and interruptible retry pauses.
     let sequencer = Sequencer()
     /// Asynchronous produce queue and delivery reports.
@@ -79,6 +83,7 @@ public final class Producer: Sendable {
             s.pid = try broker.allocateProducerId()
         }
         state = Locked(s)
+        interceptors = broker.interceptorChain
         queue = ProduceQueue(capacity: config.queueBufferingMaxMessages, clock: broker.clock)
         queue.start(self)
     }
@@ -147,6 +152,64 @@ public final class Producer: Sendable {
     }
 
     private func send(_ topic: String, _ input: RecordBatch, partitions: [Int32]?, failed: [Int: KofkaError]) throws -> BatchOutcome {
+        guard !interceptors.list.isEmpty else { return try sendPartitioned(topic, input, partitions: partitions, failed: failed) }
+        var batch = input
+        var partitions = partitions
+        if interceptors.has(.send) { (batch, partitions) = intercepted(topic, batch, partitions) }
+        do {
+            let o = try sendPartitioned(topic, batch, partitions: partitions, failed: failed)
+            if interceptors.has(.acknowledgement) { acknowledge(topic, batch, o.partitions) { i in o.errors[i].map { .failure($0) } ?? .success(RecordMetadata(topic: topic, partition: o.partitions[i], offset: o.offsets[i])) } }
+            return o
+        } catch let e as KofkaError {
+            if interceptors.has(.acknowledgement) { acknowledge(topic, batch, partitions ?? []) { _ in .failure(e) } }
+            throw e
+        }
+    }
+
+    /// Runs the interceptors' `onSend` on every record; returns the batch with their
+    /// replacements (and the partitions the replacements ask for).
+    private func intercepted(_ topic: String, _ batch: RecordBatch, _ partitions: [Int32]?) -> (RecordBatch, [Int32]?) {
+        var replaced: [Int: Record] = [:]
+        batch.buffer.withUnsafeBytes { buf in
+            for i in 0..<batch.count {
+                let p = partitions.map { $0[i] }.flatMap { $0 < 0 ? nil : $0 }
+                if let r = interceptors.send(topic: topic, batch.outgoing(i, buf, partition: p)) { replaced[i] = r }
+            }
+        }
+        guard !replaced.isEmpty else { return (batch, partitions) }
+        var out = RecordBatch(reservingRecords: batch.count, bytes: batch.buffer.count)
+        var parts = partitions ?? [Int32](repeating: -1, count: batch.count)
+        for i in 0..<batch.count {
+            if let r = replaced[i] {
+                out.append(RecordData(timestampMs: r.timestampMs, key: r.key, value: r.value, headers: HeaderCodec.encode(r.headers)))
+                parts[i] = r.partition ?? -1
+            } else {
+                out.append(copyOf: i, from: batch)
+            }
+        }
+        return (out, parts)
+    }
+
+    /// Runs the interceptors' `onAcknowledgement` on every record of `batch` with its result.
+    private func acknowledge(_ topic: String, _ batch: RecordBatch, _ partitions: [Int32], _ result: (Int) -> Result<RecordMetadata, KofkaError>) {
+        batch.buffer.withUnsafeBytes { buf in
+            for i in 0..<batch.count {
+                let p = i < partitions.count && partitions[i] >= 0 ? partitions[i] : nil
+                interceptors.acknowledge(topic: topic, batch.outgoing(i, buf, partition: p), result(i))
+            }
+        }
+    }
+
+    /// `handler` preceded by the interceptors' `onAcknowledgement` (delivery reports of `produce`).
+    func reporting(_ handler: @escaping (DeliveryReport) -> Void) -> (DeliveryReport) -> Void {
+        guard interceptors.has(.acknowledgement) else { return handler }
+        return { [interceptors] report in
+            report.record.withOutgoing { interceptors.acknowledge(topic: report.topic, $0, report.result) }
+            handler(report)
+        }
+    }
+
+    private func sendPartitioned(_ topic: String, _ input: RecordBatch, partitions: [Int32]?, failed: [Int: KofkaError]) throws -> BatchOutcome {
         try checkOpen()
         let meta = try broker.topicMeta(topic, autoCreate: true)
         var batch = input
@@ -389,6 +452,8 @@ public final class Producer: Sendable {
     /// Throws `.queueFull` when `queue.buffering.max.messages` reports are outstanding.
     public func produce(_ topic: String, _ record: Record, opaque: UInt = 0) throws {
         try checkOpen()
+        var record = record
+        if interceptors.has(.send), let r = record.withOutgoing({ interceptors.send(topic: topic, $0) }) { record = r }
         var txn: Int64 = 0
         if let tid = config.transactionalId {
             txn = try state.withLock { s in
@@ -413,12 +478,12 @@ public final class Producer: Sendable {
     /// (nil = until one arrives). Returns how many were served.
     @discardableResult
     public func poll(timeout: Duration? = .zero, _ handler: (DeliveryReport) -> Void) -> Int {
-        queue.serve(deadline: broker.clock.deadline(after: timeout), handler)
+        withoutActuallyEscaping(handler) { h in queue.serve(deadline: broker.clock.deadline(after: timeout), reporting(h)) }
     }
 
     /// Waits until every queued record is delivered or failed, serving reports to `handler`.
     public func flush(timeout: Duration? = nil, _ handler: (DeliveryReport) -> Void = { _ in }) throws {
-        if !queue.drain(deadline: broker.clock.deadline(after: timeout), handler) {
+        if !withoutActuallyEscaping(handler, do: { h in queue.drain(deadline: broker.clock.deadline(after: timeout), reporting(h)) }) {
             throw KofkaError(.timedOut, "flush timed out with \(queue.outstanding) record(s) undelivered", retriable: true)
         }
     }
@@ -429,7 +494,7 @@ public final class Producer: Sendable {
     /// `poll` or `flush` returns (`.closed` for a send that had not started).
     public func close(timeout: Duration? = nil, _ handler: (DeliveryReport) -> Void = { _ in }) throws {
         if state.withLock({ $0.closed }) { return }
-        let flushed = broker.closed ? true : queue.drain(deadline: broker.clock.deadline(after: timeout), handler)
+        let flushed = broker.closed ? true : withoutActuallyEscaping(handler) { h in queue.drain(deadline: broker.clock.deadline(after: timeout), reporting(h)) }
         let first = state.withLock { s -> Bool in
             defer { s.closed = true }
             return !s.closed
@@ -438,7 +503,7 @@ public final class Producer: Sendable {
         sequencer.interrupt()
         queue.stopAndWait()
         queue.failAll(KofkaError(.timedOut, "the producer was closed before the record was delivered"))
-        _ = queue.serve(deadline: 0, handler)
+        _ = withoutActuallyEscaping(handler) { h in queue.serve(deadline: 0, reporting(h)) }
         let open: ProducerIdentity? = state.withLock { s in
             switch s.txn {
             case .open(let t), .abortable(let t, _): ProducerIdentity(pid: s.pid, epoch: s.epoch, txn: t)

@@ -88,6 +88,30 @@ public struct RecordBatch: Sendable {
         with(r.key) { k in with(r.value) { v in appendVerbatim(r.timestampMs, k, v, r.headers) } }
     }
 
+    /// Appends a copy of record `i` of `other`.
+    mutating func append(copyOf i: Int, from other: RecordBatch) {
+        let e = other.entries[i]
+        let start = buffer.count
+        if e.size > 0 {
+            other.buffer.withUnsafeBytes { b in
+                if let base = b.baseAddress {
+                    buffer.append(contentsOf: UnsafeBufferPointer(start: (base + e.start).assumingMemoryBound(to: UInt8.self), count: e.size))
+                }
+            }
+        }
+        entries.append(Entry(timestampMs: e.timestampMs, start: start, keyLen: e.keyLen, valueLen: e.valueLen, headersLen: e.headersLen))
+    }
+
+    /// Record `i` as an interceptor sees it (`buf` is this batch's buffer, valid during the call).
+    func outgoing(_ i: Int, _ buf: UnsafeRawBufferPointer, partition: Int32?) -> OutgoingRecord {
+        let e = entries[i]
+        func view(_ start: Int, _ len: Int32) -> UnsafeRawBufferPointer? {
+            len < 0 ? nil : UnsafeRawBufferPointer(rebasing: buf[start ..< start + Int(len)])
+        }
+        return OutgoingRecord(partition: partition, timestampMs: e.timestampMs, key: view(e.start, e.keyLen),
+                              value: view(e.valueStart, e.valueLen), encodedHeaders: view(e.headersStart, e.headersLen))
+    }
+
     /// The records at `indices`, as a new batch.
     func select(_ indices: [Int]) -> RecordBatch {
         var out = RecordBatch(reservingRecords: indices.count, bytes: indices.reduce(0) { $0 + entries[$1].size })

@@ -25,35 +25,6 @@ enum StaticStrings {
     }
 }
 
-/// The calling thread's last error message, kept in thread-local storage (a pthread key whose
-/// destructor frees the string when the thread exits).
-enum LastError {
-    static let key: pthread_key_t = {
-        var k = pthread_key_t()
-        pthread_key_create(&k) { free($0) }
-        return k
-    }()
-    nonisolated(unsafe) static let empty: UnsafePointer<CChar> = StaticStrings.make("")
-
-    static func set(_ message: String) {
-        let old = pthread_getspecific(key)
-        pthread_setspecific(key, strdup(message))
-        free(old)
-    }
-
-    static func clear() {
-        if let old = pthread_getspecific(key) {
-            free(old)
-            pthread_setspecific(key, nil)
-        }
-    }
-
-    static func pointer() -> UnsafePointer<CChar> {
-        if let p = pthread_getspecific(key) { return UnsafePointer(p.assumingMemoryBound(to: CChar.self)) }
-        return empty
-    }
-}
-
 // MARK: - Calling into the core
 
 /// Runs `body`, maps a thrown `KofkaError` to its code and records its message for

@@ -4,7 +4,7 @@ import Glibc
 #endif
 import Kofka
 
-// Topic configuration, DeleteRecords and maintenance (include/kofka.h, "Broker").
+// Topic configuration, DeleteRecords, maintenance (include/kofka.h, "Broker") and a broker's interceptors.
 
 @c @implementation
 public func kofka_topic_create_with_config(_ b: OpaquePointer?, _ topic: UnsafePointer<CChar>?, _ partitions: Int32,
@@ -57,4 +57,15 @@ public func kofka_delete_records(_ b: OpaquePointer?, _ topic: UnsafePointer<CCh
 @c @implementation
 public func kofka_broker_maintain(_ b: OpaquePointer?) -> kofka_err {
     run { try brokerHandle(b, "kofka_broker_maintain").maintain() }
+}
+
+// MARK: Interceptors (include/kofka.h, "Plugins")
+
+@c @implementation
+public func kofka_interceptors_add(_ b: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ ic: UnsafePointer<kofka_interceptors>?) -> kofka_err {
+    run {
+        let br = try brokerHandle(b, "kofka_interceptors_add")
+        let n = try string(name, "name", "kofka_interceptors_add")
+        try br.add(try CInterceptor(try need(ic, "ic", "kofka_interceptors_add")), name: n)
+    }
 }
