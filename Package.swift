@@ -1,6 +1,11 @@
 // swift-tools-version:6.2
 import PackageDescription
 
+/// Programs of this package that load C plugins (the kofka command, the tests) carry the C ABI
+/// (KofkaCABI) and export it, so that a plugin's kofka_* calls reach the copy of Kofka that
+/// loaded it, as they reach libkofka.so in a C or Python program.
+let exportPluginAPI: [LinkerSetting] = [.unsafeFlags(["-Xlinker", "--export-dynamic"], .when(platforms: [.linux]))]
+
 let package = Package(
     name: "Kofka",
     platforms: [.macOS(.v15)],
@@ -21,8 +26,8 @@ let package = Package(
         .target(name: "KofkaLab", dependencies: ["Kofka"]),
         .target(name: "CRefLog", path: "Sources/CRefLog"),
         .executableTarget(name: "kofka-cli", dependencies: [
-            "Kofka", "KofkaLab", "CSQLite", "CRefLog", .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ], swiftSettings: [.swiftLanguageMode(.v5)]),
-        .testTarget(name: "KofkaTests", dependencies: ["Kofka", "KofkaLab"]),
+            "Kofka", "KofkaLab", "KofkaCABI", "CSQLite", "CRefLog", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: [.swiftLanguageMode(.v5)], linkerSettings: exportPluginAPI),
+        .testTarget(name: "KofkaTests", dependencies: ["Kofka", "KofkaLab", "KofkaCABI"], linkerSettings: exportPluginAPI),
     ]
 )

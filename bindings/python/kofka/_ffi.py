@@ -248,6 +248,12 @@ def _candidates() -> Tuple[Optional[str], List[str]]:
     return explicit, found
 
 
+def _open(path: str) -> ctypes.CDLL:
+    # RTLD_GLOBAL: plugin libraries (plugin.library.paths, libkofka_SCHEME.so) are built
+    # without -lkofka and find the kofka_* functions they call in the library that loads them.
+    return ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+
+
 def load() -> Tuple[ctypes.CDLL, str]:
     """Find and load libkofka.so; return (library, path it was loaded from).
 
@@ -256,7 +262,7 @@ def load() -> Tuple[ctypes.CDLL, str]:
     explicit, candidates = _candidates()
     if explicit is not None:
         try:
-            return ctypes.CDLL(explicit), explicit
+            return _open(explicit), explicit
         except OSError as e:
             raise ImportError(
                 f"kofka: cannot load the library named by {ENV_VAR}={os.environ.get(ENV_VAR)!r}: {e}"
@@ -268,7 +274,7 @@ def load() -> Tuple[ctypes.CDLL, str]:
             tried.append(f"{path} (not found)")
             continue
         try:
-            return ctypes.CDLL(path), path
+            return _open(path), path
         except OSError as e:
             tried.append(f"{path} ({e})")
     raise ImportError(
