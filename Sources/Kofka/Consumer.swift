@@ -54,6 +54,13 @@ public final class Consumer: Sendable {
         var generation: Int32 = -1
         /// When the member last heartbeated (the broker clock's monotonic ns).
         var lastSyncNs: UInt64 = 0
+        /// Records read ahead of the application, not yet returned.
+        var prefetched = PrefetchQueue()
+        /// Next offset to read from storage per partition: ahead of `positions` while records
+        /// are read ahead; absent when it equals the position.
+        var fetchPositions: [TopicPartition: Int64] = [:]
+        /// When the last automatic commit ran (monotonic ns).
+        var lastAutoCommitNs: UInt64 = 0
         /// Round robin of the partition fetched first.
         var rotate = 0
     }
@@ -141,6 +148,8 @@ public final class Consumer: Sendable {
         s.memberId = id
         s.assignment = []
         s.positions = [:]
+        s.fetchPositions = [:]
+        s.prefetched.removeAll()
         s.uncommitted = []
         s.returned = []
         s.generation = -1
@@ -199,8 +208,10 @@ public final class Consumer: Sendable {
         }
         s.generation = view.generation
         let kept = Set(view.held)
+        s.prefetched.drop(Set(s.assignment).subtracting(kept))
         for tp in s.assignment where !kept.contains(tp) {
             s.positions[tp] = nil
+            s.fetchPositions[tp] = nil
             s.uncommitted.remove(tp)
             if s.returned.remove(tp) != nil && !autoCommit { s.revokedWithUncommitted.insert(tp) }
         }
@@ -268,58 +279,96 @@ public final class Consumer: Sendable {
         }
     }
 
-    /// One round of a poll: group maintenance, the at-least-once commit of what the previous
-    /// poll returned, a fetch, and the at-most-once commit before anything is handed out.
+    /// One round of a poll: group maintenance, the at-least-once commit of what earlier polls
+    /// returned, a read-ahead from storage when nothing is read ahead, then up to `limit`
+    /// records handed out from the read-ahead queue — after the at-most-once commit, which
+    /// covers exactly what is handed out.
     private func pollStep<T>(_ s: inout State, limit: Int, discard: ([T]) -> Void,
                              make: (String, Int32, RecordView) throws -> T) throws -> Fetched<T> {
-        // at-least-once: the previous poll's records count as processed now. Follow a
-        // rebalance first, so partitions kept are committed in the new generation (and
-        // partitions lost were committed as they were released).
-        if autoCommit && config.deliveryMode != .atMostOnce && !s.uncommitted.isEmpty {
-            try sync(&s, force: false)
+        let clock = broker.clock
+        // Group maintenance when there is nothing read ahead to hand out, or the heartbeat is
+        // due: partitions the group takes away are released (their read-ahead dropped) first.
+        let heartbeatDue = clock.monotonicNs() &- s.lastSyncNs >= heartbeatIntervalNs
+        if s.prefetched.isEmpty || heartbeatDue { try sync(&s, force: false) }
+        // at-least-once: what earlier polls returned counts as processed now.
+        if autoCommit && config.deliveryMode != .atMostOnce && !s.uncommitted.isEmpty
+            && clock.monotonicNs() &- s.lastAutoCommitNs >= UInt64(config.autoCommitIntervalMs) * 1_000_000 {
             try commitAuto(&s)
+            s.lastAutoCommitNs = clock.monotonicNs()
         }
         while true {
-            try sync(&s, force: false)
-            let f = try fetch(&s, limit, make)
-            if !f.items.isEmpty && autoCommit && config.deliveryMode == .atMostOnce {
+            var out = Fetched<T>()
+            if s.prefetched.isEmpty {
+                let f = try readAhead(&s, Swift.max(limit, config.queuedMinMessages))
+                out.progressed = f.progressed
+                out.blocked = f.blocked
+                if autoCommit { s.uncommitted.formUnion(f.reset) }
+            }
+            var next: [TopicPartition: Int64] = [:]
+            let n: Int
+            do {
+                n = try s.prefetched.peek(limit) { tp, view in
+                    out.items.append(try make(tp.topic, tp.partition, view))
+                    next[tp] = view.offset + 1
+                }
+            } catch {
+                discard(out.items)
+                throw error
+            }
+            out.partitions = Set(next.keys)
+            if n > 0 && autoCommit && config.deliveryMode == .atMostOnce {
                 // Commit before handing the records out. If the commit fails, hand out nothing
                 // and keep the positions: no record is skipped without having been returned.
-                var offs: [TopicPartition: Int64] = [:]
-                for tp in f.partitions { offs[tp] = f.positions[tp] }
                 do {
-                    try commitOffsets(&s, offs)
+                    try commitOffsets(&s, next)
                 } catch let e as KofkaError where e.code == .rebalanced {
-                    discard(f.items)
+                    discard(out.items)
                     try sync(&s, force: true)
                     continue
                 } catch {
-                    discard(f.items)
+                    discard(out.items)
                     throw error
                 }
             }
-            s.positions = f.positions
-            if autoCommit { s.uncommitted.formUnion(f.reset) }
-            if !f.items.isEmpty && !(autoCommit && config.deliveryMode == .atMostOnce) {
-                if autoCommit { s.uncommitted.formUnion(f.partitions) }
-                s.returned.formUnion(f.partitions)
+            if interceptors.has(.consume) {
+                _ = s.prefetched.peek(n) { tp, view in interceptors.consume(topic: tp.topic, partition: tp.partition, view) }
             }
-            return f
+            s.prefetched.removeFirst(n)
+            for (tp, off) in next { s.positions[tp] = off }
+            settlePositions(&s)
+            if n > 0 && !(autoCommit && config.deliveryMode == .atMostOnce) {
+                if autoCommit { s.uncommitted.formUnion(out.partitions) }
+                s.returned.formUnion(out.partitions)
+            }
+            return out
         }
     }
 
-    /// What one fetch found.
+    /// A partition with nothing left read ahead is positioned where reading stopped (past
+    /// records of aborted transactions that were skipped).
+    private func settlePositions(_ s: inout State) {
+        for (tp, off) in s.fetchPositions where s.prefetched.remaining(tp) == 0 {
+            if (s.positions[tp] ?? -1) < off { s.positions[tp] = off }
+            s.fetchPositions[tp] = nil
+        }
+    }
+
+    /// What one poll round found.
     private struct Fetched<T> {
         var items: [T] = []
         /// Partitions records were returned from.
         var partitions: Set<TopicPartition> = []
-        /// Positions after the fetch (applied only if the poll hands the records out).
-        var positions: [TopicPartition: Int64] = [:]
-        /// Whether any position moved (records may all have been skipped as aborted).
+        /// Whether reading moved on (records may all have been skipped as aborted).
         var progressed = false
         /// Whether an open transaction held a partition back (read_committed).
         var blocked = false
-        /// Partitions whose position `auto.offset.reset` set in this fetch.
+    }
+
+    /// What one read-ahead found.
+    private struct ReadAhead {
+        var progressed = false
+        var blocked = false
+        /// Partitions whose position `auto.offset.reset` set.
         var reset: Set<TopicPartition> = []
     }
 
@@ -341,11 +390,12 @@ public final class Consumer: Sendable {
         }
     }
 
-    /// Reads up to `limit` records from the assigned partitions in one snapshot, making each
-    /// with `make`. read_committed stops at the last stable offset and skips aborted records.
-    private func fetch<T>(_ s: inout State, _ limit: Int, _ make: (String, Int32, RecordView) throws -> T) throws -> Fetched<T> {
-        var out = Fetched<T>()
-        out.positions = s.positions
+    /// Reads up to `want` records (and `queued.max.messages.kbytes`) from the assigned
+    /// partitions in one snapshot into the read-ahead queue, resolving positions that are not
+    /// known yet (committed offset, or `auto.offset.reset`) and those below the log start.
+    /// read_committed stops at the last stable offset and skips records of aborted transactions.
+    private func readAhead(_ s: inout State, _ want: Int) throws -> ReadAhead {
+        var out = ReadAhead()
         guard !s.assignment.isEmpty else { return out }
         var metas: [String: TopicMeta] = [:]
         for tp in s.assignment where metas[tp.topic] == nil { metas[tp.topic] = try broker.topicMeta(tp.topic) }
@@ -354,13 +404,17 @@ public final class Consumer: Sendable {
         let assignment = s.assignment
         let order = (0..<assignment.count).map { assignment[($0 + s.rotate) % assignment.count] }
         s.rotate &+= 1
+        let maxBytes = config.queuedMaxKBytes * 1024
+        var chunk = PrefetchQueue.Chunk()
+        var positions = s.positions
+        var fetchPositions = s.fetchPositions
         try broker.storage.read { r in
             for tp in order {
-                guard out.items.count < limit, let meta = metas[tp.topic] else { break }
+                guard chunk.owner.count < want, chunk.batch.buffer.count < maxBytes, let meta = metas[tp.topic] else { break }
                 let pnum = meta.firstPnum + Int64(tp.partition)
                 let hw = try r.highWatermark(pnum)
                 var pos: Int64
-                if let p = out.positions[tp] {
+                if let p = fetchPositions[tp] ?? positions[tp] {
                     pos = p
                 } else if let g = group, let c = try r.getInt64(Keys.offset(g, tp)) {
                     pos = c
@@ -371,8 +425,10 @@ public final class Consumer: Sendable {
                 if pos < hw, pos < (try r.logStartOffset(pnum)) {
                     pos = try resetPosition(r, tp, pnum: pnum, hw: hw, outOfRange: pos)
                     out.reset.insert(tp)
+                    fetchPositions[tp] = nil
+                    positions[tp] = pos
                 }
-                out.positions[tp] = pos
+                if positions[tp] == nil { positions[tp] = pos }
                 var end = hw
                 var aborted: Set<Int64> = []
                 if readCommitted {
@@ -386,21 +442,23 @@ public final class Consumer: Sendable {
                     }
                 }
                 guard pos < end else { continue }
+                let index = chunk.partitions.count
+                chunk.partitions.append(tp)
                 var last: Int64 = -1
-                var returned = false
-                _ = try r.forEachRecord(pnum, from: pos, below: end, maxCount: limit - out.items.count) { rec in
+                _ = try r.forEachRecord(pnum, from: pos, below: end, maxCount: want - chunk.owner.count) { rec in
+                    guard chunk.batch.buffer.count < maxBytes else { return }
                     last = rec.offset
                     if rec.txn != 0 && aborted.contains(rec.txn) { return }
-                    out.items.append(try make(tp.topic, tp.partition, rec))
-                    if interceptors.has(.consume) { interceptors.consume(topic: tp.topic, partition: tp.partition, rec) }
-                    returned = true
+                    chunk.append(index, rec)
                 }
                 guard last >= 0 else { continue }
-                out.positions[tp] = last + 1
+                fetchPositions[tp] = last + 1
                 out.progressed = true
-                if returned { out.partitions.insert(tp) }
             }
         }
+        s.positions = positions
+        s.fetchPositions = fetchPositions
+        s.prefetched.append(chunk)
         return out
     }
 
@@ -491,6 +549,8 @@ public final class Consumer: Sendable {
                 throw KofkaError(.offsetOutOfRange, "offset \(offset) is out of range for \(tp): valid offsets are \(low)...\(hw)")
             }
             s.positions[tp] = offset
+            s.fetchPositions[tp] = nil
+            s.prefetched.drop([tp])
             s.uncommitted.remove(tp)
             s.returned.remove(tp)
         }
@@ -519,6 +579,8 @@ public final class Consumer: Sendable {
                 return out
             }
             s.positions = fresh
+            s.fetchPositions = [:]
+            s.prefetched.removeAll()
             s.uncommitted = []
             s.returned = []
             s.revokedWithUncommitted = []
