@@ -1,0 +1,89 @@
+import Testing
+@testable import Kofka
+
+/// The consumer's read-ahead queue (issue 14): what is only read ahead is never committed, never
+/// counted in a position, and is dropped by seeks and rebalances; and `pollMessages`, which
+/// hands a batch out in one shared buffer.
+@Suite("ReadAhead")
+struct ReadAheadTests {
+    static func filled(_ f: BrokerFixture, partitions: Int32 = 1, n: Int = 100) throws {
+        try f.broker.createTopic("t", partitions: partitions)
+        var batch = RecordBatch()
+        for i in 0..<n { batch.append(RecordData(timestampMs: 1, key: nil, value: bytes("v\(i)"), headers: nil)) }
+        for p in 0..<partitions { _ = try f.broker.producer().send("t", batch, partitions: [Int32](repeating: p, count: n)) }
+    }
+
+    @Test(arguments: backends)
+    func whatIsOnlyReadAheadIsNeitherPositionedNorCommitted(kind: String) throws {
+        let f = try BrokerFixture(kind)
+        try Self.filled(f)
+        let c = try f.broker.consumer(try ccfg([("group.id", "g"), ("delivery.mode", "at-most-once"), ("queued.min.messages", "100")]))
+        try c.assign("t", partitions: [0])
+        #expect(try c.pollBatch(max: 1, timeout: .seconds(1)).map(\.offset) == [0])
+        #expect(try c.position("t", 0) == 1, "100 records were read ahead, 1 was returned")
+        #expect(try c.committed("t", 0) == 1, "at-most-once commits what was returned, not what was read ahead")
+        #expect(try c.pollBatch(max: 3, timeout: .zero).map(\.offset) == [1, 2, 3])
+        #expect(try c.committed("t", 0) == 4)
+    }
+
+    @Test(arguments: backends)
+    func aSeekDropsTheReadAheadOfItsPartition(kind: String) throws {
+        let f = try BrokerFixture(kind)
+        try Self.filled(f)
+        let c = try f.broker.consumer(try ccfg([("queued.min.messages", "100")]))
+        try c.assign("t", partitions: [0])
+        #expect(try c.poll(timeout: .seconds(1))?.offset == 0)
+        try c.seek("t", 0, 50)
+        #expect(try c.poll(timeout: .seconds(1))?.offset == 50)
+        try c.seek("t", 0, 10)
+        #expect(try c.pollBatch(max: 2, timeout: .seconds(1)).map(\.offset) == [10, 11])
+    }
+
+    @Test(arguments: backends)
+    func aPartitionTheGroupTakesAwayIsNotReturnedFromTheReadAhead(kind: String) throws {
+        let clock = SteppedClock()
+        let f = try BrokerFixture(kind, clock: clock)
+        try Self.filled(f, partitions: 2)
+        let cfg: [(String, String)] = [("group.id", "g"), ("queued.min.messages", "1000"), ("session.timeout.ms", "30000")]
+        let c1 = try f.broker.consumer(try ccfg(cfg + [("client.id", "a")]))
+        try c1.subscribe(["t"])
+        var seen = try c1.pollBatch(max: 1, timeout: .seconds(1))   // reads ahead both partitions
+        let c2 = try f.broker.consumer(try ccfg(cfg + [("client.id", "b")]))
+        try c2.subscribe(["t"])
+        clock.advance(ms: 1_001)   // c1's heartbeat is due: its next poll follows the rebalance
+        while true {
+            let got = try c1.pollBatch(max: 50, timeout: .zero)
+            if got.isEmpty { break }
+            seen += got
+        }
+        #expect(c1.assigned == [TopicPartition("t", 0)])
+        let fromP1 = seen.filter { $0.partition == 1 }
+        #expect(fromP1.count <= 1, "after the rebalance nothing of partition 1 came from the read-ahead")
+        #expect(seen.filter { $0.partition == 0 }.map(\.offset) == Array(0..<100))
+        let p1 = try c2.pollBatch(max: 500, timeout: .seconds(1))
+        #expect(p1.first?.offset ?? -1 <= 1 && p1.allSatisfy { $0.partition == 1 })
+    }
+
+    @Test(arguments: backends)
+    func pollMessagesReturnsWhatPollBatchReturnsInOneSharedBuffer(kind: String) throws {
+        let f = try BrokerFixture(kind)
+        try f.broker.createTopic("t", partitions: 1)
+        let p = try f.broker.producer()
+        let records = [Record(key: nil, value: nil), Record(key: [], value: []), Record(key: bytes("k"), value: bytes("value")),
+                       Record(key: bytes("h"), value: bytes("x"), headers: [Header("a", bytes("1")), Header("b", nil)])]
+        for r in records { _ = try p.send("t", r) }
+        let c1 = try f.broker.consumer(ConsumerConfig())
+        try c1.assign("t", partitions: [0])
+        let c2 = try f.broker.consumer(ConsumerConfig())
+        try c2.assign("t", partitions: [0])
+        let expected = try c1.pollBatch(max: 10, timeout: .seconds(1))
+        let batch = try c2.pollMessages(max: 10, timeout: .seconds(1))
+        #expect(batch.count == 4)
+        #expect(batch.messages == expected)
+        #expect(batch[0].key == nil && batch[0].value == nil)
+        #expect(batch[1].key.map { Array($0) } == [] && batch[1].value.map { Array($0) } == [])
+        #expect(batch[2].value.map { Array($0) } == bytes("value"))
+        #expect(batch[3].headers == [Header("a", bytes("1")), Header("b", nil)])
+        #expect(batch.map(\.offset) == [0, 1, 2, 3])
+    }
+}
