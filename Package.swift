@@ -20,7 +20,8 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite"),
         .systemLibrary(name: "CKofka", path: "Sources/CKofka"),
-        .target(name: "Kofka", dependencies: ["CSQLite", "CKofka"]),
+        .target(name: "CKofkaShims", path: "Sources/CKofkaShims"),
+        .target(name: "Kofka", dependencies: ["CSQLite", "CKofka", "CKofkaShims"]),
         .target(name: "KofkaCABI", dependencies: ["Kofka", "CKofka"]),
         // The delivery lab, its checker and the schedule explorer: test machinery, not shipped in Kofka.
         .target(name: "KofkaLab", dependencies: ["Kofka"]),

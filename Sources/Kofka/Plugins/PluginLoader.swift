@@ -44,7 +44,7 @@ enum PluginLoader {
         defer { Plugins.registry.withLock { $0.loading = nil } }
         let rc = withCConfig(config) { cfg in errstr.withUnsafeMutableBufferPointer { fn(cfg, $0.baseAddress, $0.count) } }
         guard rc == KOFKA_OK else {
-            let message = String(cString: errstr)
+            let message = cString(errstr)
             let code = ErrorCode(rawValue: Int32(bitPattern: rc.rawValue)) ?? .invalidArg
             throw KofkaError(code, "plugin library '\(path)': kofka_plugin_init failed: \(message.isEmpty ? code.name : message)")
         }
@@ -87,7 +87,7 @@ enum PluginLoader {
         defer { fclose(f) }
         var line = [CChar](repeating: 0, count: 4096)
         while fgets(&line, Int32(line.count), f) != nil {
-            let text = String(cString: line)
+            let text = cString(line)
             let fields = text.split(separator: " ", omittingEmptySubsequences: true)
             guard fields.count >= 6, let dash = fields[0].firstIndex(of: "-"),
                   let lo = UInt(fields[0][..<dash], radix: 16), let hi = UInt(fields[0][fields[0].index(after: dash)...], radix: 16),
@@ -102,6 +102,12 @@ enum PluginLoader {
 
 /// A C function of this image: the mapping that holds its address is the image's file.
 private let imageAnchor: @convention(c) () -> Void = { }
+
+/// The NUL-terminated string at the start of `chars` (all of it when there is no NUL).
+func cString(_ chars: [CChar]) -> String {
+    let end = chars.firstIndex(of: 0) ?? chars.count
+    return String(decoding: chars[..<end].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
 
 /// Runs `body` with `pairs` as a NULL-terminated C key/value array (valid during the call).
 func withCConfig<T>(_ pairs: [(String, String)], _ body: (UnsafePointer<UnsafePointer<CChar>?>) throws -> T) rethrows -> T {
