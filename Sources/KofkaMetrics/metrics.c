@@ -108,6 +108,7 @@ static struct {
     size_t nseries;                   /* how many */
 
     int initialised;                  /* kofka_plugin_init succeeded */
+    int forked;                       /* this is a child forked after init: it writes nothing */
     char *path;                       /* metrics.path, NULL: write nothing */
     int64_t interval_ms;              /* metrics.interval.ms */
     int latency_header;               /* metrics.latency.header */
@@ -474,7 +475,7 @@ static int write_all(int fd, const char *p, size_t n) {
 /** Writes the exposition to metrics.path: a temp file beside it, then rename(2), so a reader
  *  sees the old file or the new one, never part of one. A failure is reported on stderr once. */
 static int write_file(void) {
-    if (!m.initialised || !m.path) return 0;
+    if (!m.initialised || !m.path || m.forked) return 0;
     text t = {0};
     format(&t);
     int rc = -1;
@@ -525,6 +526,17 @@ static void *writer_main(void *arg) {
     }
     pthread_mutex_unlock(&m.wake_lock);
     return NULL;
+}
+
+/** In a child forked after init: the writer thread does not exist there, a lock may have been
+ *  held at the fork by a thread that is gone (a hook counting, the writer formatting), and the
+ *  file is the parent's to write. The child keeps counting in memory and writes nothing. */
+static void after_fork_in_child(void) {
+    m.running = 0;
+    m.forked = 1;
+    pthread_mutex_init(&m.lock, NULL);
+    pthread_mutex_init(&m.write_lock, NULL);
+    pthread_mutex_init(&m.wake_lock, NULL);
 }
 
 /** At process exit (or if the library is ever unloaded): stop the writer, write once more. */
@@ -622,6 +634,7 @@ kofka_err kofka_plugin_init(const char *const *config, char *errstr, size_t errs
     }
     m.initialised = 1;
 
+    pthread_atfork(NULL, NULL, after_fork_in_child);
     if (m.path && m.interval_ms > 0) {
         pthread_condattr_t ca;
         pthread_condattr_init(&ca);

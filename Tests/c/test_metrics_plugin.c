@@ -14,7 +14,9 @@
  *  - the background writer rewrites the file every metrics.interval.ms while the broker is open,
  *    and a reader polling the file meanwhile never sees a partial one (temp file + rename);
  *  - closing the broker writes the file (with metrics.interval.ms=0, only then);
- *  - metrics.* keys are refused without the plugin, and unknown or invalid ones by the plugin.
+ *  - metrics.* keys are refused without the plugin, and unknown or invalid ones by the plugin;
+ *  - a child forked while the writer thread runs exits at once (the plugin's exit-time write is
+ *    skipped there: the file is the parent's).
  */
 #include "check.h"
 #include "prometheus.h"
@@ -382,6 +384,15 @@ int main(void) {
         run(&be, i + 1);
         test_backend_teardown(&be);
     }
+
+    /* a child forked now (the writer thread running) exits at once: no join of a thread it does
+     * not have, no lock a vanished thread held, no write of the parent's file */
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) exit(0);          /* exit(), not _exit(): the plugin's exit-time writer runs */
+    int status = -1;
+    for (int i = 0; i < 500 && waitpid(pid, &status, WNOHANG) == 0; i++) test_sleep_ms(10);
+    if (!CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0)) { kill(pid, SIGKILL); waitpid(pid, NULL, 0); }
     unlink(metrics_path);
     return check_done();
 }
