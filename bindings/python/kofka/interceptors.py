@@ -40,7 +40,7 @@ import ctypes
 import sys
 import threading
 import traceback
-from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple
 
 from . import _ffi
 from . import (
