@@ -6,12 +6,18 @@ import PackageDescription
 /// loaded it, as they reach libkofka.so in a C or Python program.
 let exportPluginAPI: [LinkerSetting] = [.unsafeFlags(["-Xlinker", "--export-dynamic"], .when(platforms: [.linux]))]
 
+/// A C plugin is linked as plain C: no Swift startup object (-nostartfiles, which would call into
+/// the Swift runtime), no Swift runtime library it does not use (--as-needed), no toolchain rpath.
+let pluginLinkFlags = ["-nostartfiles", "-no-toolchain-stdlib-rpath", "-static-stdlib"]
+
 let package = Package(
     name: "Kofka",
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "Kofka", targets: ["Kofka"]),
         .library(name: "kofka", type: .dynamic, targets: ["KofkaCABI"]),
+        // Plugins shipped with Kofka, built beside libkofka.so and loaded at run time (include/kofka.h, "Plugins").
+        .library(name: "kofka_metrics", type: .dynamic, targets: ["KofkaMetrics"]),
         .executable(name: "kofka-cli", targets: ["kofka-cli"]),
     ],
     dependencies: [
@@ -26,6 +32,11 @@ let package = Package(
         // The delivery lab, its checker and the schedule explorer: test machinery, not shipped in Kofka.
         .target(name: "KofkaLab", dependencies: ["Kofka"]),
         .target(name: "CRefLog", path: "Sources/CRefLog"),
+        // The metrics interceptor plugin: C against include/kofka.h only, not linked with libkofka.so
+        // (its kofka_* calls resolve to the Kofka that loads it).
+        .target(name: "KofkaMetrics", path: "Sources/KofkaMetrics",
+                cSettings: [.headerSearchPath("../../include")],
+                linkerSettings: [.linkedLibrary("pthread"), .unsafeFlags(pluginLinkFlags)]),
         .executableTarget(name: "kofka-cli", dependencies: [
             "Kofka", "KofkaLab", "KofkaCABI", "CSQLite", "CRefLog", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: [.swiftLanguageMode(.v5)], linkerSettings: exportPluginAPI),

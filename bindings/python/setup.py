@@ -16,11 +16,16 @@ Other knobs (environment variables):
 
 * ``KOFKA_SWIFT``: the swift executable (default: ``swift`` on PATH, then
   ``/opt/swift/usr/bin/swift``).
-* ``KOFKA_PREBUILT_LIBRARY``: skip the build and ship this libkofka.so.
+* ``KOFKA_PREBUILT_LIBRARY``: skip the build and ship this libkofka.so (and
+  the plugin libraries found beside it).
 
 The build runs ``swift build -c release --product kofka -Xswiftc
--static-stdlib --scratch-path <project>/.build-wheel``; SwiftPM rebuilds
-only what changed, so repeated installs reuse the first build.
+-static-stdlib --scratch-path <project>/.build-wheel``, then the same for each
+plugin product (``kofka_metrics``; ``kofka_lmdb`` when the package has it),
+plain C libraries that are shipped beside ``libkofka.so`` as
+``libkofka_NAME.so`` (``kofka.plugin_path(NAME)``; a storage plugin is also
+found there by its scheme). SwiftPM rebuilds only what changed, so repeated
+installs reuse the first build.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import os
 import shutil
 import subprocess
 import sys
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from setuptools import Command, setup
 from setuptools.command.build_py import build_py
@@ -46,6 +51,8 @@ except ImportError:  # older setuptools: the wheel package's
 HERE = os.path.dirname(os.path.abspath(__file__))
 LIBRARY_NAME = "libkofka.so"
 SCRATCH = ".build-wheel"
+# Plugin libraries shipped beside libkofka.so when the package declares them.
+PLUGIN_PRODUCTS = ["kofka_metrics", "kofka_lmdb"]
 
 
 def _project_root() -> str:
@@ -81,52 +88,69 @@ def _swift() -> str:
     sys.exit("kofka build: no swift executable (not on PATH, not at /opt/swift/usr/bin/swift); set KOFKA_SWIFT")
 
 
-def build_library() -> str:
-    """Build libkofka.so (or take KOFKA_PREBUILT_LIBRARY); return its path."""
+def _plugin_products(root: str) -> List[str]:
+    """The plugin products the package declares (kofka_metrics; kofka_lmdb once it exists)."""
+    with open(os.path.join(root, "Package.swift"), encoding="utf-8") as f:
+        manifest = f.read()
+    return [name for name in PLUGIN_PRODUCTS if f'"{name}"' in manifest]
+
+
+def build_library() -> Tuple[str, List[str]]:
+    """Build libkofka.so and the plugin libraries (or take KOFKA_PREBUILT_LIBRARY and the
+    plugins beside it); return their paths."""
     prebuilt = os.environ.get("KOFKA_PREBUILT_LIBRARY")
     if prebuilt:
         if not os.path.isfile(prebuilt):
             sys.exit(f"kofka build: KOFKA_PREBUILT_LIBRARY={prebuilt!r} is not a file")
-        return prebuilt
+        folder = os.path.dirname(os.path.abspath(prebuilt))
+        plugins = [os.path.join(folder, f"lib{name}.so") for name in PLUGIN_PRODUCTS]
+        return prebuilt, [p for p in plugins if os.path.isfile(p)]
     root = _project_root()
     scratch = os.path.join(root, SCRATCH)
-    cmd: List[str] = [
-        _swift(), "build",
-        "-c", "release",
-        "--product", "kofka",
-        "-Xswiftc", "-static-stdlib",
-        "--package-path", root,
-        "--scratch-path", scratch,
-    ]
-    print("kofka build: " + " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True, cwd=root)
-    out = os.path.join(scratch, "release", LIBRARY_NAME)
-    if not os.path.isfile(out):
-        sys.exit(f"kofka build: swift build succeeded but {out} is missing")
-    return out
+    outputs: List[str] = []
+    for product in ["kofka"] + _plugin_products(root):
+        cmd: List[str] = [
+            _swift(), "build",
+            "-c", "release",
+            "--product", product,
+            "-Xswiftc", "-static-stdlib",
+            "--package-path", root,
+            "--scratch-path", scratch,
+        ]
+        print("kofka build: " + " ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True, cwd=root)
+        out = os.path.join(scratch, "release", f"lib{product}.so")
+        if not os.path.isfile(out):
+            sys.exit(f"kofka build: swift build succeeded but {out} is missing")
+        outputs.append(out)
+    return outputs[0], outputs[1:]
 
 
 class build_kofka_library(Command):
     """Build libkofka.so with SwiftPM and copy it into the built package."""
 
-    description = "build the self-contained libkofka.so and put it in the package"
+    description = "build the self-contained libkofka.so and its plugins and put them in the package"
     user_options: List = []
 
     def initialize_options(self) -> None:
         self.build_lib: Optional[str] = None
+        self.outputs: List[str] = []
 
     def finalize_options(self) -> None:
         self.set_undefined_options("build_py", ("build_lib", "build_lib"))
 
     def run(self) -> None:
-        src = build_library()
+        library, plugins = build_library()
         dest_dir = os.path.join(self.build_lib, "kofka")
         os.makedirs(dest_dir, exist_ok=True)
-        dest = os.path.join(dest_dir, LIBRARY_NAME)
-        self.copy_file(src, dest)
+        self.outputs = []
+        for src in [library] + plugins:
+            dest = os.path.join(dest_dir, LIBRARY_NAME if src == library else os.path.basename(src))
+            self.copy_file(src, dest)
+            self.outputs.append(dest)
 
     def get_outputs(self) -> List[str]:
-        return [os.path.join(self.build_lib or "", "kofka", LIBRARY_NAME)]
+        return self.outputs or [os.path.join(self.build_lib or "", "kofka", LIBRARY_NAME)]
 
 
 class build_py_with_library(build_py):
@@ -138,9 +162,9 @@ class build_py_with_library(build_py):
 
     def get_outputs(self, include_bytecode: bool = True) -> List[str]:
         outputs = list(super().get_outputs(include_bytecode))
-        lib = os.path.join(self.build_lib, "kofka", LIBRARY_NAME)
-        if lib not in outputs:
-            outputs.append(lib)
+        for lib in self.get_finalized_command("build_kofka_library").get_outputs():
+            if lib not in outputs:
+                outputs.append(lib)
         return outputs
 
 

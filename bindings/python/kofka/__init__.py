@@ -32,6 +32,7 @@ import array
 import ctypes
 import itertools
 import math
+import os
 import time
 import weakref
 from contextlib import contextmanager
@@ -84,6 +85,10 @@ __all__ = [
     "RetriableError",
     "is_retriable",
     "PARTITION_ANY",
+    "ProducerRecord",
+    "interceptor_errors",
+    "register_storage",
+    "plugin_path",
     "library_path",
     "__version__",
 ]
@@ -94,6 +99,20 @@ _lib = _ffi.bind(_raw_lib, library_path)
 
 __version__: str = _lib.kofka_version().decode("utf-8", "replace")
 """The version of the loaded libkofka.so (``kofka_version()``)."""
+
+def plugin_path(name: str) -> Optional[str]:
+    """The path of the plugin library ``libkofka_NAME.so`` shipped beside the loaded
+    ``libkofka.so`` (``"metrics"``: the metrics interceptors; ``"lmdb"``: the LMDB storage), or
+    None when there is no such file. Give it to a broker as ``plugin.library.paths``::
+
+        kofka.Broker(config={"plugin.library.paths": kofka.plugin_path("metrics"),
+                             "metrics.path": "/var/lib/node_exporter/kofka.prom"})
+    """
+    if os.sep not in library_path:   # found by name on the system library path: its folder is unknown
+        return None
+    path = os.path.join(os.path.dirname(os.path.abspath(library_path)), f"libkofka_{name}.so")
+    return path if os.path.isfile(path) else None
+
 
 PARTITION_ANY: int = _ffi.KOFKA_PARTITION_ANY
 """Lets the partitioner choose the partition (``KOFKA_PARTITION_ANY``)."""
@@ -126,7 +145,13 @@ class KofkaError(Exception):
     name: str
     message: str
 
-    def __init__(self, code: int, message: Optional[str] = None) -> None:
+    def __init__(self, code: Union[int, str], message: Optional[str] = None) -> None:
+        if isinstance(code, str) and message is None:
+            # BusyError("the store is locked"): a subclass knows its own code.
+            fixed = _CODES.get(type(self))
+            if fixed is None:
+                raise TypeError(f"{type(self).__name__} needs a code: {type(self).__name__}(code, message)")
+            code, message = fixed, code
         self.code = int(code)
         self.name = _lib.kofka_err_name(self.code).decode("utf-8", "replace")
         if not message:
@@ -258,6 +283,9 @@ _ERRORS: Dict[int, Type[KofkaError]] = {
     _ffi.KOFKA_ERR_BUSY: BusyError,
     _ffi.KOFKA_ERR_PURGED: PurgedError,
 }
+
+
+_CODES: Dict[Type[KofkaError], int] = {cls: code for code, cls in _ERRORS.items()}
 
 
 def _error_for(code: int, message: Optional[str] = None) -> KofkaError:
@@ -548,10 +576,15 @@ class Broker(_Closing):
     def __init__(self, storage: str = "memory:", config: Optional[Mapping[str, Any]] = None, **kw: Any) -> None:
         self._handle: Any = None
         self.storage = storage
+        # (name, object, struct, callbacks) of every interceptor added: the library calls the
+        # callbacks as long as the broker or anything opened on it lives.
+        self._interceptors: List[Tuple[str, Any, Any, List[Any]]] = []
         cfg = _config_array(_merge_config(config, kw))
         out = _ffi.BrokerP()
         _call(_lib.kofka_broker_open, _enc(storage), cfg.pointer(), ctypes.byref(out))
         self._handle = out
+        if storage_module._python_scheme(storage):
+            storage_module._track(self)
 
     def _closed_message(self) -> str:
         return f"broker {self.storage!r} is closed"
@@ -620,6 +653,23 @@ class Broker(_Closing):
         low, high = ctypes.c_int64(), ctypes.c_int64()
         _call(_lib.kofka_watermarks, self._h(), _enc(topic), int(partition), ctypes.byref(low), ctypes.byref(high))
         return low.value, high.value
+
+    def add_interceptor(self, interceptor: Any, name: Optional[str] = None) -> str:
+        """Add a Python interceptor: every producer and consumer opened on this broker from now
+        on calls its hooks (in the order interceptors were added). Returns its name.
+
+        ``interceptor`` is any object with some of ``on_send(topic, record)``,
+        ``on_acknowledgement(topic, result)``, ``on_consume(message)``,
+        ``on_commit(group, topic, partition, offset, error)`` and ``on_close()``; see
+        :mod:`kofka.interceptors`. ``on_send`` may return a :class:`ProducerRecord` to send
+        instead, or a list (or dict) of headers to replace the record's headers. An exception
+        in a hook is reported on stderr once per hook, counted by
+        :func:`interceptor_errors`, and otherwise ignored. The broker keeps the object alive.
+
+        Raises InvalidArgError when ``name`` (default: the class name and the object's id) was
+        already added, ClosedError after close, TypeError for an object with no hook.
+        """
+        return interceptors_module._add(self, interceptor, name)
 
     def producer(self, config: Optional[Mapping[str, Any]] = None, **kw: Any) -> "Producer":
         """Open a :class:`Producer` on this broker (same arguments as ``Producer``)."""
@@ -1133,3 +1183,13 @@ class Consumer(_Closing):
 
     def __repr__(self) -> str:
         return f"<kofka.Consumer{' closed' if self.closed else ''} {self._config}>"
+
+
+# ---------------------------------------------------------------------------
+# Plugins: Python interceptors and storage backends (modules that use the names above)
+# ---------------------------------------------------------------------------
+
+from . import interceptors as interceptors_module  # noqa: E402
+from . import storage as storage_module  # noqa: E402
+from .interceptors import ProducerRecord, interceptor_errors  # noqa: E402
+from .storage import register_storage  # noqa: E402

@@ -33,6 +33,7 @@ from ctypes import (
     c_int32,
     c_int64,
     c_size_t,
+    c_uint64,
     c_void_p,
 )
 from typing import Any, Callable, List, Optional, Tuple
@@ -148,6 +149,99 @@ ConfigP = POINTER(c_char_p)  # const char *const *config
 #     const kofka_record *record, void *msg_opaque, void *cb_opaque);
 kofka_delivery_cb = CFUNCTYPE(None, ProducerP, c_char_p, POINTER(kofka_record), c_void_p, c_void_p)
 
+# ---------------------------------------------------------------------------
+# Plugins: interceptors and storage backends (include/kofka.h, "Plugins").
+# Pointer parameters that carry bytes with a length are c_void_p, so that
+# ctypes does not stop at a NUL byte.
+# ---------------------------------------------------------------------------
+
+# void (*on_send)(void *opaque, const char *topic, kofka_record *record);
+kofka_on_send = CFUNCTYPE(None, c_void_p, c_char_p, POINTER(kofka_record))
+# void (*on_acknowledgement)(void *opaque, const char *topic, const kofka_record *record);
+kofka_on_acknowledgement = CFUNCTYPE(None, c_void_p, c_char_p, POINTER(kofka_record))
+# void (*on_consume)(void *opaque, const kofka_message *message);
+kofka_on_consume = CFUNCTYPE(None, c_void_p, POINTER(kofka_message))
+# void (*on_commit)(void *opaque, const char *group_id, const char *topic, int32_t partition,
+#                   int64_t offset, kofka_err err);
+kofka_on_commit = CFUNCTYPE(None, c_void_p, c_char_p, c_char_p, c_int32, c_int64, kofka_err)
+# void (*on_close)(void *opaque);
+kofka_on_close = CFUNCTYPE(None, c_void_p)
+
+
+class kofka_interceptors(Structure):
+    """``struct kofka_interceptors``."""
+
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("opaque", c_void_p),
+        ("on_send", kofka_on_send),
+        ("on_acknowledgement", kofka_on_acknowledgement),
+        ("on_consume", kofka_on_consume),
+        ("on_commit", kofka_on_commit),
+        ("on_close", kofka_on_close),
+    ]
+
+
+class kofka_stored_record(Structure):
+    """``struct kofka_stored_record`` (lengths are -1 for "none")."""
+
+    _fields_ = [
+        ("offset", c_int64),
+        ("txn", c_int64),
+        ("timestamp_ms", c_int64),
+        ("key", c_void_p),
+        ("key_len", c_int64),
+        ("value", c_void_p),
+        ("value_len", c_int64),
+        ("headers", c_void_p),
+        ("headers_len", c_int64),
+    ]
+
+
+# int (*kofka_storage_visit_kv)(void *ctx, const char *key, size_t key_len, const void *value, size_t value_len);
+kofka_storage_visit_kv = CFUNCTYPE(c_int, c_void_p, c_void_p, c_size_t, c_void_p, c_size_t)
+# int (*kofka_storage_visit_record)(void *ctx, const kofka_stored_record *record);
+kofka_storage_visit_record = CFUNCTYPE(c_int, c_void_p, POINTER(kofka_stored_record))
+
+_VoidPP = POINTER(c_void_p)
+_I64P = POINTER(c_int64)
+
+
+class kofka_storage_ops(Structure):
+    """``struct kofka_storage_ops``: a storage backend as a table of functions."""
+
+    _fields_ = [
+        ("struct_size", c_size_t),
+        # open(opaque, location, config, instance*, errstr, errstr_size)
+        ("open", CFUNCTYPE(kofka_err, c_void_p, c_char_p, ConfigP, _VoidPP, c_void_p, c_size_t)),
+        ("close", CFUNCTYPE(None, c_void_p)),
+        ("begin", CFUNCTYPE(kofka_err, c_void_p, c_int, _VoidPP)),
+        ("commit", CFUNCTYPE(kofka_err, c_void_p)),
+        ("rollback", CFUNCTYPE(None, c_void_p)),
+        # get(txn, key, key_len, value*, value_len*)
+        ("get", CFUNCTYPE(kofka_err, c_void_p, c_void_p, c_size_t, _VoidPP, POINTER(c_size_t))),
+        ("put", CFUNCTYPE(kofka_err, c_void_p, c_void_p, c_size_t, c_void_p, c_size_t)),
+        ("del", CFUNCTYPE(kofka_err, c_void_p, c_void_p, c_size_t)),
+        # scan(txn, lower, lower_len, upper, upper_len, visit, ctx)
+        ("scan", CFUNCTYPE(kofka_err, c_void_p, c_void_p, c_size_t, c_void_p, c_size_t, kofka_storage_visit_kv, c_void_p)),
+        # log_state(txn, pnum, start*, next*, bytes*)
+        ("log_state", CFUNCTYPE(kofka_err, c_void_p, c_int64, _I64P, _I64P, _I64P)),
+        # append(txn, pnum, txn_id, records, count, base*)
+        ("append", CFUNCTYPE(kofka_err, c_void_p, c_int64, c_int64, POINTER(kofka_stored_record), c_size_t, _I64P)),
+        # read(txn, pnum, from, below, max_count, visit, ctx, visited*)
+        ("read", CFUNCTYPE(kofka_err, c_void_p, c_int64, c_int64, c_int64, c_size_t, kofka_storage_visit_record,
+                           c_void_p, POINTER(c_size_t))),
+        # truncate(txn, pnum, before, start*)
+        ("truncate", CFUNCTYPE(kofka_err, c_void_p, c_int64, c_int64, _I64P)),
+        # remove(txn, pnum, offsets, count)
+        ("remove", CFUNCTYPE(kofka_err, c_void_p, c_int64, _I64P, c_size_t)),
+        ("change_token", CFUNCTYPE(c_uint64, c_void_p)),
+        ("wait_for_change", CFUNCTYPE(None, c_void_p, c_uint64, c_uint64)),
+        ("wake_all", CFUNCTYPE(None, c_void_p)),
+        ("reclaim_space", CFUNCTYPE(kofka_err, c_void_p, POINTER(c_int))),
+    ]
+
+
 # name -> (restype, argtypes)
 SIGNATURES = {
     # errors and version
@@ -202,6 +296,11 @@ SIGNATURES = {
     "kofka_seek_to_committed": (kofka_err, [ConsumerP]),
     "kofka_consumer_close": (kofka_err, [ConsumerP]),
     "kofka_consumer_destroy": (None, [ConsumerP]),
+    # plugins
+    "kofka_interceptors_add": (kofka_err, [BrokerP, c_char_p, POINTER(kofka_interceptors)]),
+    "kofka_interceptors_register": (kofka_err, [c_char_p, POINTER(kofka_interceptors)]),
+    "kofka_storage_register": (kofka_err, [c_char_p, POINTER(kofka_storage_ops), c_void_p]),
+    "kofka_storage_set_error": (None, [c_char_p]),
 }
 
 # The four functions every build exports; without them the package cannot work.

@@ -1,4 +1,6 @@
-"""Shared fixtures: every broker-level test runs on both storage backends."""
+"""Shared fixtures: every broker-level test runs on three storage backends: the library's two
+(``memory:``, ``sqlite:``) and ``pydict:``, the package's pure-Python reference backend
+(:class:`kofka.storage.DictStorage`) behind the C storage protocol, through ctypes callbacks."""
 
 from __future__ import annotations
 
@@ -13,6 +15,11 @@ if PACKAGE_ROOT not in sys.path:
     sys.path.insert(0, PACKAGE_ROOT)
 
 import kofka  # noqa: E402
+from kofka.storage import DictStorage, registered_schemes  # noqa: E402
+
+# Process-wide, once: every test below may open "pydict:..." brokers.
+if "pydict" not in registered_schemes():
+    kofka.register_storage("pydict", DictStorage)
 
 
 TEST_DEADLINE_S = float(os.environ.get("KOFKA_TEST_DEADLINE_S", "60"))
@@ -46,11 +53,14 @@ def _deadline(request):
             faulthandler.cancel_dump_traceback_later()
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "pydict"])
 def storage(request: pytest.FixtureRequest, tmp_path) -> str:
-    """The storage string: "memory:" or "sqlite:<tmp file>"."""
+    """The storage string: "memory:", "sqlite:<tmp file>" or "pydict:<tmp path>" (a store of
+    its own for each test, shared by every broker the test opens on it, as a SQLite file is)."""
     if request.param == "memory":
         return "memory:"
+    if request.param == "pydict":
+        return "pydict:" + str(tmp_path)
     return "sqlite:" + str(tmp_path / "kofka.db")
 
 

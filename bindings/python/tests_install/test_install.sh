@@ -11,7 +11,10 @@
 #   3. under `env -i PATH=/usr/bin:/bin`, from a temp folder, one process
 #      produces to a SQLite file and a second one consumes it and prints what
 #      it read; the output is checked;
-#   4. the package's pytest suite, copied to a temp folder, runs against the
+#   4. the plugins shipped beside it (libkofka_metrics.so) need no Swift
+#      runtime and no libkofka of their own, and the metrics plugin loads from
+#      the installed package under env -i and writes its file;
+#   5. the package's pytest suite, copied to a temp folder, runs against the
 #      installed package.
 #
 # Usage: bindings/python/tests_install/test_install.sh
@@ -108,6 +111,28 @@ version 0.1.0"
 [ "$OUT" = "$EXPECTED" ] || fail "smoke output differs from the expected:
 $EXPECTED"
 
+step "the metrics plugin ships beside the library and loads from the installed package"
+PLUGIN="$(dirname "$LIB")/libkofka_metrics.so"
+[ -f "$PLUGIN" ] || fail "no $PLUGIN"
+PNEEDED=$(readelf -d "$PLUGIN" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | tr '\n' ' ')
+echo "   $PLUGIN NEEDED: $PNEEDED"
+if echo "$PNEEDED" | grep -Eq 'swift|Foundation|dispatch|kofka'; then fail "$PLUGIN needs $PNEEDED"; fi
+cat >"$TMP/work/plugin.py" <<'EOF'
+import sys
+import kofka
+
+path = kofka.plugin_path("metrics")
+assert path and path.startswith(sys.prefix), (path, sys.prefix)
+with kofka.Broker(config={"plugin.library.paths": path, "metrics.path": sys.argv[1]}) as b:
+    with b.producer() as p:
+        for _ in range(3):
+            p.send("t", b"hello")
+print("sent 3 with", path)
+EOF
+OUT=$(cd "$TMP/work" && "${CLEAN[@]}" "$VPY" plugin.py "$TMP/work/kofka.prom" 2>&1) || { echo "$OUT"; fail "plugin script"; }
+echo "   $OUT"
+grep -qx 'kofka_produced_records_total{topic="t"} 3' "$TMP/work/kofka.prom" || { cat "$TMP/work/kofka.prom"; fail "the metrics file does not count 3 records"; }
+
 step "pytest suite against the installed package"
 "$VPY" -m pip install -q pytest >>"$TMP/pip.log" 2>&1 || { tail -n 30 "$TMP/pip.log"; fail "pip install pytest"; }
 cp -r "$PKG/tests" "$TMP/suite"
@@ -118,4 +143,4 @@ case "$USED" in "$VENV"/*) ;; *) fail "the suite would test $USED, not the insta
 (cd "$TMP/suite" && "${CLEAN[@]}" "$VPY" -m pytest -q -p no:cacheprovider "$TMP/suite" 2>&1 | tail -n 15; exit "${PIPESTATUS[0]}") \
     || fail "pytest against the installed package"
 
-echo "PASS: python install test (fresh venv, self-contained libkofka.so, env -i smoke, pytest) in $(elapsed)"
+echo "PASS: python install test (fresh venv, self-contained libkofka.so, env -i smoke, metrics plugin, pytest) in $(elapsed)"
