@@ -843,6 +843,15 @@ void kofka_consumer_destroy(kofka_consumer *c);
  * the program embedding Kofka), then on the system library path; its
  * kofka_plugin_init must register the scheme.
  *
+ * A plugin is initialised once per process, with the config of the first broker
+ * that loads it. A plugin that wants every broker's config also exports
+ *
+ *     kofka_err kofka_plugin_config(const char *const *config, char *errstr, size_t errstr_size);
+ *
+ * which is called on every kofka_broker_open whose plugin.library.paths names the
+ * library (right after kofka_plugin_init for the first); an error from it fails
+ * that open with its code and errstr.
+ *
  * Config keys that start with the name a plugin registered and a dot
  * ("metrics.path" for interceptors named "metrics", "lmdb.map.size" for the
  * scheme "lmdb") belong to that plugin and are not checked by the broker; every
@@ -1003,7 +1012,7 @@ typedef struct kofka_interceptors {
     /** Application thread, inside kofka_send / kofka_send_batch / kofka_send_packed /
      *  kofka_produce, before partitioning. May change the record (partition, key,
      *  value, headers, timestamp — e.g. add a header); pointers it sets must stay
-     *  valid until that call returns (Kofka copies them). */
+     *  valid until the hook returns (Kofka copies them as soon as it returns). */
     void (*on_send)(void *opaque, const char *topic, kofka_record *record);
     /** Once per record, with its final result in record->err / partition / offset;
      *  on the thread that settles it: the sender's for kofka_send*, the one serving

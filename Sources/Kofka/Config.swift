@@ -131,6 +131,7 @@ public struct BrokerConfig: Sendable {
         if let paths = pairs.last(where: { $0.0 == "plugin.library.paths" })?.1 {
             pluginLibraryPaths = paths.split(separator: ";").map { String($0) }.filter { !$0.isEmpty }
             try PluginLoader.load(pluginLibraryPaths, config: pairs)
+            try PluginLoader.configure(pluginLibraryPaths, config: pairs)
         }
         let owned = Plugins.registry.withLock { $0.pluginNames }
         let c = try ConfigMap(pairs, known: Self.keys, kind: "broker", owned: owned)

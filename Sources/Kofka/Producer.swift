@@ -158,7 +158,11 @@ public final class Producer: Sendable {
         if interceptors.has(.send) { (batch, partitions) = intercepted(topic, batch, partitions) }
         do {
             let o = try sendPartitioned(topic, batch, partitions: partitions, failed: failed)
-            if interceptors.has(.acknowledgement) { acknowledge(topic, batch, o.partitions) { i in o.errors[i].map { .failure($0) } ?? .success(RecordMetadata(topic: topic, partition: o.partitions[i], offset: o.offsets[i])) } }
+            if interceptors.has(.acknowledgement) {
+                // a failed record reports the partition it asked for
+                let asked = (0..<o.count).map { i in o.partitions[i] >= 0 ? o.partitions[i] : (partitions.map { $0[i] } ?? -1) }
+                acknowledge(topic, batch, asked) { i in o.errors[i].map { .failure($0) } ?? .success(RecordMetadata(topic: topic, partition: o.partitions[i], offset: o.offsets[i])) }
+            }
             return o
         } catch let e as KofkaError {
             if interceptors.has(.acknowledgement) { acknowledge(topic, batch, partitions ?? []) { _ in .failure(e) } }
@@ -454,6 +458,18 @@ public final class Producer: Sendable {
         try checkOpen()
         var record = record
         if interceptors.has(.send), let r = record.withOutgoing({ interceptors.send(topic: topic, $0) }) { record = r }
+        do {
+            try enqueue(topic, record, opaque: opaque)
+        } catch let e as KofkaError {
+            // Refused before it was queued: its acknowledgement (a failure) comes now, once.
+            if interceptors.has(.acknowledgement) {
+                record.withOutgoing { interceptors.acknowledge(topic: topic, $0, .failure(e)) }
+            }
+            throw e
+        }
+    }
+
+    private func enqueue(_ topic: String, _ record: Record, opaque: UInt) throws {
         var txn: Int64 = 0
         if let tid = config.transactionalId {
             txn = try state.withLock { s in

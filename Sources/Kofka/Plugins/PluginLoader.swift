@@ -13,6 +13,27 @@ enum PluginLoader {
         for p in paths { try load(p, config: config) }
     }
 
+    /// Gives this broker's config to every library of `paths` that exports
+    /// `kofka_plugin_config` (a plugin is initialised once per process; this is called for
+    /// every broker that names it). Throws what a library answered.
+    static func configure(_ paths: [String], config: [(String, String)]) throws {
+        for path in paths {
+            guard let fn = Plugins.registry.withLock({ $0.configure[path] }) else { continue }
+            try call(fn, path: path, entry: "kofka_plugin_config", config: config)
+        }
+    }
+
+    /// Calls a plugin entry point with `config`; throws what it answered.
+    private static func call(_ fn: InitFn, path: String, entry: String, config: [(String, String)]) throws {
+        var errstr = [CChar](repeating: 0, count: 512)
+        let rc = withCConfig(config) { cfg in errstr.withUnsafeMutableBufferPointer { fn(cfg, $0.baseAddress, $0.count) } }
+        guard rc == KOFKA_OK else {
+            let message = cString(errstr)
+            let code = ErrorCode(rawValue: Int32(bitPattern: rc.rawValue)) ?? .invalidArg
+            throw KofkaError(code, "plugin library '\(path)': \(entry) failed: \(message.isEmpty ? code.name : message)")
+        }
+    }
+
     /// Loads one library and registers what it provides (once per process; a failed load is
     /// answered the same way again).
     static func load(_ path: String, config: [(String, String)]) throws {
@@ -39,14 +60,12 @@ enum PluginLoader {
             throw KofkaError(.invalidArg, "plugin library '\(path)' has no kofka_plugin_init")
         }
         let fn = unsafeBitCast(sym, to: InitFn.self)
-        var errstr = [CChar](repeating: 0, count: 512)
         Plugins.registry.withLock { $0.loading = path }
         defer { Plugins.registry.withLock { $0.loading = nil } }
-        let rc = withCConfig(config) { cfg in errstr.withUnsafeMutableBufferPointer { fn(cfg, $0.baseAddress, $0.count) } }
-        guard rc == KOFKA_OK else {
-            let message = cString(errstr)
-            let code = ErrorCode(rawValue: Int32(bitPattern: rc.rawValue)) ?? .invalidArg
-            throw KofkaError(code, "plugin library '\(path)': kofka_plugin_init failed: \(message.isEmpty ? code.name : message)")
+        try call(fn, path: path, entry: "kofka_plugin_init", config: config)
+        if let c = dlsym(handle, "kofka_plugin_config") {
+            let configure = unsafeBitCast(c, to: InitFn.self)
+            Plugins.registry.withLock { $0.configure[path] = configure }
         }
     }
 

@@ -22,6 +22,8 @@ public enum Plugins {
         var interceptors: [(name: String, library: String?, interceptor: any Interceptor)] = []
         /// Plugin libraries loaded, by path, and what registering them answered.
         var loaded: [String: Result<Void, KofkaError>] = [:]
+        /// The `kofka_plugin_config` entry points of loaded libraries that have one, by path.
+        var configure: [String: PluginLoader.InitFn] = [:]
         /// The library whose `kofka_plugin_init` is running (what it registers is its own).
         var loading: String?
         /// Names that plugins registered (schemes and interceptors): config keys under them belong to them.
@@ -47,7 +49,7 @@ public enum Plugins {
         try registry.withLock { r in
             guard r.factories[scheme] == nil else { throw KofkaError(.invalidArg, "storage scheme '\(scheme)' is already registered") }
             r.factories[scheme] = factory
-            if r.loading != nil { r.pluginNames.insert(scheme) }
+            r.pluginNames.insert(scheme)   // SCHEME.* config keys belong to the backend
         }
     }
 
@@ -68,7 +70,7 @@ public enum Plugins {
                 throw KofkaError(.invalidArg, "interceptors named '\(name)' are already registered")
             }
             r.interceptors.append((name, r.loading, interceptor))
-            if r.loading != nil { r.pluginNames.insert(name) }
+            r.pluginNames.insert(name)   // NAME.* config keys belong to the interceptors
         }
     }
 
