@@ -841,7 +841,8 @@ void kofka_consumer_destroy(kofka_consumer *c);
  * registered ("lmdb:...") is looked up as a plugin library "libkofka_SCHEME.so"
  * (SQLite's extension naming): first in the folder that holds libkofka.so (or
  * the program embedding Kofka), then on the system library path; its
- * kofka_plugin_init must register the scheme.
+ * kofka_plugin_init must register the scheme. ("postgres:" is looked up as
+ * libkofka_postgresql.so, which registers both spellings.)
  *
  * A plugin is initialised once per process, with the config of the first broker
  * that loads it. A plugin that wants every broker's config also exports

@@ -30,7 +30,9 @@ final class CStorageBackend: StorageBackend, @unchecked Sendable {
         let code = ErrorCode(rawValue: Int32(bitPattern: rc.rawValue)) ?? .storage
         let said = StorageErrorMessage.take()
         let message = "\(scheme) storage: \(op) failed" + (said.map { ": \($0)" } ?? " (\(code.name))")
-        throw KofkaError(code, message, retriable: code == .busy)
+        // BUSY: nothing was written; TIMED_OUT: the outcome is unknown (a connection lost
+        // during a commit). A producer retries both; idempotence absorbs a retried write.
+        throw KofkaError(code, message, retriable: code == .busy || code == .timedOut)
     }
 
     private func ensureOpen() throws {

@@ -75,7 +75,7 @@ enum PluginLoader {
     static func factory(scheme: String, config: [(String, String)]) throws -> StorageFactory {
         if let f = Plugins.factory(scheme) { return f }
         try Plugins.validate(scheme)
-        let name = "libkofka_\(scheme).so"
+        let name = "libkofka_\(libraryName[scheme] ?? scheme).so"
         var tried: [String] = []
         if let dir = imageDirectory() {
             let beside = dir + "/" + name
@@ -97,6 +97,9 @@ enum PluginLoader {
         let known = (["memory:", "sqlite:PATH"] + Plugins.registered.map { "\($0):…" }).joined(separator: ", ")
         throw KofkaError(.invalidArg, "unknown storage scheme '\(scheme):': known schemes are \(known), and no plugin library was found (looked for \(tried.joined(separator: ", ")))")
     }
+
+    /// Schemes served by a plugin named after another scheme (`postgres:` is `postgresql:`).
+    static let libraryName = ["postgres": "postgresql"]
 
     /// The folder of the image (shared library or program) that holds this code: the mapping
     /// of `/proc/self/maps` that contains one of its functions.
