@@ -658,7 +658,14 @@ int kofka_txn_requires_abort(kofka_producer *p);
  * exactly-once), enable.auto.commit, auto.offset.reset (earliest | latest |
  * none), isolation.level (read_committed | read_uncommitted),
  * session.timeout.ms (10000), max.poll.records (500),
- * partition.assignment.strategy (range | roundrobin), client.id.
+ * partition.assignment.strategy (range | roundrobin), client.id,
+ * auto.commit.interval.ms (0: at-least-once commits what a poll returned at the
+ * very next poll; Kafka's 5000 trades duplicates after a crash for speed when
+ * polling one record at a time), queued.min.messages (1000: a poll that finds
+ * nothing read ahead reads up to this many records at once; later polls hand
+ * them out from memory) and queued.max.messages.kbytes (65536). Records only
+ * read ahead are never counted in a position or committed; a seek or a
+ * rebalance drops them.
  * @return KOFKA_OK; KOFKA_ERR_INVALID_ARG -> fix the call;
  *         KOFKA_ERR_INVALID_CONFIG -> fix the config; KOFKA_ERR_CLOSED -> stop.
  */
