@@ -13,6 +13,8 @@ let package = Package(
         .library(name: "Kofka", targets: ["Kofka"]),
         .library(name: "kofka", type: .dynamic, targets: ["KofkaCABI"]),
         .executable(name: "kofka-cli", targets: ["kofka-cli"]),
+        // The storage conformance suite, for backends outside Kofka (Swift, or C through `kofka lab conformance`).
+        .library(name: "KofkaStorageTesting", targets: ["KofkaStorageTesting"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -25,9 +27,10 @@ let package = Package(
         // The delivery lab, its checker and the schedule explorer: test machinery, not shipped in Kofka.
         .target(name: "KofkaLab", dependencies: ["Kofka"]),
         .target(name: "CRefLog", path: "Sources/CRefLog"),
+        .target(name: "KofkaStorageTesting", dependencies: ["Kofka"]),
         .executableTarget(name: "kofka-cli", dependencies: [
             "Kofka", "KofkaLab", "KofkaCABI", "CSQLite", "CRefLog", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: [.swiftLanguageMode(.v5)], linkerSettings: exportPluginAPI),
-        .testTarget(name: "KofkaTests", dependencies: ["Kofka", "KofkaLab", "KofkaCABI"], linkerSettings: exportPluginAPI),
+        .testTarget(name: "KofkaTests", dependencies: ["Kofka", "KofkaLab", "KofkaCABI", "KofkaStorageTesting"], linkerSettings: exportPluginAPI),
     ]
 )
