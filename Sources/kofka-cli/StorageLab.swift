@@ -91,7 +91,8 @@ struct BenchStorage: ParsableCommand {
         abstract: "Measure Kofka on the LMDB plugin beside SQLite and a raw LMDB reference, in one run.",
         discussion: """
             Rows, each on a fresh store: produce (sync sendBatch of 1,000 100-byte records, \
-            at-least-once, one partition) on lmdb and sqlite with sync full and normal; consume \
+            at-least-once, one partition) on lmdb and sqlite with sync full and normal, and lmdb \
+            with sync off (MDB_NOSYNC); consume \
             (pollBatch of 500, read_uncommitted) of what was produced; single-record sync sends \
             (one write transaction each). References in the same run: raw LMDB through its C API \
             writing the same records as the plugin lays them out (same keys, head and \
@@ -203,7 +204,7 @@ struct BenchStorage: ParsableCommand {
         let syncCode: [String: Int32] = ["full": 0, "normal": 1, "off": 2]
         /// Produce rows: `count` records in sends of `batch`, each backend on a fresh store.
         func produceRows(_ name: String, _ count: Int, batch: Int) throws {
-            for backend in ["lmdb full", "sqlite full", "lmdb normal", "sqlite normal"] {
+            for backend in ["lmdb full", "sqlite full", "lmdb normal", "sqlite normal", "lmdb off"] {
                 let isLMDB = backend.hasPrefix("lmdb")
                 let sync = syncCode[String(backend.split(separator: " ")[1])] ?? 0
                 let (rate, ref) = try paired(count, { k in
