@@ -279,6 +279,46 @@ static int begin_txn(lstore *s, unsigned flags, MDB_txn **out) {
 
 static void end_txn(lstore *s) { pthread_rwlock_unlock(&s->resize); }
 
+/*
+ * Opens the databases in txn and checks the format mark. create = 0: MDB_NOTFOUND when the store
+ * is new (no mark, or a database missing); create = 1: marks it and creates them. A foreign or
+ * newer environment: EINVAL with errstr written.
+ */
+static int open_databases(lstore *s, MDB_txn *txn, int create, const char **op, char *errstr, size_t errstr_size) {
+    MDB_dbi main_db;
+    MDB_val k = { strlen("kofka.format"), (void *)"kofka.format" }, v;
+    *op = "open the main database";
+    int rc = mdb_dbi_open(txn, NULL, 0, &main_db);
+    if (rc) return rc;
+    *op = "read the format mark";
+    rc = mdb_get(txn, main_db, &k, &v);
+    if (rc == 0 && (v.mv_size != strlen(FORMAT) || memcmp(v.mv_data, FORMAT, v.mv_size) != 0)) {
+        snprintf(errstr, errstr_size, "lmdb storage '%s': written in Kofka LMDB format '%.*s', this plugin reads format '%s'",
+                 s->path, (int)(v.mv_size < 32 ? v.mv_size : 32), (const char *)v.mv_data, FORMAT);
+        return EINVAL;
+    }
+    if (rc == MDB_NOTFOUND) {
+        MDB_stat st;
+        if (mdb_stat(txn, main_db, &st) == 0 && st.ms_entries > 0) {
+            snprintf(errstr, errstr_size, "lmdb storage '%s': the LMDB environment there is not a Kofka store (no kofka.format mark)", s->path);
+            return EINVAL;
+        }
+        if (!create) return MDB_NOTFOUND;
+        v.mv_size = strlen(FORMAT);
+        v.mv_data = (void *)FORMAT;
+        *op = "write the format mark";
+        rc = mdb_put(txn, main_db, &k, &v, 0);
+    }
+    if (rc) return rc;
+    unsigned flags = create ? MDB_CREATE : 0;
+    *op = "open database kv";
+    if ((rc = mdb_dbi_open(txn, "kv", flags, &s->kv))) return rc;
+    *op = "open database rec";
+    if ((rc = mdb_dbi_open(txn, "rec", flags, &s->rec))) return rc;
+    *op = "open database state";
+    return mdb_dbi_open(txn, "state", flags, &s->state);
+}
+
 /** Creates the environment of directory `path` (dev/ino identify it); on failure writes errstr. */
 static kofka_err store_create(const char *path, dev_t dev, ino_t ino, size_t map_size, unsigned readers, unsigned env_flags,
                               int64_t busy_ms, lstore **out, char *errstr, size_t errstr_size) {
@@ -325,53 +365,31 @@ static kofka_err store_create(const char *path, dev_t dev, ino_t ino, size_t map
     int dead = 0;
     mdb_reader_check(s->env, &dead);
 
-    /* Open (creating) the databases, and check or write the format mark. */
-    kofka_err err = writer_lock(s, busy_ms);
-    if (err != KOFKA_OK) {
-        snprintf(errstr, errstr_size, "lmdb storage '%s': another writer held the store while opening it (lmdb.busy.timeout.ms %lld)", path, (long long)busy_ms);
-        store_free(s);
-        return err;
-    }
+    /* A Kofka store opens in a read transaction (a writer elsewhere does not delay it); a new
+     * one is marked and its databases created in a write transaction. */
     MDB_txn *txn = NULL;
-    MDB_dbi main_db;
     op = "begin the opening transaction";
-    rc = mdb_txn_begin(s->env, NULL, 0, &txn);
-    if (rc == 0) { op = "open the main database"; rc = mdb_dbi_open(txn, NULL, 0, &main_db); }
-    if (rc == 0) {
-        MDB_val k = { strlen("kofka.format"), (void *)"kofka.format" }, v;
-        op = "read the format mark";
-        rc = mdb_get(txn, main_db, &k, &v);
-        if (rc == MDB_NOTFOUND) {
-            MDB_stat st;
-            mdb_stat(txn, main_db, &st);
-            if (st.ms_entries > 0) {
-                mdb_txn_abort(txn);
-                writer_unlock(s);
-                snprintf(errstr, errstr_size, "lmdb storage '%s': the LMDB environment there is not a Kofka store (no kofka.format mark)", path);
-                store_free(s);
-                return KOFKA_ERR_STORAGE;
-            }
-            v.mv_size = strlen(FORMAT);
-            v.mv_data = (void *)FORMAT;
-            op = "write the format mark";
-            rc = mdb_put(txn, main_db, &k, &v, 0);
-        } else if (rc == 0 && (v.mv_size != strlen(FORMAT) || memcmp(v.mv_data, FORMAT, v.mv_size) != 0)) {
-            mdb_txn_abort(txn);
-            writer_unlock(s);
-            snprintf(errstr, errstr_size, "lmdb storage '%s': written in Kofka LMDB format '%.*s', this plugin reads format '%s'",
-                     path, (int)(v.mv_size < 32 ? v.mv_size : 32), (const char *)v.mv_data, FORMAT);
-            store_free(s);
-            return KOFKA_ERR_STORAGE;
-        }
-    }
-    if (rc == 0) { op = "open database kv"; rc = mdb_dbi_open(txn, "kv", MDB_CREATE, &s->kv); }
-    if (rc == 0) { op = "open database rec"; rc = mdb_dbi_open(txn, "rec", MDB_CREATE, &s->rec); }
-    if (rc == 0) { op = "open database state"; rc = mdb_dbi_open(txn, "state", MDB_CREATE, &s->state); }
-    if (rc == 0) { op = "commit the opening transaction"; rc = mdb_txn_commit(txn); txn = NULL; }
+    rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (rc == 0) rc = open_databases(s, txn, 0, &op, errstr, errstr_size);
+    if (rc == 0) { op = "end the opening transaction"; rc = mdb_txn_commit(txn); txn = NULL; }
     if (txn) mdb_txn_abort(txn);
-    writer_unlock(s);
+    txn = NULL;
+    if (rc == MDB_NOTFOUND) {
+        kofka_err err = writer_lock(s, busy_ms);
+        if (err != KOFKA_OK) {
+            snprintf(errstr, errstr_size, "lmdb storage '%s': another writer held the store while creating it (lmdb.busy.timeout.ms %lld)", path, (long long)busy_ms);
+            store_free(s);
+            return err;
+        }
+        op = "begin the creating transaction";
+        rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+        if (rc == 0) rc = open_databases(s, txn, 1, &op, errstr, errstr_size);
+        if (rc == 0) { op = "commit the creating transaction"; rc = mdb_txn_commit(txn); txn = NULL; }
+        if (txn) mdb_txn_abort(txn);
+        writer_unlock(s);
+    }
     if (rc) {
-        snprintf(errstr, errstr_size, "lmdb storage '%s': %s: %s", path, op, mdb_strerror(rc));
+        if (rc != EINVAL || !errstr[0]) snprintf(errstr, errstr_size, "lmdb storage '%s': %s: %s", path, op, mdb_strerror(rc));
         store_free(s);
         return KOFKA_ERR_STORAGE;
     }

@@ -5,7 +5,9 @@
 #    kofka_plugin_init;
 #  - `kofka maintain` applies retention to an lmdb: store (retention.bytes moves the low
 #    watermark, records below it are gone, the high watermark stays);
-#  - `kofka topics` etc. pass -X lmdb.* keys to the plugin (once it is loaded).
+#  - `kofka topics` etc. pass -X lmdb.* keys to the plugin (once it is loaded);
+#  - a writer meets another process's writer lock and gives up with BUSY after its timeout;
+#  - an LMDB environment written by another program is refused, naming it.
 # Prints one line per check and "N passed, M failed"; exits non-zero on a failure.
 set -u
 LIB="$(cd "${1:?usage: $0 LIBDIR}" && pwd)"
@@ -52,5 +54,43 @@ check "kofka maintain applies retention.bytes on an lmdb: store" retention
 check "-X lmdb.map.size reaches the plugin" \
     bash -c '"$1" topics --storage "$2" -X plugin.library.paths="$3" -X lmdb.map.size=67108864 && ! "$1" topics --storage "$2" -X plugin.library.paths="$3" -X lmdb.map.size=12' \
     _ "$KOFKA" "lmdb:$tmp/mapsize" "$PLUGIN"
+# Another process holds the writers' lock (an fcntl lock on DIR/kofka.lock, as a writer in
+# another process would): a writer here gives up after lmdb.busy.timeout.ms with BUSY.
+busy() {
+    local dir="$tmp/busy"
+    "$KOFKA" topics --storage "lmdb:$dir" --create b --partitions 1 >/dev/null || return 1
+    python3 - "$dir/kofka.lock" <<'PY' &
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR)
+fcntl.lockf(fd, fcntl.LOCK_EX, 1, 0)
+open(sys.argv[1] + ".held", "w").close()
+time.sleep(3)
+PY
+    local holder=$!
+    for _ in $(seq 100); do [ -e "$dir/kofka.lock.held" ] && break; sleep 0.05; done
+    local t0=$(date +%s%N)
+    local out rc ms
+    out=$(echo x | "$KOFKA" produce --storage "lmdb:$dir" b -X plugin.library.paths="$PLUGIN" -X lmdb.busy.timeout.ms=300 -X retries=0 2>&1)
+    rc=$? ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+    wait "$holder"
+    echo "$out"
+    echo "exit $rc after $ms ms"
+    [ "$rc" -ne 0 ] && [ "$ms" -ge 300 ] && [ "$ms" -lt 5000 ] && grep -q "BUSY" <<<"$out" && grep -q "another process" <<<"$out"
+}
+check "a writer blocked by another process's lock gives up after lmdb.busy.timeout.ms" busy
+# An LMDB environment some other program wrote is refused, naming it (mdb_load: lmdb-utils).
+foreign() {
+    mkdir -p "$tmp/foreign" &&
+    printf 'VERSION=3\nformat=print\ntype=btree\nHEADER=END\n foo\n bar\nDATA=END\n' | mdb_load "$tmp/foreign" || return 1
+    local out
+    out=$("$KOFKA" topics --storage "lmdb:$tmp/foreign" 2>&1)
+    echo "$out"
+    grep -q "KOFKA_ERR_STORAGE" <<<"$out" && grep -q "not a Kofka store" <<<"$out" && grep -q "$tmp/foreign" <<<"$out"
+}
+if command -v mdb_load >/dev/null; then
+    check "an LMDB environment that is not Kofka's is refused with STORAGE naming it" foreign
+else
+    echo "skip  an LMDB environment that is not Kofka's (no mdb_load: install lmdb-utils)"
+fi
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
