@@ -1,13 +1,20 @@
 // swift-tools-version:6.2
 import PackageDescription
+import Foundation
+
+/// LMDB's headers (Debian: liblmdb-dev). Without them the LMDB plugin builds as a stub whose
+/// kofka_plugin_init says so, and the raw LMDB reference of the storage benchmark is left out.
+let haveLMDB = FileManager.default.fileExists(atPath: "/usr/include/lmdb.h")
+let linkLMDB: [LinkerSetting] = haveLMDB ? [.linkedLibrary("lmdb")] : []
 
 /// Programs of this package that load C plugins (the kofka command, the tests) carry the C ABI
 /// (KofkaCABI) and export it, so that a plugin's kofka_* calls reach the copy of Kofka that
 /// loaded it, as they reach libkofka.so in a C or Python program.
 let exportPluginAPI: [LinkerSetting] = [.unsafeFlags(["-Xlinker", "--export-dynamic"], .when(platforms: [.linux]))]
 
-/// A C plugin is linked as plain C: no Swift startup object (-nostartfiles, which would call into
-/// the Swift runtime), no Swift runtime library it does not use (--as-needed), no toolchain rpath.
+/// A C plugin is linked as plain C: swiftc links every product and adds the Swift runtime to it
+/// (swiftrt.o and libswiftCore.so): -nostartfiles drops the first, -static-stdlib turns the second
+/// into an archive nothing is taken from, and no toolchain rpath is written.
 let pluginLinkFlags = ["-nostartfiles", "-no-toolchain-stdlib-rpath", "-static-stdlib"]
 
 let package = Package(
@@ -19,6 +26,10 @@ let package = Package(
         // Plugins shipped with Kofka, built beside libkofka.so and loaded at run time (include/kofka.h, "Plugins").
         .library(name: "kofka_metrics", type: .dynamic, targets: ["KofkaMetrics"]),
         .executable(name: "kofka-cli", targets: ["kofka-cli"]),
+        // The storage conformance suite, for backends outside Kofka (Swift, or C through `kofka lab conformance`).
+        .library(name: "KofkaStorageTesting", targets: ["KofkaStorageTesting"]),
+        // libkofka_lmdb.so: the LMDB storage plugin (scheme lmdb:), built beside libkofka.so, not linked to it.
+        .library(name: "kofka_lmdb", type: .dynamic, targets: ["KofkaLMDB"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -37,9 +48,14 @@ let package = Package(
         .target(name: "KofkaMetrics", path: "Sources/KofkaMetrics",
                 cSettings: [.headerSearchPath("../../include")],
                 linkerSettings: [.linkedLibrary("pthread"), .unsafeFlags(pluginLinkFlags)]),
+        .target(name: "KofkaStorageTesting", dependencies: ["Kofka"]),
+        // C against include/kofka.h and <lmdb.h> only: no Swift, no -lkofka.
+        .target(name: "KofkaLMDB", path: "Sources/KofkaLMDB", cSettings: [.headerSearchPath("../../include")], linkerSettings: linkLMDB + [.unsafeFlags(pluginLinkFlags, .when(platforms: [.linux]))]),
+        // The raw LMDB reference `kofka bench-storage` times beside the plugin.
+        .target(name: "CRefLMDB", path: "Sources/CRefLMDB", linkerSettings: linkLMDB),
         .executableTarget(name: "kofka-cli", dependencies: [
-            "Kofka", "KofkaLab", "KofkaCABI", "CSQLite", "CRefLog", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "Kofka", "KofkaLab", "KofkaCABI", "KofkaStorageTesting", "CSQLite", "CRefLog", "CRefLMDB", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: [.swiftLanguageMode(.v5)], linkerSettings: exportPluginAPI),
-        .testTarget(name: "KofkaTests", dependencies: ["Kofka", "KofkaLab", "KofkaCABI"], linkerSettings: exportPluginAPI),
+        .testTarget(name: "KofkaTests", dependencies: ["Kofka", "KofkaLab", "KofkaCABI", "KofkaStorageTesting"], linkerSettings: exportPluginAPI),
     ]
 )

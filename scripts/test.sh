@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every Kofka test suite: Swift (core, both backends), C (against include/kofka.h and
 # libkofka.so), Python (ctypes package), the multi-process crash harness, the maintenance kill
-# test, and smoke runs of `kofka demo`, `kofka bench` and `kofka bench-retention`. Prints one
-# line per suite and a closing "N passed, N failed".
+# test, the LMDB storage plugin (conformance through the CLI, linkage and retention, the crash
+# harness on lmdb:), and smoke runs of `kofka demo`, `kofka bench`, `kofka bench-retention` and
+# `kofka bench-storage`. Prints one line per suite and a closing "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -36,9 +37,17 @@ suite "crash harness: 3 worker processes, 20 SIGKILLs per mode, 3 polls per tran
     "$lib/kofka-cli" demo --storage "sqlite:$tmp/harness.db" --processes 3 --kills 20 --records 600 --polls-per-transaction 3
 suite "crash: SIGKILL in the middle of maintenance, 4 rounds × 3 kills, sqlite (nothing that must survive is lost)" \
     bash Tests/crash/maintenance_kill.sh "$lib/kofka-cli" 4 3
+suite "lmdb plugin: the storage conformance suite through the CLI (kofka lab conformance --storage lmdb:…)" \
+    "$lib/kofka-cli" lab conformance --storage "lmdb:$tmp/conformance"
+suite "lmdb plugin: linkage (liblmdb, not libkofka), retention through kofka maintain, -X lmdb.* keys" \
+    bash Tests/lmdb/check_plugin.sh "$lib"
+suite "crash harness on lmdb: 3 worker processes, 8 SIGKILLs per mode, 3 polls per transaction" \
+    "$lib/kofka-cli" demo --storage "lmdb:$tmp/harness-lmdb" --processes 3 --kills 8 --records 300 --polls-per-transaction 3
 suite "bench smoke: every face, release build (figures not asserted)" bash bench/run.sh --quick
 suite "fuzz: libFuzzer over the C ABI, 60 s, instrumented library (Tests/fuzz/run.sh)" bash Tests/fuzz/run.sh 60
 suite "tsan: multi-threaded Swift tests under ThreadSanitizer (scripts/tsan.sh)" bash scripts/tsan.sh
+suite "bench-storage smoke: lmdb beside sqlite and raw LMDB (debug, figures not asserted)" \
+    "$lib/kofka-cli" bench-storage --quick
 suite "bench-retention smoke: steady state, cleaner cost, deletion cost, lock holds (debug, figures not asserted)" \
     "$lib/kofka-cli" bench-retention --quick
 

@@ -3,29 +3,53 @@ import Kofka
 import Glibc
 #endif
 
-/// Where the explorer runs histories: `memory:` (a fresh in-process store per history) or
-/// `sqlite:PATH` (a fresh file per history, named after PATH, removed afterwards).
+/// Where the explorer runs histories: `memory:` (a fresh in-process store per history),
+/// `sqlite:PATH` (a fresh file per history, named after PATH, removed afterwards) or a plugin's
+/// `SCHEME:PATH` such as `lmdb:PATH` (a fresh store PATH-… per history: a file or a directory of
+/// files, removed afterwards).
 public final class LabStorage: @unchecked Sendable {
     public let spec: String
     private let lock = LabLock()
     private var counter = 0
 
     public init(_ spec: String) throws {
-        guard spec == "memory:" || spec == "memory" || (spec.hasPrefix("sqlite:") && spec.count > "sqlite:".count) else {
-            throw KofkaError(.invalidArg, "unknown lab storage '\(spec)': expected memory: or sqlite:PATH")
+        let colon = spec.firstIndex(of: ":")
+        let isMemory = spec == "memory:" || spec == "memory"
+        guard isMemory || (colon.map { $0 != spec.startIndex && spec.index(after: $0) != spec.endIndex } ?? false) else {
+            throw KofkaError(.invalidArg, "unknown lab storage '\(spec)': expected memory:, sqlite:PATH or a plugin's SCHEME:PATH (lmdb:PATH)")
         }
-        self.spec = spec == "memory" ? "memory:" : spec
+        self.spec = isMemory ? "memory:" : spec
     }
 
     public var isSQLite: Bool { spec.hasPrefix("sqlite:") }
+    public var isMemory: Bool { spec == "memory:" }
 
     /// A fresh storage string and what removes it afterwards.
     func fresh() -> (String, () -> Void) {
-        guard isSQLite else { return ("memory:", {}) }
+        guard !isMemory else { return ("memory:", {}) }
         let n = lock.with { counter += 1; return counter }
-        let path = String(spec.dropFirst("sqlite:".count)) + "-\(getpid())-\(n).db"
-        for suffix in ["", "-wal", "-shm"] { unlink(path + suffix) }
-        return ("sqlite:" + path, { for suffix in ["", "-wal", "-shm"] { unlink(path + suffix) } })
+        let colon = spec.firstIndex(of: ":")!
+        let scheme = String(spec[...colon])
+        let path = String(spec[spec.index(after: colon)...]) + "-\(getpid())-\(n)" + (isSQLite ? ".db" : "")
+        Self.remove(path)
+        return (scheme + path, { Self.remove(path) })
+    }
+
+    /// Removes a store file with its side files, or a store directory with its files.
+    static func remove(_ path: String) {
+        var st = stat()
+        if lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR {
+            if let dir = opendir(path) {
+                while let e = readdir(dir) {
+                    let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                    if name != "." && name != ".." { unlink(path + "/" + name) }
+                }
+                closedir(dir)
+            }
+            rmdir(path)
+        } else {
+            for suffix in ["", "-wal", "-shm", "-journal"] { unlink(path + suffix) }
+        }
     }
 }
 

@@ -17,14 +17,14 @@ struct Demo: ParsableCommand {
             killed with SIGKILL at random and restarted. Exits non-zero if a promise was broken.
             """)
 
-    @Option(help: "Storage: memory: or sqlite:PATH.") var storage = "memory:"
+    @Option(help: "Storage: memory:, sqlite:PATH or lmdb:PATH (any plugin's SCHEME:LOCATION).") var storage = "memory:"
     @Option(help: "Records per mode.") var records = 1000
     @Option(help: "Partitions of the demo topics.") var partitions: Int32 = 3
     @Option(name: .customLong("request-loss"), help: "Probability a produce request is lost.") var requestLoss = 0.1
     @Option(name: .customLong("ack-loss"), help: "Probability an acknowledgement is lost.") var ackLoss = 0.1
     @Option(name: .customLong("crash-every"), help: "In-process: a consumer crashes after every N processed records (0 = never).") var crashEvery = 100
     @Option(help: "Seed of the lossy link.") var seed: UInt64 = 42
-    @Option(help: "Run N worker processes on a SQLite file, killed with SIGKILL at random and restarted.") var processes = 0
+    @Option(help: "Run N worker processes on a shared store (sqlite:, lmdb:), killed with SIGKILL at random and restarted.") var processes = 0
     @Option(help: "With --processes: SIGKILLs per mode.") var kills = 20
     @Option(name: .customLong("polls-per-transaction"), help: "Exactly-once: consumer polls per read-process-write transaction (more than 1 lets rebalances land inside open transactions).") var pollsPerTransaction = 1
     @Option(help: "Modes to run, comma-separated.") var modes = "at-most-once,at-least-once,exactly-once"
@@ -32,8 +32,8 @@ struct Demo: ParsableCommand {
 
     func validate() throws {
         if records < 1 { throw ValidationError("--records must be at least 1") }
-        if processes > 0 && !storage.hasPrefix("sqlite:") {
-            throw ValidationError("--processes needs a shared file: use --storage sqlite:PATH")
+        if processes > 0 && (storage.hasPrefix("memory") || !storage.contains(":")) {
+            throw ValidationError("--processes needs a store processes share: use --storage sqlite:PATH or lmdb:PATH")
         }
         for m in modes.split(separator: ",") where DeliveryMode(rawValue: String(m)) == nil {
             throw ValidationError("unknown mode '\(m)': expected at-most-once, at-least-once or exactly-once")

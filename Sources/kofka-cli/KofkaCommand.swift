@@ -18,7 +18,7 @@ struct KofkaCommand: ParsableCommand {
             is 'sqlite:kofka.db' in the current directory.
             """,
         version: "kofka \(Kofka.version)",
-        subcommands: [Demo.self, Topics.self, Produce.self, Consume.self, Groups.self, DeleteRecords.self, Maintain.self, Bench.self, RetentionBench.self, Lab.self, DemoWorker.self])
+        subcommands: [Demo.self, Topics.self, Produce.self, Consume.self, Groups.self, DeleteRecords.self, Maintain.self, Bench.self, RetentionBench.self, BenchStorage.self, Lab.self, DemoWorker.self])
 
     /// Runs the command; every failure prints one line `kofka: error: …` and exits non-zero.
     static func main() {
@@ -73,7 +73,7 @@ struct CLIError: Error {
 
 /// Options every storage-using subcommand takes.
 struct StorageOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("Storage: 'sqlite:PATH' or 'memory:' (memory is emptied when the command exits).", valueName: "storage"))
+    @Option(name: .long, help: ArgumentHelp("Storage: 'sqlite:PATH', 'memory:' (emptied when the command exits) or a plugin's 'SCHEME:LOCATION' such as 'lmdb:DIRECTORY'.", valueName: "storage"))
     var storage: String = "sqlite:kofka.db"
 
     @Option(name: .customShort("X"), help: ArgumentHelp(
@@ -91,7 +91,9 @@ struct StorageOptions: ParsableArguments {
                 throw CLIError("invalid setting '\(s)': expected KEY=VALUE")
             }
             let kv = (String(s[..<eq]), String(s[s.index(after: eq)...]))
-            if Self.brokerKeys.contains(kv.0) { broker.append(kv) } else { client.append(kv) }
+            // The storage plugin's own keys (lmdb.map.size for lmdb:PATH) go to the broker too.
+            let scheme = storage.split(separator: ":", maxSplits: 1).first.map { $0 + "." } ?? "\u{0}"
+            if Self.brokerKeys.contains(kv.0) || kv.0.hasPrefix(scheme) { broker.append(kv) } else { client.append(kv) }
         }
         return (broker, client)
     }

@@ -16,7 +16,7 @@ struct Lab: ParsableCommand {
             lossy links, storage failures and a busy SQLite writer. A violation is shrunk to a minimal \
             history that `kofka lab replay` runs again exactly.
             """,
-        subcommands: [LabExplore.self, LabReplay.self, LabShow.self, LabBugs.self, LabWorkerCommand.self])
+        subcommands: [LabExplore.self, LabReplay.self, LabShow.self, LabBugs.self, LabConformance.self, LabWorkerCommand.self])
 }
 
 /// `kofka lab explore`
@@ -24,7 +24,7 @@ struct LabExplore: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "explore", abstract: "Run seeded histories for a while; report and shrink violations.")
 
     @Option(help: "Seconds to explore (shrinking not counted).") var seconds = 10.0
-    @Option(help: "memory: or sqlite:PATH (a fresh file PATH-… per history).") var storage = "memory:"
+    @Option(help: "memory:, sqlite:PATH or a plugin's SCHEME:PATH such as lmdb:PATH (a fresh store PATH-… per history).") var storage = "memory:"
     @Option(help: "sequential (deterministic, shrinkable), threads, or processes (sqlite only).") var mode = "sequential"
     @Option(help: "First seed (default: from the clock).") var seed: UInt64?
     @Option(name: .customLong("shrink-seconds"), help: "Time limit for shrinking one violation.") var shrinkSeconds = 60.0

@@ -1,0 +1,146 @@
+import Testing
+import Dispatch
+#if canImport(Glibc)
+import Glibc
+#endif
+@testable import Kofka
+
+/// What only the SQLite backend has: its busy timeout, and how it refuses files that are not its
+/// own. Every property all backends share is a check of the conformance suite
+/// (`KofkaStorageTesting`, run on every backend by StorageConformanceTests).
+@Suite("SQLiteStorage")
+struct StorageSQLiteTests {
+    static func batch(_ n: Int, tag: Int = 0) -> [RecordData] {
+        (0..<n).map { i in RecordData(timestampMs: Int64(i), key: nil, value: Array("v\(tag)-\(i)".utf8), headers: nil) }
+    }
+}
+
+final class NSLockish: @unchecked Sendable {
+    private var m = pthread_mutex_t()
+    init() { pthread_mutex_init(&m, nil) }
+    func with<T>(_ body: () -> T) -> T {
+        pthread_mutex_lock(&m); defer { pthread_mutex_unlock(&m) }
+        return body()
+    }
+}
+
+nonisolated(unsafe) private var tempCounter = 0
+private let tempLock = NSLockish()
+
+/// A fresh, non-existent path under /tmp.
+func tempPath() -> String {
+    let n = tempLock.with { tempCounter += 1; return tempCounter }
+    let path = "/tmp/kofka-storage-test-\(getpid())-\(n)-\(UInt32.random(in: 0 ... .max)).db"
+    removeDatabase(path)
+    return path
+}
+
+/// Removes a database file and its WAL/SHM side files.
+func removeDatabase(_ path: String) {
+    for suffix in ["", "-wal", "-shm", "-journal"] { unlink(path + suffix) }
+}
+
+func makeSQLite(_ path: String) throws -> any StorageBackend {
+    try SQLiteStorage(path: path, synchronous: .normal)
+}
+
+// MARK: - SQLite only
+
+extension StorageSQLiteTests {
+    static func storageError(_ error: any Error, mentioning path: String, _ words: String...) -> Bool {
+        guard let e = error as? KofkaError, e.code == .storage, e.message.contains(path) else { return false }
+        return words.allSatisfy { e.message.lowercased().contains($0.lowercased()) }
+    }
+
+    @Test func aWriterHeldLongerThanTheBusyTimeoutFailsWithBusyAndWritesNothing() throws {
+        let path = tempPath(); defer { removeDatabase(path) }
+        let holder = try SQLiteStorage(path: path)
+        let waiter = try SQLiteStorage(path: path, busyTimeoutMs: 100)
+        defer { holder.close(); waiter.close() }
+        let entered = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0)
+        let group = DispatchGroup()
+        DispatchQueue.global().async(group: group) {
+            _ = try? holder.write { w in
+                try w.put("held", [1])
+                entered.signal()
+                release.wait()
+            }
+        }
+        entered.wait()
+        #expect { try waiter.write { try $0.put("other", [2]) } } throws: {
+            guard let e = $0 as? KofkaError, e.code == .busy, e.code.isRetriable, e.message.contains(path) else { return false }
+            return e.message.contains("database is locked") && e.message.contains("100 ms")
+        }
+        // Readers are not blocked by the writer (WAL).
+        #expect(try waiter.read { try $0.get("held") } == nil)
+        release.signal()
+        group.wait()
+        #expect(try waiter.read { try $0.get("held") } == [1])
+        #expect(try waiter.read { try $0.get("other") } == nil)
+    }
+
+    @Test func aNonDatabaseFileFailsWithStorageNamingThePath() throws {
+        let path = tempPath(); defer { removeDatabase(path) }
+        writeFile(path, Array(String(repeating: "this is a text file, not a database\n", count: 200).utf8))
+        #expect { try SQLiteStorage(path: path) } throws: { Self.storageError($0, mentioning: path, "not a database") }
+    }
+
+    @Test func aCorruptDatabaseFailsWithStorageNamingThePath() throws {
+        let path = tempPath(); defer { removeDatabase(path) }
+        do {
+            let s = try SQLiteStorage(path: path)
+            try s.write { w in
+                for i in 0..<50 { try w.put("k\(i)", Array(repeating: UInt8(i), count: 200)) }
+                _ = try w.append(0, Self.batch(100), txn: 0)
+            }
+            s.close()
+        }
+        // Keep the 100-byte header, smash the rest of page 1 (the schema's b-tree page).
+        var bytes = readFile(path)
+        #expect(bytes.count > 4096)
+        for i in 100..<min(4096, bytes.count) { bytes[i] = 0xA5 }
+        writeFile(path, bytes)
+        #expect {
+            let s = try SQLiteStorage(path: path)
+            defer { s.close() }
+            _ = try s.read { try $0.readRecords(0, from: 0, below: 100, maxCount: 100) }
+        } throws: { Self.storageError($0, mentioning: path) }
+    }
+
+    @Test func aForeignOrNewerSQLiteDatabaseIsRefused() throws {
+        let foreign = tempPath(), newer = tempPath()
+        defer { removeDatabase(foreign); removeDatabase(newer) }
+        do {
+            let c = try SQLiteConnection(path: foreign, busyTimeoutMs: 1000, synchronous: "FULL")
+            try c.execOnce("CREATE TABLE t(x); INSERT INTO t VALUES(1);")
+            c.close()
+        }
+        #expect { try SQLiteStorage(path: foreign) } throws: { Self.storageError($0, mentioning: foreign, "not a Kofka") }
+        do {
+            try SQLiteStorage(path: newer).close()
+            let c = try SQLiteConnection(path: newer, busyTimeoutMs: 1000, synchronous: "FULL")
+            try c.execOnce("PRAGMA user_version=99")
+            c.close()
+        }
+        #expect { try SQLiteStorage(path: newer) } throws: { Self.storageError($0, mentioning: newer, "version 99") }
+    }
+}
+
+func writeFile(_ path: String, _ bytes: [UInt8]) {
+    guard let f = fopen(path, "wb") else { return }
+    _ = bytes.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, f) }
+    fclose(f)
+}
+
+func readFile(_ path: String) -> [UInt8] {
+    guard let f = fopen(path, "rb") else { return [] }
+    defer { fclose(f) }
+    var out: [UInt8] = []
+    var buf = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = buf.withUnsafeMutableBytes { fread($0.baseAddress, 1, $0.count, f) }
+        if n <= 0 { break }
+        out += buf[0..<n]
+    }
+    return out
+}
