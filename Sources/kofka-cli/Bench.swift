@@ -635,6 +635,7 @@ final class RawSQLite {
         sqlite3_busy_timeout(db, 5000)
         try exec("PRAGMA journal_mode=WAL")
         try exec("PRAGMA synchronous=\(synchronous.uppercased())")
+        try exec("PRAGMA secure_delete=FAST")   // as Kofka's connections
         try exec("""
             CREATE TABLE IF NOT EXISTS kv(key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
             CREATE TABLE IF NOT EXISTS records(id INTEGER PRIMARY KEY, ts INTEGER NOT NULL,
