@@ -17,8 +17,10 @@ struct Bench: ParsableCommand {
             (idempotent) producers, then end-to-end latency (sync send -> blocked poll wakes, p50/p99).
             References, measured in the same run: raw SQLite through its C API writing the same rows \
             into the same table with the same pragmas and batch size and reading them back with a \
-            range scan; a minimal C log (malloc + memcpy per record) for the memory backend; raw \
-            SQLite with one commit per record for single-record produce.
+            range scan; the same with the records packed as Kofka's SQLite backend packs them (rows of \
+            up to 16 KiB: a 20-byte entry per record, then the bytes), for the at-least-once batched \
+            produce rows and the SQLite pollBatch rows; a minimal C log (malloc + memcpy per record) for \
+            the memory backend; raw SQLite with one commit per record for single-record produce.
             Each row runs its Kofka case and its reference alternately (a warm-up of each at a tenth \
             of the size, then --runs rounds) and reports the best of each, so a ratio compares runs \
             taken under the same machine load. SQLite files go to a fresh temporary directory \
@@ -150,6 +152,13 @@ final class BenchRunner {
                     let (rate, refRate) = try paired(count, { try self.kofkaBatch(backend, mode, size: size, n: $0) }, count, ref.1)
                     add(Row(name: "produce batch \(sizeName(size))", backend: backend, mode: mode.rawValue, size: size,
                             rate: rate, reference: ref.0, refRate: refRate))
+                    // Kofka writes a row per 16 KiB, not per record: the same rows written raw.
+                    if backend != .memory && mode == .atLeastOnce {
+                        let packed = packedBatchReference(backend, size: size)
+                        let (rate, refRate) = try paired(count, { try self.kofkaBatch(backend, mode, size: size, n: $0) }, count, packed.1)
+                        add(Row(name: "produce batch \(sizeName(size))", backend: backend, mode: mode.rawValue, size: size,
+                                rate: rate, reference: packed.0, refRate: refRate))
+                    }
                 }
             }
         }
@@ -182,6 +191,13 @@ final class BenchRunner {
                 let (rate, refRate) = try paired(count, { try self.kofkaConsume(src, batch: true, n: $0) }, count, ref.body)
                 add(Row(name: "consume pollBatch \(sizeName(size))", backend: backend, mode: "read_committed", size: size,
                         rate: rate, reference: ref.name, refRate: refRate))
+                if backend != .memory {
+                    let packed = try packedReadReference(backend, size: size, n: count)
+                    defer { packed.cleanup() }
+                    let (rate, refRate) = try paired(count, { try self.kofkaConsume(src, batch: true, n: $0) }, count, packed.body)
+                    add(Row(name: "consume pollBatch \(sizeName(size))", backend: backend, mode: "read_committed", size: size,
+                            rate: rate, reference: packed.name, refRate: refRate))
+                }
                 if size == 100 {
                     let pn = min(count, 50_000)
                     let (prate, prefRate) = try paired(pn, { try self.kofkaConsume(src, batch: false, n: $0) }, count, ref.body)
@@ -506,8 +522,8 @@ final class BenchRunner {
     /// The physical-limit reference for batched produce on `backend`: the C log, or raw SQLite
     /// with the backend's pragmas, 1,000 rows per BEGIN IMMEDIATE ... COMMIT.
     func batchReference(_ backend: Backend, size: Int) -> (String, (Int) throws -> Double) {
-        let v = value(size)
         if backend == .memory {
+            let v = value(size)
             return ("C log malloc+memcpy", { n in
                 let log = creflog_new()!
                 defer { creflog_free(log) }
@@ -518,27 +534,42 @@ final class BenchRunner {
                 return monoSeconds() - t0
             })
         }
+        return rawWriteReference("raw SQLite batch 1000", backend, size: size) { db, v, n in try db.insert(n: n, value: v, batch: 1000) }
+    }
+
+    /// Raw SQLite writing what Kofka's SQLite backend writes for a batch: the records packed in
+    /// rows of up to 16 KiB, 1,000 records per BEGIN IMMEDIATE ... COMMIT.
+    func packedBatchReference(_ backend: Backend, size: Int) -> (String, (Int) throws -> Double) {
+        rawWriteReference("raw SQLite packed rows", backend, size: size) { db, v, n in try db.insertPacked(n: n, value: v, batch: 1000) }
+    }
+
+    /// A reference that writes `n` records of `size` bytes with `write` into a fresh raw SQLite
+    /// file with the backend's pragmas; returns its seconds.
+    func rawWriteReference(_ name: String, _ backend: Backend, size: Int,
+                           _ write: @escaping (RawSQLite, [UInt8], Int) throws -> Duration) -> (String, (Int) throws -> Double) {
+        let v = value(size)
         let sync = backend.sync!
-        return ("raw SQLite batch 1000", { n in
+        return (name, { n in
             let path = self.freshPath()
             defer { self.remove(path) }
             let db = try RawSQLite(path: path, synchronous: sync)
             defer { db.close() }
-            return try db.insert(n: n, value: v, batch: 1000).seconds
+            return try write(db, v, n).seconds
         })
+    }
+
+    /// Raw SQLite reading packed rows back (a range scan over rows, each record's value copied
+    /// out), 500 records per query, over `n` records written beforehand.
+    func packedReadReference(_ backend: Backend, size: Int, n: Int) throws -> (name: String, body: (Int) throws -> Double, cleanup: () -> Void) {
+        let path = freshPath()
+        let db = try RawSQLite(path: path, synchronous: backend.sync!)
+        _ = try db.insertPacked(n: n, value: value(size), batch: 1000)
+        return ("raw SQLite packed scan", { n in try db.scanPacked(n: n, chunk: 500) }, { db.close(); self.remove(path) })
     }
 
     /// Raw SQLite, one commit per record.
     func singleCommitReference(_ backend: Backend) -> (String, (Int) throws -> Double) {
-        let v = value(100)
-        let sync = backend.sync!
-        return ("raw SQLite 1 commit/rec", { n in
-            let path = self.freshPath()
-            defer { self.remove(path) }
-            let db = try RawSQLite(path: path, synchronous: sync)
-            defer { db.close() }
-            return try db.insert(n: n, value: v, batch: 1).seconds
-        })
+        rawWriteReference("raw SQLite 1 commit/rec", backend, size: 100) { db, v, n in try db.insert(n: n, value: v, batch: 1) }
     }
 
     /// The reference for reading back: a C log copy-out, or a raw SQLite range scan in chunks of
@@ -635,11 +666,125 @@ final class RawSQLite {
         sqlite3_busy_timeout(db, 5000)
         try exec("PRAGMA journal_mode=WAL")
         try exec("PRAGMA synchronous=\(synchronous.uppercased())")
+        try exec("PRAGMA secure_delete=FAST")   // as Kofka's connections
         try exec("""
             CREATE TABLE IF NOT EXISTS kv(key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
             CREATE TABLE IF NOT EXISTS records(id INTEGER PRIMARY KEY, ts INTEGER NOT NULL,
                 key BLOB, value BLOB, headers BLOB, txn INTEGER NOT NULL DEFAULT 0);
+            CREATE TABLE IF NOT EXISTS chunks(id INTEGER PRIMARY KEY, last INTEGER NOT NULL, n INTEGER NOT NULL,
+                bytes INTEGER NOT NULL, txn INTEGER NOT NULL DEFAULT 0, data BLOB NOT NULL);
             """)
+    }
+
+    /// Inserts n records of `value` packed into `chunks` rows as Kofka's SQLite backend packs a
+    /// batch (an 8-byte header, a 20-byte entry per record — timestamp, key, value and headers
+    /// lengths — then the values; rows of at most `rowBytes`), `batch` records per transaction.
+    func insertPacked(n: Int, value: [UInt8], batch: Int, rowBytes: Int = 16 * 1024) throws -> Duration {
+        let stmt = try prepare("INSERT INTO chunks(id, last, n, bytes, txn, data) VALUES(?1, ?2, ?3, ?4, ?5, ?6)")
+        defer { sqlite3_finalize(stmt) }
+        let perRow = max(1, (rowBytes - 8) / (20 + value.count))
+        var blob = [UInt8](repeating: 0, count: 8 + perRow * (20 + value.count))
+        return try blob.withUnsafeMutableBytes { b in
+            let p = b.baseAddress!
+            return try value.withUnsafeBytes { v in
+                try transactions(n: n, batch: batch) { from, end, now in
+                    var offset = from
+                    while offset < end {
+                        let k = Int(min(Int64(perRow), end - offset))
+                        p.storeBytes(of: UInt32(1), toByteOffset: 0, as: UInt32.self)
+                        p.storeBytes(of: UInt32(k).littleEndian, toByteOffset: 4, as: UInt32.self)
+                        var at = 8
+                        for _ in 0..<k {
+                            p.storeBytes(of: now.littleEndian, toByteOffset: at, as: Int64.self)
+                            p.storeBytes(of: Int32(-1), toByteOffset: at + 8, as: Int32.self)
+                            p.storeBytes(of: Int32(v.count).littleEndian, toByteOffset: at + 12, as: Int32.self)
+                            p.storeBytes(of: Int32(-1), toByteOffset: at + 16, as: Int32.self)
+                            at += 20
+                        }
+                        for _ in 0..<k {
+                            (p + at).copyMemory(from: v.baseAddress!, byteCount: v.count)
+                            at += v.count
+                        }
+                        sqlite3_bind_int64(stmt, 1, offset)
+                        sqlite3_bind_int64(stmt, 2, offset + Int64(k) - 1)
+                        sqlite3_bind_int64(stmt, 3, Int64(k))
+                        sqlite3_bind_int64(stmt, 4, Int64(k * v.count))
+                        sqlite3_bind_int64(stmt, 5, 0)
+                        sqlite3_bind_blob(stmt, 6, p, Int32(at), kofka_sqlite_static())
+                        guard sqlite3_step(stmt) == SQLITE_DONE else {
+                            throw CLIError("bench: raw packed insert failed: \(String(cString: sqlite3_errmsg(self.db)))")
+                        }
+                        sqlite3_reset(stmt)
+                        offset += Int64(k)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs `body(from, end, now)` for records `from..<end`, `batch` records per BEGIN IMMEDIATE
+    /// ... COMMIT, until n records are written (`now`: the wall clock in ms at each BEGIN).
+    /// Returns the time taken.
+    func transactions(n: Int, batch: Int, _ body: (Int64, Int64, Int64) throws -> Void) throws -> Duration {
+        let begin = try prepare("BEGIN IMMEDIATE")
+        let commit = try prepare("COMMIT")
+        defer { sqlite3_finalize(begin); sqlite3_finalize(commit) }
+        let start = ContinuousClock.now
+        var offset: Int64 = 0
+        while offset < Int64(n) {
+            guard sqlite3_step(begin) == SQLITE_DONE else { throw CLIError("bench: BEGIN failed") }
+            sqlite3_reset(begin)
+            var ts = timespec()
+            clock_gettime(CLOCK_REALTIME, &ts)
+            let end = min(Int64(n), offset + Int64(batch))
+            try body(offset, end, Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000)
+            guard sqlite3_step(commit) == SQLITE_DONE else { throw CLIError("bench: COMMIT failed") }
+            sqlite3_reset(commit)
+            offset = end
+        }
+        return ContinuousClock.now - start
+    }
+
+    /// Reads the packed records 0..<n back, `chunk` records per query (the row holding the first,
+    /// then forward, as Kofka's backend reads), copying each value out into a Swift array.
+    /// Returns seconds.
+    func scanPacked(n: Int, chunk: Int) throws -> Double {
+        let stmt = try prepare("""
+            SELECT id, last, txn, data FROM chunks
+            WHERE id >= coalesce((SELECT id FROM chunks WHERE id <= ?1 ORDER BY id DESC LIMIT 1), ?1) AND id <= ?2 ORDER BY id
+            """)
+        defer { sqlite3_finalize(stmt) }
+        var at: Int64 = 0
+        var bytes = 0
+        let t0 = monoSeconds()
+        while at < Int64(n) {
+            let want = min(Int64(chunk), Int64(n) - at)
+            sqlite3_bind_int64(stmt, 1, at)
+            sqlite3_bind_int64(stmt, 2, (1 << 40) - 1)
+            var got: Int64 = 0
+            while got < want, sqlite3_step(stmt) == SQLITE_ROW {
+                let first = sqlite3_column_int64(stmt, 0)
+                _ = sqlite3_column_int64(stmt, 2)
+                guard let p = sqlite3_column_blob(stmt, 3) else { continue }
+                let count = Int(UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 4, as: UInt32.self)))
+                var data = 8 + 20 * count
+                for i in 0..<count {
+                    let e = 8 + 20 * i
+                    let len = Int(Int32(littleEndian: p.loadUnaligned(fromByteOffset: e + 12, as: Int32.self)))
+                    if first + Int64(i) >= at + got, got < want {
+                        _ = p.loadUnaligned(fromByteOffset: e, as: Int64.self)
+                        let copy = [UInt8](UnsafeRawBufferPointer(start: p + data, count: len))
+                        bytes &+= copy.count
+                        got += 1
+                    }
+                    data += len
+                }
+            }
+            sqlite3_reset(stmt)
+            if got == 0 { throw CLIError("bench: raw packed scan found no rows at \(at)") }
+            at += got
+        }
+        return monoSeconds() - t0
     }
 
     func close() {
@@ -668,21 +813,11 @@ final class RawSQLite {
     /// with ids (pnum << 40) | offset for pnum 0, continuing after rows already there. Returns the time taken.
     func insert(n: Int, value: [UInt8], batch: Int) throws -> Duration {
         let stmt = try prepare("INSERT INTO records(id, ts, key, value, headers, txn) VALUES(?1, ?2, ?3, ?4, ?5, ?6)")
-        let begin = try prepare("BEGIN IMMEDIATE")
-        let commit = try prepare("COMMIT")
-        defer { sqlite3_finalize(stmt); sqlite3_finalize(begin); sqlite3_finalize(commit) }
+        defer { sqlite3_finalize(stmt) }
         let pnum: Int64 = 0
-        let start = ContinuousClock.now
-        try value.withUnsafeBytes { v in
-            var offset: Int64 = 0
-            while offset < Int64(n) {
-                guard sqlite3_step(begin) == SQLITE_DONE else { throw CLIError("bench: BEGIN failed") }
-                sqlite3_reset(begin)
-                var ts = timespec()
-                clock_gettime(CLOCK_REALTIME, &ts)
-                let now = Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
-                let end = min(Int64(n), offset + Int64(batch))
-                while offset < end {
+        return try value.withUnsafeBytes { v in
+            try transactions(n: n, batch: batch) { from, end, now in
+                for offset in from..<end {
                     sqlite3_bind_int64(stmt, 1, (pnum << 40) | offset)
                     sqlite3_bind_int64(stmt, 2, now)
                     sqlite3_bind_null(stmt, 3)
@@ -690,16 +825,12 @@ final class RawSQLite {
                     sqlite3_bind_null(stmt, 5)
                     sqlite3_bind_int64(stmt, 6, 0)
                     guard sqlite3_step(stmt) == SQLITE_DONE else {
-                        throw CLIError("bench: raw insert failed: \(String(cString: sqlite3_errmsg(db)))")
+                        throw CLIError("bench: raw insert failed: \(String(cString: sqlite3_errmsg(self.db)))")
                     }
                     sqlite3_reset(stmt)
-                    offset += 1
                 }
-                guard sqlite3_step(commit) == SQLITE_DONE else { throw CLIError("bench: COMMIT failed") }
-                sqlite3_reset(commit)
             }
         }
-        return ContinuousClock.now - start
     }
 
     /// Reads rows 0..<n back in chunks of `chunk` with the backend's range query, copying each

@@ -15,7 +15,11 @@ public enum SQLiteSynchronous: String, Sendable {
 ///   so writers of other processes wait up to `busyTimeoutMs` for each other.
 /// * A small pool of reader connections; each `read` is one deferred transaction (a snapshot),
 ///   concurrent with the writer.
-/// * A partition's log lives in `records` at rowids `pnum << 40 | offset`.
+/// * A partition's log lives in `chunks`: one row per appended batch (split at
+///   `RecordChunk.maxBytes`, 16 KiB), at rowid
+///   `pnum << 40 | offset of its first record`, its records packed in one blob (`RecordChunk`).
+///   Retention deletes whole rows and rewrites only the one it cuts; compaction rewrites the rows
+///   it removes records from. `logs` holds each partition's log start, high watermark and bytes.
 /// * `changeToken` combines this instance's commit counter with `PRAGMA data_version`
 ///   (which moves when any other connection or process commits).
 public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
@@ -213,9 +217,11 @@ public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
 
     /// "KOFK": marks a file as a Kofka database.
     static let applicationID: Int64 = 0x4B4F_464B
-    /// The schema version this code writes and reads. 1: kv and records; 2: adds `logs` (each
-    /// partition's log start, high watermark and bytes held) and incremental auto-vacuum.
-    static let schemaVersion: Int64 = 2
+    /// The schema version this code writes and reads. 1: kv and records (one row per record);
+    /// 2: adds `logs` (each partition's log start, high watermark and bytes held) and incremental
+    /// auto-vacuum; 3: `chunks` (one row per appended batch, records packed) replaces `records`.
+    /// Files of versions 1 and 2 are migrated when opened.
+    static let schemaVersion: Int64 = 3
 
     /// Checks that the file is empty or Kofka's, switches it to WAL and creates the schema. Safe
     /// when many processes open a new file at once: the check reads a consistent snapshot, the
@@ -231,16 +237,82 @@ public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
         try conn.execOnce("PRAGMA auto_vacuum=INCREMENTAL")
         try retryWhileBusy(conn, timeoutMs: busyTimeoutMs) { try conn.execOnce("PRAGMA journal_mode=WAL") }
         try inTransaction(conn, SQL.beginImmediate) {
-            switch try checkOwner(conn) {
-            case 0:
+            let version = try checkOwner(conn)
+            if version == schemaVersion { return }
+            if version == 0 {
                 try conn.execOnce(SQL.schema)
-            case 1:
-                try conn.execOnce(SQL.migrateFrom1)
-            default:
-                return
+            } else {
+                try migrate(conn)
             }
             try conn.execOnce("PRAGMA application_id=\(applicationID); PRAGMA user_version=\(schemaVersion)")
         }
+    }
+
+    /// Brings a file of version 1 or 2 to version 3, inside the caller's write transaction (so
+    /// a crash leaves the old file whole, and a second opener waits and then sees version 3):
+    /// the rows of `records` are packed into `chunks` — a run of one partition's records written
+    /// by the same transaction number becomes one row, bounded as an append's — and `records` is
+    /// dropped; then a file without `logs` (version 1, which never deleted a record: every log
+    /// starts at 0) gets it, computed from the chunks.
+    private static func migrate(_ conn: SQLiteConnection) throws {
+        try conn.execOnce(SQL.chunksTable)
+        if try conn.int64(SQL.hasTable("records")) == 1 {
+            try packRecordsIntoChunks(conn)
+            try conn.execOnce("DROP TABLE records")
+        }
+        if try conn.int64(SQL.hasTable("logs")) == 0 {
+            try conn.execOnce(SQL.logsTable + SQL.logsFromChunks)
+        }
+    }
+
+    /// Reads `records` in rowid order and writes it to `chunks`, a row per run of one partition's
+    /// records of one transaction number, at most `RecordChunk.maxBytes` bytes each (a larger
+    /// record alone).
+    private static func packRecordsIntoChunks(_ conn: SQLiteConnection) throws {
+        let read = try conn.statement("SELECT id, ts, key, value, headers, txn FROM records ORDER BY id")
+        defer { sqlite3_reset(read) }
+        let insert = try conn.statement(SQL.insertChunk)
+        var builder = RecordChunk.Builder()
+        var pnum: Int64 = -1, txn: Int64 = 0
+        func flush() throws {
+            guard let first = builder.first, let last = builder.last else { return }
+            try insertChunk(conn, insert, id: (pnum << StorageLimits.offsetBits) | first, last: last, count: builder.count,
+                            bytes: builder.bytes, txn: txn, blob: builder.blob(), context: "migrate partition \(pnum) to chunks")
+            builder = RecordChunk.Builder()
+        }
+        func column(_ i: Int32) -> UnsafeRawBufferPointer? {
+            if sqlite3_column_type(read, i) == SQLITE_NULL { return nil }
+            return UnsafeRawBufferPointer(start: sqlite3_column_blob(read, i), count: Int(sqlite3_column_bytes(read, i)))
+        }
+        while try conn.step(read, "migrate records to chunks") {
+            let id = sqlite3_column_int64(read, 0)
+            let p = id >> StorageLimits.offsetBits, t = sqlite3_column_int64(read, 5)
+            let r = RecordView(offset: id & ((1 << StorageLimits.offsetBits) - 1), txn: t, timestampMs: sqlite3_column_int64(read, 1),
+                               key: column(2), value: column(3), headers: column(4))
+            let size = (r.key?.count ?? 0) + (r.value?.count ?? 0) + (r.headers?.count ?? 0)
+            if p != pnum || t != txn || (builder.count > 0 && builder.size(adding: r.offset, bytes: size) > RecordChunk.maxBytes) {
+                try flush()
+                pnum = p
+                txn = t
+            }
+            builder.add(r)
+        }
+        try flush()
+    }
+
+    /// Inserts one row into `chunks` with the cached statement `stmt`.
+    fileprivate static func insertChunk(_ conn: SQLiteConnection, _ stmt: OpaquePointer, id: Int64, last: Int64, count: Int,
+                                        bytes: Int, txn: Int64, blob: [UInt8], context: @autoclosure () -> String) throws {
+        defer {
+            sqlite3_reset(stmt)
+            sqlite3_bind_null(stmt, 6)   // drop the pointer to `blob`
+        }
+        sqlite3_bind_int64(stmt, 1, id)
+        sqlite3_bind_int64(stmt, 2, last)
+        sqlite3_bind_int64(stmt, 3, Int64(count))
+        sqlite3_bind_int64(stmt, 4, Int64(bytes))
+        sqlite3_bind_int64(stmt, 5, txn)
+        try sqliteWithBlob(stmt, 6, blob) { _ = try conn.step(stmt, context()) }
     }
 
     private static func inTransaction(_ conn: SQLiteConnection, _ begin: String, _ body: () throws -> Void) throws {
@@ -291,31 +363,56 @@ public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
     enum SQL {
         static let schema = """
             CREATE TABLE IF NOT EXISTS kv(key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
-            CREATE TABLE IF NOT EXISTS records(id INTEGER PRIMARY KEY, ts INTEGER NOT NULL,
-                key BLOB, value BLOB, headers BLOB, txn INTEGER NOT NULL DEFAULT 0);
+            \(chunksTable)
             \(logsTable)
+            """
+        /// A partition's log: one row per run of records (`RecordChunk`). `id`: `pnum << 40 |` the
+        /// offset of its first record; `last`: the offset of its last; `n`: how many it holds (its
+        /// offsets are dense exactly when `last - first + 1 == n`); `bytes`: their key, value and
+        /// header bytes; `txn`: the transaction that wrote them (0 = none); `data`: the packed
+        /// records. The small columns come first, so that reading them never loads the blob.
+        static let chunksTable = """
+            CREATE TABLE IF NOT EXISTS chunks(id INTEGER PRIMARY KEY, last INTEGER NOT NULL, n INTEGER NOT NULL,
+                bytes INTEGER NOT NULL, txn INTEGER NOT NULL DEFAULT 0, data BLOB NOT NULL);
             """
         static let logsTable = """
             CREATE TABLE IF NOT EXISTS logs(pnum INTEGER PRIMARY KEY, start INTEGER NOT NULL DEFAULT 0,
                 next INTEGER NOT NULL DEFAULT 0, bytes INTEGER NOT NULL DEFAULT 0);
             """
-        /// A version-1 file never deleted a record: every log starts at 0.
-        static let migrateFrom1 = """
-            \(logsTable)
+        /// Version 1 never deleted a record: every log starts at 0 and ends after its last record.
+        static let logsFromChunks = """
             INSERT INTO logs(pnum, start, next, bytes)
-                SELECT id >> 40, 0, max(id & 1099511627775) + 1, sum(\(size)) FROM records GROUP BY id >> 40;
+                SELECT id >> 40, 0, max(last) + 1, sum(bytes) FROM chunks GROUP BY id >> 40;
             """
-        /// Bytes a record counts for (`logBytes`, `retention.bytes`): key + value + encoded headers.
-        static let size = "coalesce(length(key), 0) + coalesce(length(value), 0) + coalesce(length(headers), 0)"
+        static func hasTable(_ name: String) -> String {
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '\(name)'"
+        }
         static let logRow = "SELECT start, next, bytes FROM logs WHERE pnum = ?1"
         static let logAppended = """
             INSERT INTO logs(pnum, start, next, bytes) VALUES(?1, 0, ?2, ?3)
             ON CONFLICT(pnum) DO UPDATE SET next = excluded.next, bytes = bytes + excluded.bytes
             """
-        static let rangeBytes = "SELECT coalesce(sum(\(size)), 0) FROM records WHERE id >= ?1 AND id < ?2"
-        static let deleteRange = "DELETE FROM records WHERE id >= ?1 AND id < ?2"
+        static let insertChunk = "INSERT INTO chunks(id, last, n, bytes, txn, data) VALUES(?1, ?2, ?3, ?4, ?5, ?6)"
+        /// The rows holding offsets `?1 ... ?2` (ids): the last row starting at or below `?1`
+        /// (within the partition, whose ids start at `?3`), then forward.
+        static let readChunks = """
+            SELECT id, last, txn, data FROM chunks
+            WHERE id >= coalesce((SELECT id FROM chunks WHERE id <= ?1 AND id >= ?3 ORDER BY id DESC LIMIT 1), ?1)
+              AND id <= ?2 ORDER BY id
+            """
+        /// The same rows' bounds alone (the blob is not loaded).
+        static let chunkBounds = """
+            SELECT id, last FROM chunks
+            WHERE id >= coalesce((SELECT id FROM chunks WHERE id <= ?1 AND id >= ?3 ORDER BY id DESC LIMIT 1), ?1)
+              AND id <= ?2 ORDER BY id
+            """
+        /// The last row starting below `?1`, within the partition whose ids start at `?2`.
+        static let chunkBelow = "SELECT id, last, n, bytes, txn, data FROM chunks WHERE id < ?1 AND id >= ?2 ORDER BY id DESC LIMIT 1"
+        static let chunkByID = "SELECT id, last, n, bytes, txn, data FROM chunks WHERE id = ?1"
+        static let rangeBytes = "SELECT coalesce(sum(bytes), 0) FROM chunks WHERE id >= ?1 AND id < ?2"
+        static let deleteRange = "DELETE FROM chunks WHERE id >= ?1 AND id < ?2"
+        static let deleteChunk = "DELETE FROM chunks WHERE id = ?1"
         static let logTruncated = "UPDATE logs SET start = ?2, bytes = bytes - ?3 WHERE pnum = ?1"
-        static let deleteOne = "DELETE FROM records WHERE id = ?1 RETURNING \(size)"
         static let logShrunk = "UPDATE logs SET bytes = bytes - ?2 WHERE pnum = ?1"
         static let begin = "BEGIN"
         static let beginImmediate = "BEGIN IMMEDIATE"
@@ -330,11 +427,6 @@ public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
         static let put = "INSERT OR REPLACE INTO kv(key, value) VALUES(?1, ?2)"
         static let delete = "DELETE FROM kv WHERE key = ?1"
         static let scan = "SELECT key, value FROM kv WHERE key >= ?1 AND key < ?2 ORDER BY key"
-        static let readRecords = """
-            SELECT id, ts, key, value, headers, txn FROM records
-            WHERE id >= ?1 AND id <= ?2 ORDER BY id LIMIT ?3
-            """
-        static let insertRecord = "INSERT INTO records(id, ts, key, value, headers, txn) VALUES(?1, ?2, ?3, ?4, ?5, ?6)"
     }
 
     // MARK: - Reader/writer
@@ -413,30 +505,118 @@ public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
             return last
         }
 
+        /// One row of `chunks`, its blob copied out (so it can be rewritten after the read).
+        private struct ChunkRow {
+            var id: Int64
+            var last: Int64
+            var count: Int
+            var bytes: Int64
+            var txn: Int64
+            var blob: [UInt8]
+        }
+
+        /// The row `sql` (bound to `args`) selects as `id, last, n, bytes, txn, data`, or nil.
+        private func chunkRow(_ sql: String, _ args: Int64..., context: @autoclosure () -> String) throws -> ChunkRow? {
+            let c = try live()
+            let stmt = try c.statement(sql)
+            defer { sqlite3_reset(stmt) }
+            for (i, a) in args.enumerated() { sqlite3_bind_int64(stmt, Int32(i + 1), a) }
+            guard try c.step(stmt, context()) else { return nil }
+            return ChunkRow(id: sqlite3_column_int64(stmt, 0), last: sqlite3_column_int64(stmt, 1),
+                            count: Int(sqlite3_column_int64(stmt, 2)), bytes: sqlite3_column_int64(stmt, 3),
+                            txn: sqlite3_column_int64(stmt, 4), blob: sqliteColumnBlob(stmt, 5) ?? [])
+        }
+
+        /// The records of `row` whose offset `keep` accepts (asked once per record, in order).
+        private func survivors(_ row: ChunkRow, _ pnum: Int64, _ keep: (Int64) -> Bool) throws -> RecordChunk.Builder {
+            var kept = RecordChunk.Builder()
+            let first = row.id - Self.base(pnum)
+            let path = try live().path
+            _ = try row.blob.withUnsafeBytes { blob in
+                try RecordChunk.visit(blob, first: first, txn: row.txn, from: first, below: .max, maxCount: .max,
+                                      where: "partition \(pnum) at offset \(first) of \(path)") { r in
+                    if keep(r.offset) { kept.add(r) }
+                }
+            }
+            return kept
+        }
+
+        /// Inserts `kept` (nonempty) as the row of partition `pnum` starting at its first offset.
+        private func insert(_ kept: RecordChunk.Builder, _ pnum: Int64, txn: Int64) throws {
+            guard let first = kept.first, let last = kept.last else { return }
+            let c = try live()
+            try SQLiteStorage.insertChunk(c, try c.statement(SQL.insertChunk), id: Self.base(pnum) + first, last: last,
+                                          count: kept.count, bytes: kept.bytes, txn: txn, blob: kept.blob(),
+                                          context: "rewrite records of partition \(pnum) from offset \(first)")
+        }
+
+        /// Deletes the rows wholly below the new log start and rewrites the one row it cuts with
+        /// the records it keeps.
         func truncateLog(_ pnum: Int64, before offset: Int64) throws -> Int64 {
             _ = try writer("truncateLog")
             let log = try logRow(pnum)
             let target = min(offset, log.next)
             guard target > log.start else { return log.start }
             let base = Self.base(pnum)
-            let bytes = try run(SQL.rangeBytes, base + log.start, base + target, context: "size of partition \(pnum) below \(target)")
-            try run(SQL.deleteRange, base + log.start, base + target, context: "delete partition \(pnum) below \(target)")
-            try run(SQL.logTruncated, pnum, target, bytes, context: "log start of partition \(pnum)")
+            // The last row starting below the new log start may reach past it.
+            var cut: (kept: RecordChunk.Builder, txn: Int64)?
+            if let row = try chunkRow(SQL.chunkBelow, base + target, base, context: "read partition \(pnum) below \(target)"),
+               row.last >= target {
+                cut = (try survivors(row, pnum) { $0 >= target }, row.txn)
+            }
+            var freed = try run(SQL.rangeBytes, base, base + target, context: "size of partition \(pnum) below \(target)")
+            try run(SQL.deleteRange, base, base + target, context: "delete partition \(pnum) below \(target)")
+            if let cut {
+                try insert(cut.kept, pnum, txn: cut.txn)
+                freed -= Int64(cut.kept.bytes)
+            }
+            try run(SQL.logTruncated, pnum, target, freed, context: "log start of partition \(pnum)")
             changed = true
             return target
         }
 
+        /// Rewrites each row holding one of `offsets` with the records it keeps (deletes it when
+        /// none are left).
         func removeRecords(_ pnum: Int64, at offsets: [Int64]) throws {
-            _ = try writer("removeRecords")
+            let c = try writer("removeRecords")
             try checkPartitionNumber(pnum)
+            let doomed = Set(offsets.filter { $0 >= 0 && $0 < 1 << StorageLimits.offsetBits }).sorted()
+            guard let lo = doomed.first, let hi = doomed.last else { return }
             let base = Self.base(pnum)
-            var freed: Int64 = 0
-            for o in offsets where o >= 0 && o < 1 << StorageLimits.offsetBits {
-                freed += try run(SQL.deleteOne, base + o, context: "remove record \(o) of partition \(pnum)")
+            // The bounds of the rows that may hold them (their blobs are read only when needed).
+            var rows: [(id: Int64, last: Int64)] = []
+            do {
+                let stmt = try c.statement(SQL.chunkBounds)
+                defer { sqlite3_reset(stmt) }
+                sqlite3_bind_int64(stmt, 1, base + lo)
+                sqlite3_bind_int64(stmt, 2, base + hi)
+                sqlite3_bind_int64(stmt, 3, base)
+                while try c.step(stmt, "rows of partition \(pnum) holding \(lo)...\(hi)") {
+                    rows.append((sqlite3_column_int64(stmt, 0), sqlite3_column_int64(stmt, 1)))
+                }
             }
-            guard freed > 0 || !offsets.isEmpty else { return }
-            try run(SQL.logShrunk, pnum, freed, context: "bytes of partition \(pnum)")
-            changed = true
+            var freed: Int64 = 0
+            var k = 0
+            for (id, last) in rows {
+                while k < doomed.count && doomed[k] < id - base { k += 1 }
+                var end = k
+                while end < doomed.count && doomed[end] <= last { end += 1 }
+                guard end > k else { continue }
+                let gone = doomed[k..<end]
+                k = end
+                guard let row = try chunkRow(SQL.chunkByID, id, context: "read partition \(pnum) at \(id - base)") else { continue }
+                var j = gone.startIndex
+                let kept = try survivors(row, pnum) { o in
+                    while j < gone.endIndex && gone[j] < o { j += 1 }
+                    return j == gone.endIndex || gone[j] != o
+                }
+                guard kept.count < row.count else { continue }   // none of them was held
+                try run(SQL.deleteChunk, id, context: "remove records of partition \(pnum) at \(id - base)")
+                try insert(kept, pnum, txn: row.txn)
+                freed += row.bytes - Int64(kept.bytes)
+                changed = true
+            }
+            if freed != 0 { try run(SQL.logShrunk, pnum, freed, context: "bytes of partition \(pnum)") }
         }
 
         func readRecords(_ pnum: Int64, from: Int64, below: Int64, maxCount: Int) throws -> [StoredRecord] {
@@ -445,27 +625,27 @@ public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
             return out
         }
 
+        /// Finds the row holding `from` (the last one starting at or below it), then walks forward,
+        /// handing out records in place from each row's blob.
         func forEachRecord(_ pnum: Int64, from: Int64, below: Int64, maxCount: Int, _ body: (RecordView) throws -> Void) throws -> Int {
             try checkPartitionNumber(pnum)
             let c = try live()
             let lo = max(from, 0), hi = min(below, 1 << StorageLimits.offsetBits)
             guard lo < hi, maxCount > 0 else { return 0 }
-            let stmt = try c.statement(SQL.readRecords)
+            let stmt = try c.statement(SQL.readChunks)
             defer { sqlite3_reset(stmt) }
             let base = Self.base(pnum)
             sqlite3_bind_int64(stmt, 1, base + lo)
             sqlite3_bind_int64(stmt, 2, base + hi - 1)  // inclusive: no overflow
-            sqlite3_bind_int64(stmt, 3, Int64(maxCount))
-            func column(_ i: Int32) -> UnsafeRawBufferPointer? {
-                if sqlite3_column_type(stmt, i) == SQLITE_NULL { return nil }
-                let p = sqlite3_column_blob(stmt, i)
-                return UnsafeRawBufferPointer(start: p, count: Int(sqlite3_column_bytes(stmt, i)))
-            }
+            sqlite3_bind_int64(stmt, 3, base)
             var n = 0
-            while try c.step(stmt, "read partition \(pnum)") {
-                try body(RecordView(offset: sqlite3_column_int64(stmt, 0) - base, txn: sqlite3_column_int64(stmt, 5),
-                                    timestampMs: sqlite3_column_int64(stmt, 1), key: column(2), value: column(3), headers: column(4)))
-                n += 1
+            while n < maxCount, try c.step(stmt, "read partition \(pnum)") {
+                let first = sqlite3_column_int64(stmt, 0) - base
+                if sqlite3_column_int64(stmt, 1) < lo { continue }   // the row before `from` ends before it
+                let data = sqlite3_column_blob(stmt, 3)
+                let blob = UnsafeRawBufferPointer(start: data, count: data == nil ? 0 : Int(sqlite3_column_bytes(stmt, 3)))
+                n += try RecordChunk.visit(blob, first: first, txn: sqlite3_column_int64(stmt, 2), from: lo, below: hi,
+                                           maxCount: maxCount - n, where: "partition \(pnum) at offset \(first) of \(c.path)", body)
             }
             return n
         }
@@ -488,33 +668,21 @@ public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
             if sqlite3_changes(c.db) > 0 { changed = true }
         }
 
+        /// Inserts the batch as one row, or several when it exceeds a row's bounds.
         func append(_ pnum: Int64, _ batch: RecordBatch, txn: Int64) throws -> Int64 {
             let c = try writer("append")
             let first = try highWatermark(pnum)
             guard batch.count > 0 else { return first }
             try checkOffsetSpace(pnum, base: first, count: batch.count)
-            let stmt = try c.statement(SQL.insertRecord)
-            defer {
-                sqlite3_reset(stmt)
-                sqlite3_clear_bindings(stmt)   // drop pointers to the batch's buffer
-            }
-            sqlite3_bind_int64(stmt, 6, txn)   // bindings survive sqlite3_reset
-            var id = Self.base(pnum) + first
+            let stmt = try c.statement(SQL.insertChunk)
+            let base = Self.base(pnum)
             changed = true
-            try batch.buffer.withUnsafeBytes { buf in
-                for e in batch.entries {
-                    sqlite3_bind_int64(stmt, 1, id)
-                    sqlite3_bind_int64(stmt, 2, e.timestampMs)
-                    sqliteBindSlice(stmt, 3, buf, e.start, e.keyLen)
-                    sqliteBindSlice(stmt, 4, buf, e.valueStart, e.valueLen)
-                    sqliteBindSlice(stmt, 5, buf, e.headersStart, e.headersLen)
-                    let rc = sqlite3_step(stmt)
-                    guard rc == SQLITE_DONE else {
-                        throw c.error(rc, "append to partition \(pnum)")
-                    }
-                    sqlite3_reset(stmt)
-                    id += 1
-                }
+            for range in RecordChunk.split(batch) {
+                let at = first + Int64(range.lowerBound)
+                let bytes = batch.entries[range].reduce(0) { $0 + $1.size }
+                try SQLiteStorage.insertChunk(c, stmt, id: base + at, last: at + Int64(range.count - 1), count: range.count,
+                                              bytes: bytes, txn: txn, blob: RecordChunk.pack(batch, range),
+                                              context: "append to partition \(pnum)")
             }
             try run(SQL.logAppended, pnum, first + Int64(batch.count), Int64(batch.buffer.count), context: "high watermark of partition \(pnum)")
             return first
