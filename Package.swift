@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "kofka", type: .dynamic, targets: ["KofkaCABI"]),
         // Plugins shipped with Kofka, built beside libkofka.so and loaded at run time (include/kofka.h, "Plugins").
         .library(name: "kofka_metrics", type: .dynamic, targets: ["KofkaMetrics"]),
+        .library(name: "kofka_postgresql", type: .dynamic, targets: ["KofkaPostgres"]),
         .executable(name: "kofka-cli", targets: ["kofka-cli"]),
     ],
     dependencies: [
@@ -35,6 +36,14 @@ let package = Package(
         // The metrics interceptor plugin: C against include/kofka.h only, not linked with libkofka.so
         // (its kofka_* calls resolve to the Kofka that loads it).
         .target(name: "KofkaMetrics", path: "Sources/KofkaMetrics",
+                cSettings: [.headerSearchPath("../../include")],
+                linkerSettings: [.linkedLibrary("pthread"), .unsafeFlags(pluginLinkFlags)]),
+        // libpq, PostgreSQL's client library (Debian: libpq-dev), for the PostgreSQL storage plugin.
+        .systemLibrary(name: "CLibPQ", path: "Sources/CLibPQ", pkgConfig: "libpq",
+                       providers: [.apt(["libpq-dev"])]),
+        // The PostgreSQL storage plugin (schemes postgresql: and postgres:): C against include/kofka.h
+        // and libpq only, not linked with libkofka.so.
+        .target(name: "KofkaPostgres", dependencies: ["CLibPQ"], path: "Sources/KofkaPostgres",
                 cSettings: [.headerSearchPath("../../include")],
                 linkerSettings: [.linkedLibrary("pthread"), .unsafeFlags(pluginLinkFlags)]),
         .executableTarget(name: "kofka-cli", dependencies: [
