@@ -4,19 +4,23 @@ import Dispatch
 import Glibc
 #endif
 @testable import Kofka
+import KofkaLab
 
 /// One conformance suite, run against every backend.
 @Suite("StorageConformance")
 struct StorageConformanceTests {
-    static let kinds = ["memory", "sqlite"]
+    static let kinds = ["memory", "sqlite"] + postgresKinds
 
-    /// A fresh backend of `kind`; `path` is the SQLite file ("" for memory).
+    /// A fresh backend of `kind`; `path` is the SQLite file ("" for memory), or the schema of a
+    /// PostgreSQL store (dropped by `cleanup`).
     struct Fixture {
         let storage: any StorageBackend
         let path: String
+        var schema = ""
         func cleanup() {
             storage.close()
             if !path.isEmpty { removeDatabase(path) }
+            if !schema.isEmpty, let url = LabPostgres.testURL { LabPostgres.dropSchema(url, schema) }
         }
     }
 
@@ -24,6 +28,9 @@ struct StorageConformanceTests {
         switch kind {
         case "memory":
             return Fixture(storage: MemoryStorage(), path: "")
+        case "postgresql":
+            let (storage, schema) = try makePostgres(tag: "conf")
+            return Fixture(storage: storage, path: "", schema: schema)
         default:
             let path = tempPath()
             return Fixture(storage: try makeSQLite(path), path: path)
