@@ -462,6 +462,12 @@ static int send_sync(conn *c) {
     return queue_push(c, S_SYNC);
 }
 
+/** Notices (a NOTICE from the server) are not the application's business: dropped. */
+static void ignore_notice(void *arg, const char *message) {
+    (void)arg;
+    (void)message;
+}
+
 /** Opens one session, waiting at most until `deadline` (mono ns). NULL with err on failure. */
 static PGconn *connect_once(pgstore *st, uint64_t deadline, char *err, size_t errlen) {
     /* Defaults first: the URI's own parameters (expanded from dbname) override them. */
@@ -475,7 +481,10 @@ static PGconn *connect_once(pgstore *st, uint64_t deadline, char *err, size_t er
     }
     PostgresPollingStatusType ps = PGRES_POLLING_WRITING;
     while (PQstatus(pg) != CONNECTION_BAD) {
-        if (ps == PGRES_POLLING_OK) return pg;
+        if (ps == PGRES_POLLING_OK) {
+            PQsetNoticeProcessor(pg, ignore_notice, NULL);
+            return pg;
+        }
         if (ps == PGRES_POLLING_FAILED) break;
         uint64_t now = mono_ns();
         if (now >= deadline) {
