@@ -52,6 +52,26 @@ public enum LabPostgres {
         return (withSchema(url, schema), schema)
     }
 
+    /// Loads the PostgreSQL plugin into this process (by opening and closing a broker on a
+    /// throwaway schema), so that broker configs with `postgresql.*` keys are accepted: the core
+    /// checks config keys before it resolves the storage string's scheme, and keys belong to a
+    /// plugin only once it is loaded.
+    public static func loadPlugin(_ url: String) throws {
+        let (storage, schema) = freshStore(url, tag: "load")
+        defer { dropSchema(url, schema) }
+        try Broker(storage).close()
+    }
+
+    /// Redacts the password of a PostgreSQL storage string for printing
+    /// (`postgresql://user:secret@host/db` → `postgresql://user:***@host/db`); others unchanged.
+    public static func redacted(_ spec: String) -> String {
+        let chars = Array(spec)
+        guard isPostgres(spec), let slash = (0..<max(0, chars.count - 2)).first(where: { chars[$0] == "/" && chars[$0 + 1] == "/" }),
+              let at = chars[(slash + 2)...].firstIndex(of: "@"),
+              let colon = chars[(slash + 2)..<at].firstIndex(of: ":") else { return spec }
+        return String(chars[...colon]) + "***" + String(chars[at...])
+    }
+
     /// Drops `schema` and everything in it (errors ignored: a store never created has none).
     public static func dropSchema(_ url: String, _ schema: String) {
         _ = try? query(url, "DROP SCHEMA IF EXISTS \"\(schema)\" CASCADE")
@@ -78,6 +98,7 @@ public enum LabPostgres {
         guard pq.status(conn) == 0 else {
             throw KofkaError(.storage, "cannot connect to PostgreSQL: \(pq.message(pq.errorMessage(conn)))")
         }
+        if let quiet = pq.exec(conn, "SET client_min_messages TO warning") { pq.clear(quiet) }
         guard let res = pq.exec(conn, sql) else { throw KofkaError(.storage, "libpq: \(pq.message(pq.errorMessage(conn)))") }
         defer { pq.clear(res) }
         let status = pq.resultStatus(res)

@@ -3,24 +3,32 @@ import Kofka
 import Glibc
 #endif
 
-/// Where the explorer runs histories: `memory:` (a fresh in-process store per history) or
-/// `sqlite:PATH` (a fresh file per history, named after PATH, removed afterwards).
+/// Where the explorer runs histories: `memory:` (a fresh in-process store per history),
+/// `sqlite:PATH` (a fresh file per history, named after PATH, removed afterwards) or
+/// `postgresql://…` (a fresh schema per history on that database, dropped afterwards).
 public final class LabStorage: @unchecked Sendable {
     public let spec: String
     private let lock = LabLock()
     private var counter = 0
 
     public init(_ spec: String) throws {
-        guard spec == "memory:" || spec == "memory" || (spec.hasPrefix("sqlite:") && spec.count > "sqlite:".count) else {
-            throw KofkaError(.invalidArg, "unknown lab storage '\(spec)': expected memory: or sqlite:PATH")
+        let postgres = LabPostgres.isPostgres(spec)
+        guard spec == "memory:" || spec == "memory" || (spec.hasPrefix("sqlite:") && spec.count > "sqlite:".count) || postgres else {
+            throw KofkaError(.invalidArg, "unknown lab storage '\(spec)': expected memory:, sqlite:PATH or postgresql://USER@HOST/DB")
         }
         self.spec = spec == "memory" ? "memory:" : spec
+        if postgres { try LabPostgres.loadPlugin(spec) }
     }
 
     public var isSQLite: Bool { spec.hasPrefix("sqlite:") }
+    public var isPostgres: Bool { LabPostgres.isPostgres(spec) }
 
     /// A fresh storage string and what removes it afterwards.
     func fresh() -> (String, () -> Void) {
+        if isPostgres {
+            let (storage, schema) = LabPostgres.freshStore(spec, tag: "lab")
+            return (storage, { [spec] in LabPostgres.dropSchema(spec, schema) })
+        }
         guard isSQLite else { return ("memory:", {}) }
         let n = lock.with { counter += 1; return counter }
         let path = String(spec.dropFirst("sqlite:".count)) + "-\(getpid())-\(n).db"
