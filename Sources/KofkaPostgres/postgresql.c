@@ -7,7 +7,7 @@
  * scheme and handed to libpq as its connection URI, verbatim (kofka_postgresql.h).
  *
  * LAYOUT (schema "kofka", or the first schema of a search_path given in the URI):
- *   meta(name, value)                   schema_version = 1
+ *   meta(name, value)                   schema_version = 1; lock_key (the write lock's second key)
  *   kv(key bytea, value bytea)          the protocol's key/value map; bytea keys compare as
  *                                       bytes (memcmp), the order scan promises
  *   logs(pnum, start, next, bytes)      per partition: log start, high watermark, bytes held
@@ -31,7 +31,8 @@
  * exclude every other write on the same store, on every host: the key/value map is shared by
  * all partitions (producer ids, sequence state, transactions, groups, offsets), so a write is
  * a read-modify-write across partitions and the map, and offsets must be dense. So begin(write)
- * takes pg_advisory_xact_lock(0x4B4F464B, hash(schema)) — one lock per store — after BEGIN
+ * takes pg_advisory_xact_lock(0x4B4F464B, meta.lock_key) — one lock per store (lock_key: a
+ * hash of the schema name, written when the store is created) — after BEGIN
  * (READ COMMITTED), and the server releases it at COMMIT or ROLLBACK, or when the session dies
  * (a killed host never leaves it held). The next writer gets the lock only after the previous
  * commit is visible, and its READ COMMITTED statements see it; offsets are the high watermark
@@ -110,7 +111,7 @@
 
 #define OFFSET_LIMIT ((int64_t)1 << 40)     /* offsets are 0 .. 2^40-1 */
 #define PNUM_LIMIT ((int64_t)1 << 23)       /* partition numbers are 0 .. 2^23-1 */
-#define LOCK_CLASS 0x4B4F464B               /* "KOFK": the advisory lock's first key */
+#define LOCK_CLASS 0x4B4F464B               /* "KOFK" = 1263486539: the advisory lock's first key */
 #define RECORD_HEADER 24                    /* packed record: u32 delta, i64 ts, 3 x i32 length */
 #define MAX_QUEUED 256                      /* statements queued before a sync is forced */
 #define MAX_BATCH_DATA (512 * 1024 * 1024)  /* a packed batch (bytea limit is 1 GB) */
@@ -758,12 +759,19 @@ static int prepare_schema(pgstore *st, PGconn *pg, kofka_err *code, char *err, s
                  "  txn bigint NOT NULL, n integer NOT NULL, bytes bigint NOT NULL, data bytea NOT NULL, "
                  "  PRIMARY KEY (pnum, base));"
                  "ALTER TABLE %s.batches ALTER COLUMN data SET STORAGE EXTERNAL;"
-                 "INSERT INTO %s.meta VALUES ('schema_version', %d);",
-                 q, q, q, q, q, q, KOFKA_POSTGRESQL_SCHEMA_VERSION);
+                 "INSERT INTO %s.meta VALUES ('schema_version', %d), ('lock_key', %d);",
+                 q, q, q, q, q, q, KOFKA_POSTGRESQL_SCHEMA_VERSION, st->lock_key);
         r = PQexec(pg, sql);
         if (PQresultStatus(r) != PGRES_COMMAND_OK) goto sqlfail;
         PQclear(r);
     }
+    /* The write lock's second key is data of the store (what every host uses; an operator can
+     * take it too: pg_advisory_lock(1263486539, lock_key) stops every writer). */
+    snprintf(sql, sizeof sql, "SELECT value FROM %s.meta WHERE name = 'lock_key'", st->qschema);
+    r = PQexec(pg, sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) goto sqlfail;
+    if (PQntuples(r) == 1) st->lock_key = (int32_t)atol(PQgetvalue(r, 0, 0));
+    PQclear(r);
     r = PQexec(pg, "COMMIT");
     if (PQresultStatus(r) != PGRES_COMMAND_OK) goto sqlfail;
     PQclear(r);
@@ -1049,7 +1057,7 @@ static kofka_err failure_error(pgtxn *t, const failure *f, const char *op) {
     const char *what = f->stmt < S_COUNT ? statements[f->stmt].what : "sync";
     if (strcmp(f->sqlstate, "55P03") == 0)
         return fail(KOFKA_ERR_BUSY, "the write lock of PostgreSQL %s (schema \"%s\") was held by another writer for "
-                    "postgresql.lock.timeout.ms (%" PRId64 " ms); nothing written", st->where, st->schema, st->lock_timeout_ms);
+                    "postgresql.lock.timeout.ms (%" PRId64 " ms)", st->where, st->schema, st->lock_timeout_ms);
     if (f->lost)
         return fail(KOFKA_ERR_BUSY, "%s: the connection to PostgreSQL at %s was lost (%s)%s; it reconnects on the next call",
                     op, st->where, f->message, t->writable ? "; nothing written" : "");
