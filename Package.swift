@@ -25,6 +25,7 @@ let package = Package(
         .library(name: "kofka", type: .dynamic, targets: ["KofkaCABI"]),
         // Plugins shipped with Kofka, built beside libkofka.so and loaded at run time (include/kofka.h, "Plugins").
         .library(name: "kofka_metrics", type: .dynamic, targets: ["KofkaMetrics"]),
+        .library(name: "kofka_postgresql", type: .dynamic, targets: ["KofkaPostgres"]),
         .executable(name: "kofka-cli", targets: ["kofka-cli"]),
         // The storage conformance suite, for backends outside Kofka (Swift, or C through `kofka lab conformance`).
         .library(name: "KofkaStorageTesting", targets: ["KofkaStorageTesting"]),
@@ -53,6 +54,14 @@ let package = Package(
         .target(name: "KofkaLMDB", path: "Sources/KofkaLMDB", cSettings: [.headerSearchPath("../../include")], linkerSettings: linkLMDB + [.unsafeFlags(pluginLinkFlags, .when(platforms: [.linux]))]),
         // The raw LMDB reference `kofka bench-storage` times beside the plugin.
         .target(name: "CRefLMDB", path: "Sources/CRefLMDB", linkerSettings: linkLMDB),
+        // libpq, PostgreSQL's client library (Debian: libpq-dev), for the PostgreSQL storage plugin.
+        .systemLibrary(name: "CLibPQ", path: "Sources/CLibPQ", pkgConfig: "libpq",
+                       providers: [.apt(["libpq-dev"])]),
+        // The PostgreSQL storage plugin (schemes postgresql: and postgres:): C against include/kofka.h
+        // and libpq only, not linked with libkofka.so.
+        .target(name: "KofkaPostgres", dependencies: ["CLibPQ"], path: "Sources/KofkaPostgres",
+                cSettings: [.headerSearchPath("../../include")],
+                linkerSettings: [.linkedLibrary("pthread"), .unsafeFlags(pluginLinkFlags)]),
         .executableTarget(name: "kofka-cli", dependencies: [
             "Kofka", "KofkaLab", "KofkaCABI", "KofkaStorageTesting", "CSQLite", "CRefLog", "CRefLMDB", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: [.swiftLanguageMode(.v5)], linkerSettings: exportPluginAPI),

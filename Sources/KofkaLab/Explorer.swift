@@ -142,13 +142,16 @@ final class LabLockHolder: @unchecked Sendable {
     private let done = DispatchSemaphore(value: 0)
     /// Whether the last `hold` got the lock (set before `held` is signalled).
     private var holding = false
-    init(path: String) throws { broker = try Broker("sqlite:" + path) }
+    /// A second broker handle on the shared store `storage` (a SQLite file, a PostgreSQL schema).
+    init(storage: String) throws { broker = try Broker(storage) }
 
     /// Takes the write lock on another thread and returns once it is held (or could not be taken).
     func hold() {
         holding = false
         DispatchQueue.global().async { [self] in
-            _ = try? broker.storage.write { _ in
+            _ = try? broker.storage.write { w in
+                // Touch the store: a backend may take its lock with the first statement (PostgreSQL).
+                _ = try w.get("lab/lock-holder")
                 holding = true
                 held.signal()
                 release.wait()
@@ -208,13 +211,17 @@ final class LabWorld {
         if s.storageFaultRate > 0 {
             cfg += [("fault.storage.failure.rate", "\(s.storageFaultRate)"), ("fault.storage.seed", "\(s.storageFaultSeed)")]
         }
-        var holderPath: String? = nil
+        var holderStorage: String? = nil
+        let busyMs = concurrent ? max(timing.busyTimeoutMs, 200) : timing.busyTimeoutMs
         if storage.hasPrefix("sqlite:") {
-            cfg += [("sqlite.busy.timeout.ms", "\(concurrent ? max(timing.busyTimeoutMs, 200) : timing.busyTimeoutMs)"), ("sqlite.synchronous", "normal")]
-            if !concurrent { holderPath = String(storage.dropFirst("sqlite:".count)) }
+            cfg += [("sqlite.busy.timeout.ms", "\(busyMs)"), ("sqlite.synchronous", "normal")]
+            if !concurrent { holderStorage = storage }
+        } else if LabPostgres.isPostgres(storage) {
+            cfg += [("postgresql.lock.timeout.ms", "\(busyMs)")]
+            if !concurrent { holderStorage = storage }
         }
         broker = try Broker(storage, config: try BrokerConfig(cfg), clock: clock)
-        lockHolder = try holderPath.map { try LabLockHolder(path: $0) }
+        lockHolder = try holderStorage.map { try LabLockHolder(storage: $0) }
         if createTopics {
             try broker.createTopic(Self.input, partitions: s.partitions)
             for k in PipeKind.allCases where s.slots(k) > 0 { try broker.createTopic(k.output, partitions: s.partitions) }

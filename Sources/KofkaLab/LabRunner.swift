@@ -4,29 +4,37 @@ import Glibc
 #endif
 
 /// Where the explorer runs histories: `memory:` (a fresh in-process store per history),
-/// `sqlite:PATH` (a fresh file per history, named after PATH, removed afterwards) or a plugin's
+/// `sqlite:PATH` (a fresh file per history, named after PATH, removed afterwards), a plugin's
 /// `SCHEME:PATH` such as `lmdb:PATH` (a fresh store PATH-… per history: a file or a directory of
-/// files, removed afterwards).
+/// files, removed afterwards) or `postgresql://…` (a fresh schema per history on that database,
+/// dropped afterwards).
 public final class LabStorage: @unchecked Sendable {
     public let spec: String
     private let lock = LabLock()
     private var counter = 0
 
     public init(_ spec: String) throws {
+        let postgres = LabPostgres.isPostgres(spec)
         let colon = spec.firstIndex(of: ":")
         let isMemory = spec == "memory:" || spec == "memory"
-        guard isMemory || (colon.map { $0 != spec.startIndex && spec.index(after: $0) != spec.endIndex } ?? false) else {
-            throw KofkaError(.invalidArg, "unknown lab storage '\(spec)': expected memory:, sqlite:PATH or a plugin's SCHEME:PATH (lmdb:PATH)")
+        guard isMemory || postgres || (colon.map { $0 != spec.startIndex && spec.index(after: $0) != spec.endIndex } ?? false) else {
+            throw KofkaError(.invalidArg, "unknown lab storage '\(spec)': expected memory:, sqlite:PATH, postgresql://USER@HOST/DB or a plugin's SCHEME:PATH (lmdb:PATH)")
         }
         self.spec = isMemory ? "memory:" : spec
+        if postgres { try LabPostgres.loadPlugin(spec) }
     }
 
     public var isSQLite: Bool { spec.hasPrefix("sqlite:") }
     public var isMemory: Bool { spec == "memory:" }
+    public var isPostgres: Bool { LabPostgres.isPostgres(spec) }
 
     /// A fresh storage string and what removes it afterwards.
     func fresh() -> (String, () -> Void) {
         guard !isMemory else { return ("memory:", {}) }
+        if isPostgres {
+            let (storage, schema) = LabPostgres.freshStore(spec, tag: "lab")
+            return (storage, { [spec] in LabPostgres.dropSchema(spec, schema) })
+        }
         let n = lock.with { counter += 1; return counter }
         let colon = spec.firstIndex(of: ":")!
         let scheme = String(spec[...colon])

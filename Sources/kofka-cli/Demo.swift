@@ -13,18 +13,19 @@ struct Demo: ParsableCommand {
             For each mode: records are sent one by one through a link that loses requests and \
             acknowledgements; consumers crash between processing and commit (exactly-once: inside a \
             read-process-write transaction). The table counts what was lost and duplicated, and checks \
-            each mode's promise. With --processes N, N worker processes share a SQLite file and are \
-            killed with SIGKILL at random and restarted. Exits non-zero if a promise was broken.
+            each mode's promise. With --processes N, N worker processes share a SQLite file or a \
+            PostgreSQL database and are killed with SIGKILL at random and restarted. Exits non-zero \
+            if a promise was broken.
             """)
 
-    @Option(help: "Storage: memory:, sqlite:PATH or lmdb:PATH (any plugin's SCHEME:LOCATION).") var storage = "memory:"
+    @Option(help: "Storage: memory:, sqlite:PATH, lmdb:PATH or postgresql://USER@HOST/DB (any plugin's SCHEME:LOCATION).") var storage = "memory:"
     @Option(help: "Records per mode.") var records = 1000
     @Option(help: "Partitions of the demo topics.") var partitions: Int32 = 3
     @Option(name: .customLong("request-loss"), help: "Probability a produce request is lost.") var requestLoss = 0.1
     @Option(name: .customLong("ack-loss"), help: "Probability an acknowledgement is lost.") var ackLoss = 0.1
     @Option(name: .customLong("crash-every"), help: "In-process: a consumer crashes after every N processed records (0 = never).") var crashEvery = 100
     @Option(help: "Seed of the lossy link.") var seed: UInt64 = 42
-    @Option(help: "Run N worker processes on a shared store (sqlite:, lmdb:), killed with SIGKILL at random and restarted.") var processes = 0
+    @Option(help: "Run N worker processes on a shared store (sqlite:, lmdb:, postgresql:), killed with SIGKILL at random and restarted.") var processes = 0
     @Option(help: "With --processes: SIGKILLs per mode.") var kills = 20
     @Option(name: .customLong("polls-per-transaction"), help: "Exactly-once: consumer polls per read-process-write transaction (more than 1 lets rebalances land inside open transactions).") var pollsPerTransaction = 1
     @Option(help: "Modes to run, comma-separated.") var modes = "at-most-once,at-least-once,exactly-once"
@@ -33,7 +34,7 @@ struct Demo: ParsableCommand {
     func validate() throws {
         if records < 1 { throw ValidationError("--records must be at least 1") }
         if processes > 0 && (storage.hasPrefix("memory") || !storage.contains(":")) {
-            throw ValidationError("--processes needs a store processes share: use --storage sqlite:PATH or lmdb:PATH")
+            throw ValidationError("--processes needs a store processes share: use --storage sqlite:PATH, lmdb:PATH or postgresql://USER@HOST/DB")
         }
         for m in modes.split(separator: ",") where DeliveryMode(rawValue: String(m)) == nil {
             throw ValidationError("unknown mode '\(m)': expected at-most-once, at-least-once or exactly-once")
@@ -92,7 +93,7 @@ struct Demo: ParsableCommand {
         out += rows.dropFirst().map(line)
         let how = processes > 0 ? "\(processes) worker processes, \(kills) SIGKILLs per mode" : "a consumer crash every \(crashEvery) processed records"
         out.append("")
-        out.append("storage \(storage); \(records) records per mode through a link losing \(Int(requestLoss * 100))% of requests and \(Int(ackLoss * 100))% of acks (seed \(seed)); \(how).")
+        out.append("storage \(LabPostgres.redacted(storage)); \(records) records per mode through a link losing \(Int(requestLoss * 100))% of requests and \(Int(ackLoss * 100))% of acks (seed \(seed)); \(how).")
         out.append("throughput: records/s sent one by one through the lossy link (at-most-once does not wait for the write, at-least-once waits and retries, exactly-once also carries sequence numbers the broker checks).")
         for r in rs {
             out.append("  \(r.mode.rawValue): \(r.crashes) crashes; producer: \(r.producerCheck.acknowledged) acknowledged, \(r.producerCheck.unknown) unknown; "
@@ -109,7 +110,7 @@ struct Demo: ParsableCommand {
                 + "\"unexpected\":\(r.endToEnd.unexpected.count),\"aborted_reads\":\(r.endToEnd.abortedReads.count),\"reordered\":\(r.endToEnd.reordered),"
                 + "\"guarantee\":\"\(r.promise)\",\"held\":\(r.held)}"
         }
-        return "{\"storage\":\"\(storage)\",\"records\":\(records),\"processes\":\(processes),\"results\":[" + items.joined(separator: ",") + "]}"
+        return "{\"storage\":\"\(LabPostgres.redacted(storage))\",\"records\":\(records),\"processes\":\(processes),\"results\":[" + items.joined(separator: ",") + "]}"
     }
 }
 

@@ -91,7 +91,7 @@ struct StorageOptions: ParsableArguments {
                 throw CLIError("invalid setting '\(s)': expected KEY=VALUE")
             }
             let kv = (String(s[..<eq]), String(s[s.index(after: eq)...]))
-            // The storage plugin's own keys (lmdb.map.size for lmdb:PATH) go to the broker too.
+            // The storage plugin's own keys (lmdb.map.size for lmdb:PATH, postgresql.lock.timeout.ms for postgresql://…) go to the broker too.
             let scheme = storage.split(separator: ":", maxSplits: 1).first.map { $0 + "." } ?? "\u{0}"
             if Self.brokerKeys.contains(kv.0) || kv.0.hasPrefix(scheme) { broker.append(kv) } else { client.append(kv) }
         }

@@ -24,7 +24,7 @@ struct LabExplore: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "explore", abstract: "Run seeded histories for a while; report and shrink violations.")
 
     @Option(help: "Seconds to explore (shrinking not counted).") var seconds = 10.0
-    @Option(help: "memory:, sqlite:PATH or a plugin's SCHEME:PATH such as lmdb:PATH (a fresh store PATH-… per history).") var storage = "memory:"
+    @Option(help: "memory:, sqlite:PATH or a plugin's SCHEME:PATH such as lmdb:PATH (a fresh store PATH-… per history), or postgresql://USER@HOST/DB (a fresh schema per history).") var storage = "memory:"
     @Option(help: "sequential (deterministic, shrinkable), threads, or processes (sqlite only).") var mode = "sequential"
     @Option(help: "First seed (default: from the clock).") var seed: UInt64?
     @Option(name: .customLong("shrink-seconds"), help: "Time limit for shrinking one violation.") var shrinkSeconds = 60.0
@@ -48,7 +48,7 @@ struct LabExplore: ParsableCommand {
     func run() throws {
         let st = try LabStorage(storage)
         let first = seed ?? UInt64(monoNsNow() % 1_000_000_000)
-        print("exploring \(mode) on \(storage) for \(seconds) s from seed \(first)")
+        print("exploring \(mode) on \(LabPostgres.redacted(storage)) for \(seconds) s from seed \(first)")
         let stats: LabExploreStats
         switch mode {
         case "threads":
@@ -94,7 +94,7 @@ struct LabReplay: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "replay", abstract: "Run one seeded history (or some of its operations) sequentially, with a trace.")
 
     @OptionGroup var which: LabHistoryOptions
-    @Option(help: "memory: or sqlite:PATH.") var storage = "memory:"
+    @Option(help: "memory:, sqlite:PATH or postgresql://USER@HOST/DB.") var storage = "memory:"
     @Flag(name: .customLong("quiet"), help: "No op-by-op trace.") var quiet = false
 
     func run() throws {

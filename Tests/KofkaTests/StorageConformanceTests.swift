@@ -1,13 +1,14 @@
 import Testing
-import Kofka
+@testable import Kofka
+import KofkaLab
 import KofkaStorageTesting
 
 /// The storage conformance suite (`KofkaStorageTesting`) on Kofka's own backends: every check
-/// on memory and SQLite, each pair its own test case, so a failure names its check and backend.
+/// on memory and SQLite (and PostgreSQL when `KOFKA_PG_URL` names a server), each pair its own test case, so a failure names its check and backend.
 /// Checks that reopen a store do not run on memory (it has nothing to reopen).
 @Suite("StorageConformance")
 struct StorageConformanceTests {
-    static let backends = ["memory", "sqlite"]
+    static let backends = ["memory", "sqlite"] + postgresKinds
 
     static let cases: [(String, String)] = StorageConformance.checks.flatMap { check in
         backends.filter { !(check.requirement == .reopen && $0 == "memory") }.map { (check.name, $0) }
@@ -17,6 +18,17 @@ struct StorageConformanceTests {
         switch backend {
         case "memory":
             return StorageConformance.Factory(name: "memory") { MemoryStorage() }
+        case "postgresql":
+            // A location is a fresh schema's storage string; removing it drops the schema.
+            return StorageConformance.Factory(name: "postgresql", location: {
+                guard let url = LabPostgres.testURL else { throw KofkaError(.invalidArg, "KOFKA_PG_URL is not set") }
+                return LabPostgres.freshStore(url, tag: "conf").storage
+            }, open: { storage in
+                try PluginLoader.factory(scheme: "postgresql", config: [])(String(storage.dropFirst("postgresql:".count)), [])
+            }, remove: { storage in
+                guard let url = LabPostgres.testURL, let schema = LabPostgres.schema(of: storage) else { return }
+                LabPostgres.dropSchema(url, schema)
+            })
         default:
             return StorageConformance.Factory(name: "sqlite", location: { tempPath() },
                                               open: { try makeSQLite($0) }, remove: { removeDatabase($0) })

@@ -4,14 +4,18 @@ import Dispatch
 import Glibc
 #endif
 @testable import Kofka
+import KofkaLab
 
-/// The backends every behaviour test runs on.
-let backends = ["memory", "sqlite"]
+/// The backends every behaviour test runs on (PostgreSQL too when KOFKA_PG_URL is set).
+let backends = ["memory", "sqlite"] + postgresKinds
 
-/// A broker on a fresh backend of `kind`; `path` is the SQLite file ("" for memory).
+/// A broker on a fresh backend of `kind`; `path` is the SQLite file ("" for memory); `storage`
+/// the storage string (for PostgreSQL: a fresh schema, dropped at the end).
 final class BrokerFixture: @unchecked Sendable {
     let kind: String
     let path: String
+    let storage: String
+    private var schema = ""
     let config: [(String, String)]
     /// The clock every handle of this fixture reads.
     let clock: any TimeSource
@@ -23,27 +27,33 @@ final class BrokerFixture: @unchecked Sendable {
         self.kind = kind
         self.config = config
         self.clock = clock
-        if kind == "memory" {
+        switch kind {
+        case "memory":
             path = ""
-            broker = try Broker("memory:", config: try BrokerConfig(config), clock: clock)
-        } else {
+            storage = "memory:"
+        case "postgresql":
+            path = ""
+            guard let url = LabPostgres.testURL else { throw KofkaError(.invalidArg, "KOFKA_PG_URL is not set") }
+            (storage, schema) = LabPostgres.freshStore(url, tag: "fixture")
+        default:
             path = tempPath()
-            broker = try Broker("sqlite:" + path, config: try BrokerConfig(config), clock: clock)
+            storage = "sqlite:" + path
         }
+        broker = try Broker(storage, config: try BrokerConfig(config), clock: clock)
     }
 
-    /// Closes the broker and opens it again on the same file (SQLite only).
+    /// Closes the broker and opens it again on the same store (SQLite, PostgreSQL).
     func reopen() throws -> Broker {
-        precondition(kind == "sqlite")
+        precondition(kind != "memory")
         broker.close()
-        broker = try Broker("sqlite:" + path, config: try BrokerConfig(config), clock: clock)
+        broker = try Broker(storage, config: try BrokerConfig(config), clock: clock)
         return broker
     }
 
-    /// A second, independent broker handle on the same SQLite file (as another process would open).
+    /// A second, independent broker handle on the same store (as another process would open).
     func secondHandle() throws -> Broker {
-        precondition(kind == "sqlite")
-        let b = try Broker("sqlite:" + path, config: try BrokerConfig(config), clock: clock)
+        precondition(kind != "memory")
+        let b = try Broker(storage, config: try BrokerConfig(config), clock: clock)
         extra.append(b)
         return b
     }
@@ -52,6 +62,7 @@ final class BrokerFixture: @unchecked Sendable {
         for b in extra { b.close() }
         broker.close()
         if !path.isEmpty { removeDatabase(path) }
+        if !schema.isEmpty, let url = LabPostgres.testURL { LabPostgres.dropSchema(url, schema) }
     }
 }
 

@@ -194,14 +194,107 @@ static inline int check_done(void) {
 
 /* ---- backends ----------------------------------------------------------- */
 
+/*
+ * Every test runs on memory: and on a fresh SQLite file; and, when the environment variable
+ * KOFKA_PG_URL names a PostgreSQL server (scripts/pg.sh starts a throwaway one), on a fresh
+ * schema of that database too: "postgresql://…?options=-csearch_path%3Dkc_TAG_PID_N", dropped
+ * by test_backend_teardown. libpq is loaded with dlopen for that, so nothing here links it.
+ */
+
 /** One storage backend under test. */
 typedef struct test_backend {
-    const char *name;     /* "memory:" or "sqlite:" */
-    char storage[512];    /* the string for kofka_broker_open */
-    char path[480];       /* the SQLite file, "" for memory */
+    const char *name;     /* "memory:", "sqlite:" or "postgresql:" */
+    char storage[1024];   /* the string for kofka_broker_open */
+    char path[480];       /* the SQLite file, "" for the others */
+    char schema[64];      /* the PostgreSQL schema, "" for the others */
 } test_backend;
 
-#define TEST_BACKEND_COUNT 2
+/** KOFKA_PG_URL, or NULL when it is not set (or empty). */
+static inline const char *test_pg_url(void) {
+    const char *u = getenv("KOFKA_PG_URL");
+    return u && *u ? u : NULL;
+}
+
+/** Backends to run: memory: and sqlite:, and postgresql: when KOFKA_PG_URL is set. */
+static inline int test_backend_count(void) { return test_pg_url() ? 3 : 2; }
+#define TEST_BACKEND_COUNT test_backend_count()
+
+#include <dlfcn.h>
+
+/** libpq's functions, loaded on first use (NULL lib: not loaded). */
+static struct {
+    void *lib;
+    void *(*connectdb)(const char *);
+    int (*status)(const void *);
+    char *(*errmsg)(const void *);
+    void *(*exec)(void *, const char *);
+    int (*result_status)(const void *);
+    char *(*result_errmsg)(const void *);
+    int (*ntuples)(const void *);
+    char *(*getvalue)(const void *, int, int);
+    void (*clear)(void *);
+    void (*finish)(void *);
+} test_pq;
+
+/** A session to KOFKA_PG_URL (application_name kofka-ctest), or NULL with the error in err. */
+static inline void *test_pg_open(char *err, size_t err_size) {
+    const char *url = test_pg_url();
+    if (!url) { if (err) snprintf(err, err_size, "KOFKA_PG_URL is not set"); return NULL; }
+    if (!test_pq.lib) {
+        void *lib = dlopen("libpq.so.5", RTLD_NOW | RTLD_LOCAL);
+        if (!lib) { if (err) snprintf(err, err_size, "cannot load libpq.so.5: %s", dlerror()); return NULL; }
+        *(void **)&test_pq.connectdb = dlsym(lib, "PQconnectdb");
+        *(void **)&test_pq.status = dlsym(lib, "PQstatus");
+        *(void **)&test_pq.errmsg = dlsym(lib, "PQerrorMessage");
+        *(void **)&test_pq.exec = dlsym(lib, "PQexec");
+        *(void **)&test_pq.result_status = dlsym(lib, "PQresultStatus");
+        *(void **)&test_pq.result_errmsg = dlsym(lib, "PQresultErrorMessage");
+        *(void **)&test_pq.ntuples = dlsym(lib, "PQntuples");
+        *(void **)&test_pq.getvalue = dlsym(lib, "PQgetvalue");
+        *(void **)&test_pq.clear = dlsym(lib, "PQclear");
+        *(void **)&test_pq.finish = dlsym(lib, "PQfinish");
+        test_pq.lib = lib;
+    }
+    char conninfo[1200];
+    snprintf(conninfo, sizeof conninfo, "%s%sapplication_name=kofka-ctest", url, strchr(url, '?') ? "&" : "?");
+    void *conn = test_pq.connectdb(conninfo);
+    if (!conn || test_pq.status(conn) != 0) {
+        if (err) snprintf(err, err_size, "%s", conn ? test_pq.errmsg(conn) : "out of memory");
+        if (conn) test_pq.finish(conn);
+        return NULL;
+    }
+    void *quiet = test_pq.exec(conn, "SET client_min_messages TO warning");
+    if (quiet) test_pq.clear(quiet);
+    return conn;
+}
+
+/** Runs sql on session conn; the first value of the first row, if any, is copied into out
+ *  (out_size bytes). Returns 0, or -1 with the error in out. */
+static inline int test_pg_query(void *conn, const char *sql, char *out, size_t out_size) {
+    if (out && out_size) out[0] = '\0';
+    void *res = test_pq.exec(conn, sql);
+    int rs = res ? test_pq.result_status(res) : -1;
+    int ok = rs == 1 || rs == 2; /* PGRES_COMMAND_OK, PGRES_TUPLES_OK */
+    if (out) {
+        if (!ok) snprintf(out, out_size, "%s", res ? test_pq.result_errmsg(res) : test_pq.errmsg(conn));
+        else if (rs == 2 && test_pq.ntuples(res) > 0) snprintf(out, out_size, "%s", test_pq.getvalue(res, 0, 0));
+    }
+    if (res) test_pq.clear(res);
+    return ok ? 0 : -1;
+}
+
+static inline void test_pg_close(void *conn) {
+    if (conn) test_pq.finish(conn);
+}
+
+/** test_pg_query on a session of its own. */
+static inline int test_pg_exec(const char *sql, char *out, size_t out_size) {
+    void *conn = test_pg_open(out, out_size);
+    if (!conn) return -1;
+    int rc = test_pg_query(conn, sql, out, out_size);
+    test_pg_close(conn);
+    return rc;
+}
 
 static inline void test_remove_db(const char *path) {
     char buf[600];
@@ -212,24 +305,47 @@ static inline void test_remove_db(const char *path) {
     snprintf(buf, sizeof buf, "%s-journal", path); unlink(buf);
 }
 
-/** Fills be for backend i (0 = memory, 1 = a fresh SQLite file named for tag). */
+/** Drops a PostgreSQL test schema and everything in it ("" is a no-op). */
+static inline void test_pg_drop_schema(const char *schema) {
+    char sql[200];
+    if (!schema[0]) return;
+    snprintf(sql, sizeof sql, "DROP SCHEMA IF EXISTS \"%s\" CASCADE", schema);
+    test_pg_exec(sql, NULL, 0);
+}
+
+/** Fills be for backend i (0 = memory, 1 = a fresh SQLite file named for tag, 2 = a fresh
+ *  PostgreSQL schema named for tag). */
 static inline void test_backend_setup(test_backend *be, int i, const char *tag) {
     static int counter;
     memset(be, 0, sizeof *be);
     if (i == 0) {
         be->name = "memory:";
         snprintf(be->storage, sizeof be->storage, "memory:");
-    } else {
+    } else if (i == 1) {
         be->name = "sqlite:";
         snprintf(be->path, sizeof be->path, "/tmp/kofka-ctest-%s-%ld-%d.db", tag, (long)getpid(), counter++);
         test_remove_db(be->path);
         snprintf(be->storage, sizeof be->storage, "sqlite:%s", be->path);
+    } else {
+        const char *url = test_pg_url();
+        be->name = "postgresql:";
+        snprintf(be->schema, sizeof be->schema, "kc_%.20s_%ld_%d", tag, (long)getpid(), counter++);
+        for (char *c = be->schema; *c; c++) if (*c == '-') *c = '_';
+        test_pg_drop_schema(be->schema);
+        snprintf(be->storage, sizeof be->storage, "%s%soptions=-csearch_path%%3D%s", url ? url : "postgresql:", url && strchr(url, '?') ? "&" : "?",
+                 be->schema);
     }
     check_context = be->name;
-    printf("  backend %s\n", be->storage);
+    printf("  backend %s\n", be->path[0] ? be->storage : be->schema[0] ? be->schema : be->storage);
 }
 
-static inline void test_backend_teardown(test_backend *be) { test_remove_db(be->path); }
+/** Empties the backend's store (a fresh SQLite file, a fresh PostgreSQL schema). */
+static inline void test_backend_reset(test_backend *be) {
+    test_remove_db(be->path);
+    test_pg_drop_schema(be->schema);
+}
+
+static inline void test_backend_teardown(test_backend *be) { test_backend_reset(be); }
 
 /* ---- small helpers ------------------------------------------------------ */
 

@@ -55,7 +55,7 @@ static void broker_open_rejects(void) {
     CHECK_ERR(KOFKA_ERR_INVALID_ARG, kofka_broker_open("memory:", NULL, NULL));
     CHECK_HAS_MESSAGE();
 
-    const char *schemes[] = {"postgres://localhost/x", "", "mem:", "SQLITE", "file:/tmp/x"};
+    const char *schemes[] = {"nosuch://localhost/x", "", "mem:", "SQLITE", "file:/tmp/x"};
     for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++) {
         b = SENTINEL_PTR(kofka_broker);
         CHECK_ERR(KOFKA_ERR_INVALID_ARG, kofka_broker_open(schemes[i], NULL, &b));
@@ -64,8 +64,13 @@ static void broker_open_rejects(void) {
         CHECK(b == SENTINEL_PTR(kofka_broker));
     }
     b = SENTINEL_PTR(kofka_broker);
-    CHECK_ERR(KOFKA_ERR_INVALID_ARG, kofka_broker_open("postgres://localhost/x", NULL, &b));
-    CHECK_CONTAINS(kofka_last_error(), "postgres");
+    CHECK_ERR(KOFKA_ERR_INVALID_ARG, kofka_broker_open("nosuch://localhost/x", NULL, &b));
+    CHECK_CONTAINS(kofka_last_error(), "libkofka_nosuch.so");
+    /* postgres: is served by libkofka_postgresql.so beside libkofka.so: no server there is STORAGE naming the place */
+    b = SENTINEL_PTR(kofka_broker);
+    CHECK_ERR(KOFKA_ERR_STORAGE, kofka_broker_open("postgres://127.0.0.1:1/x", NULL, &b));
+    CHECK_CONTAINS(kofka_last_error(), "host 127.0.0.1 port 1 database x");
+    CHECK(b == SENTINEL_PTR(kofka_broker));
 
     const char *unknown_key[] = {"num.partitionz", "3", NULL};
     CHECK_ERR(KOFKA_ERR_INVALID_CONFIG, kofka_broker_open("memory:", unknown_key, &b));

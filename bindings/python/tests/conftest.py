@@ -1,6 +1,8 @@
 """Shared fixtures: every broker-level test runs on three storage backends: the library's two
 (``memory:``, ``sqlite:``) and ``pydict:``, the package's pure-Python reference backend
-(:class:`kofka.storage.DictStorage`) behind the C storage protocol, through ctypes callbacks."""
+(:class:`kofka.storage.DictStorage`) behind the C storage protocol, through ctypes callbacks;
+and on a fourth, PostgreSQL (the plugin ``libkofka_postgresql.so`` beside ``libkofka.so``), when
+the environment variable ``KOFKA_PG_URL`` names a server."""
 
 from __future__ import annotations
 
@@ -53,14 +55,55 @@ def _deadline(request):
             faulthandler.cancel_dump_traceback_later()
 
 
-@pytest.fixture(params=["memory", "sqlite", "pydict"])
+PG_URL = os.environ.get("KOFKA_PG_URL") or None
+"""A PostgreSQL server (scripts/pg.sh starts a throwaway one): its storage joins the params."""
+
+_pg_counter = [0]
+
+
+def pg_exec(sql: str) -> None:
+    """Runs one statement on KOFKA_PG_URL through libpq (ctypes: no driver needed)."""
+    import ctypes
+
+    pq = ctypes.CDLL("libpq.so.5")
+    pq.PQconnectdb.restype = ctypes.c_void_p
+    pq.PQconnectdb.argtypes = [ctypes.c_char_p]
+    pq.PQexec.restype = ctypes.c_void_p
+    pq.PQexec.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    pq.PQclear.argtypes = [ctypes.c_void_p]
+    pq.PQfinish.argtypes = [ctypes.c_void_p]
+    pq.PQstatus.argtypes = [ctypes.c_void_p]
+    conn = pq.PQconnectdb(PG_URL.encode())
+    try:
+        if pq.PQstatus(conn) == 0:
+            for statement in ("SET client_min_messages TO warning", sql):
+                pq.PQclear(pq.PQexec(conn, statement.encode()))
+    finally:
+        pq.PQfinish(conn)
+
+
+def pg_storage(tag: str):
+    """A storage string for a fresh schema of the PostgreSQL database, and its schema."""
+    _pg_counter[0] += 1
+    schema = "kp_%s_%d_%d" % (tag, os.getpid(), _pg_counter[0])
+    sep = "&" if "?" in PG_URL else "?"
+    return PG_URL + sep + "options=-csearch_path%3D" + schema, schema
+
+
+@pytest.fixture(params=["memory", "sqlite", "pydict"] + (["postgresql"] if PG_URL else []))
 def storage(request: pytest.FixtureRequest, tmp_path) -> str:
-    """The storage string: "memory:", "sqlite:<tmp file>" or "pydict:<tmp path>" (a store of
-    its own for each test, shared by every broker the test opens on it, as a SQLite file is)."""
+    """The storage string: "memory:", "sqlite:<tmp file>", "pydict:<tmp path>" or, when
+    KOFKA_PG_URL is set, "postgresql://…" on a fresh schema (a store of its own for each test,
+    shared by every broker the test opens on it, as a SQLite file is; the schema is dropped
+    after the test)."""
     if request.param == "memory":
         return "memory:"
     if request.param == "pydict":
         return "pydict:" + str(tmp_path)
+    if request.param == "postgresql":
+        url, schema = pg_storage("py")
+        request.addfinalizer(lambda: pg_exec('DROP SCHEMA IF EXISTS "%s" CASCADE' % schema))
+        return url
     return "sqlite:" + str(tmp_path / "kofka.db")
 
 
