@@ -166,8 +166,21 @@ def test_invalid_config_value_raises_invalid_config(broker):
 
 def test_unknown_storage_scheme_raises_invalid_arg_listing_known_ones():
     with pytest.raises(kofka.InvalidArgError) as ei:
-        kofka.Broker("postgres://localhost/x")
+        kofka.Broker("nosuchscheme://localhost/x")
     assert "memory:" in ei.value.message and "sqlite:" in ei.value.message
+    assert "nosuchscheme" in ei.value.message
+
+
+def test_a_postgresql_server_that_is_down_at_open_is_a_storage_error_naming_the_host():
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now
+    with pytest.raises(kofka.StorageError) as ei:
+        kofka.Broker("postgres://kofka@127.0.0.1:%d/x" % port)
+    assert "127.0.0.1" in ei.value.message and str(port) in ei.value.message
 
 
 def test_keyword_config_is_mapped_and_bools_become_true_false(storage):
