@@ -384,3 +384,19 @@ extension Broker {
         try commitOffsets(group, memberId: memberId, generation: generation, offsets)
     }
 }
+
+extension Broker {
+    /// Partitions of `tps` whose offsets in `group` are pending in an open transaction (KIP-447:
+    /// a consumer asking for stable offsets must wait for that transaction to end). A pending
+    /// transaction past its `transaction.timeout.ms` is aborted here, as a library member's
+    /// sync does, so a dead producer never blocks the group.
+    package func unstableOffsets(_ group: String, _ tps: [TopicPartition]) throws -> Set<TopicPartition> {
+        try checkOpen()
+        let now = clock.wallMs()
+        let pending = try storage.read { r in try tps.filter { try r.getInt64(Keys.pendingOffset(group, $0)) != nil } }
+        guard !pending.isEmpty else { return [] }
+        return try storage.write { w in
+            Set(try pending.filter { !(try Groups.pendingOffsetsCleared(w, group, $0, now: now)) })
+        }
+    }
+}

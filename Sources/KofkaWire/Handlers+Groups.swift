@@ -114,6 +114,13 @@ extension WireService {
             let byTopic = Dictionary(grouping: committed.keys, by: \.topic)
             wanted = byTopic.sorted { $0.key < $1.key }.map { ($0.key, $0.value.map(\.partition).sorted()) }
         }
+        // require_stable (KIP-447): offsets pending in an open transaction are UNSTABLE_OFFSET_COMMIT
+        // until it ends, so a new owner never starts from offsets a zombie may still commit.
+        var unstable: Set<TopicPartition> = []
+        if req.requireStable {
+            let tps = wanted.flatMap { name, parts in parts.map { TopicPartition(name, $0) } }
+            unstable = (try? broker.unstableOffsets(req.groupId, tps)) ?? Set(tps)
+        }
         r.topics = wanted.map { name, parts in
             var tr = OffsetFetchResponse.OffsetFetchResponseTopic()
             tr.name = name
@@ -123,6 +130,7 @@ extension WireService {
                 pr.committedOffset = committed[TopicPartition(name, p)] ?? -1
                 pr.committedLeaderEpoch = -1
                 pr.metadata = ""
+                if unstable.contains(TopicPartition(name, p)) { pr.errorCode = 88 }   // UNSTABLE_OFFSET_COMMIT
                 return pr
             }
             return tr

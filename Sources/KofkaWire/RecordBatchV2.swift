@@ -1,3 +1,4 @@
+import CZlib
 import Kofka
 
 /// Kafka's RecordBatch v2 (magic 2) — the unit a Produce request carries and a Fetch response
@@ -59,12 +60,62 @@ public struct WireBatch: Sendable {
     public static func decodeAll(_ bytes: [UInt8], now: Int64) throws -> [WireBatch] {
         var out: [WireBatch] = []
         var pos = 0
+        var legacy = RecordBatch()
         while pos < bytes.count {
+            guard bytes.count - pos >= 17 else { throw Refusal.corrupt("\(bytes.count - pos) trailing bytes are not a batch") }
+            if bytes[pos + 16] < 2 {
+                // Produce v0-v2 carry message sets of magic 0 or 1 (one record per message; a
+                // compressed message wraps an inner message set). Kept as one plain batch.
+                pos = try decodeLegacy(bytes, at: pos, now: now, depth: 0, into: &legacy)
+                continue
+            }
             let (b, next) = try decode(bytes, at: pos, now: now)
             out.append(b)
             pos = next
         }
+        if legacy.count > 0 {
+            out.append(WireBatch(producerId: -1, producerEpoch: -1, baseSequence: -1, isTransactional: false, isControl: false, records: legacy))
+        }
         return out
+    }
+
+    /// Decodes one message of magic 0 or 1 at `at` (CRC-32 checked) into `into`; returns the
+    /// offset after it.
+    static func decodeLegacy(_ bytes: [UInt8], at start: Int, now: Int64, depth: Int, into: inout RecordBatch) throws -> Int {
+        var r = WireReader(bytes, from: start)
+        do {
+            _ = try r.int64()
+            let size = Int(try r.int32())
+            guard size >= 14, size <= r.remaining else { throw Refusal.corrupt("message size \(size) with \(r.remaining) bytes left") }
+            let end = r.pos + size
+            let crc = try r.uint32()
+            let actual = bytes.withUnsafeBufferPointer { p in
+                UInt32(crc32(0, p.baseAddress! + r.pos, UInt32(end - r.pos)))
+            }
+            guard actual == crc else { throw Refusal.corrupt("CRC-32 mismatch in a magic 0/1 message") }
+            let magic = try r.int8()
+            let attributes = try r.int8()
+            var ts = now
+            if magic == 1 { let t = try r.int64(); if t >= 0 { ts = t } }
+            let key = try r.nullableBytes(compact: false)
+            let value = try r.nullableBytes(compact: false)
+            guard r.pos == end else { throw Refusal.corrupt("message has \(end - r.pos) trailing bytes") }
+            switch Int(attributes & 7) {
+            case 0:
+                into.append(RecordData(timestampMs: ts, key: key, value: value, headers: nil))
+            case 1:
+                guard depth == 0, let value else { throw Refusal.corrupt("a nested or empty compressed message") }
+                let inner: [UInt8]
+                do { inner = try Gzip.decompress(value[...], limit: maxInflatedBytes) } catch let e as WireError { throw Refusal.corrupt(e.description) }
+                var pos = 0
+                while pos < inner.count { pos = try decodeLegacy(inner, at: pos, now: now, depth: 1, into: &into) }
+            case let c:
+                throw Refusal.unsupportedCompression(c)
+            }
+            return end
+        } catch let e as WireError {
+            throw Refusal.corrupt(e.description)
+        }
     }
 
     /// Decodes one batch at `at`; returns it and the offset after it.

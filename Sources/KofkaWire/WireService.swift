@@ -60,7 +60,7 @@ public final class WireService: Sendable {
     /// The APIs served and the versions advertised in ApiVersions: each one implemented and
     /// exercised by the tests with real clients (`Tests/wire`).
     public static let supported: [(key: Int16, name: String, versions: ClosedRange<Int16>)] = [
-        (0, "Produce", 3...9),
+        (0, "Produce", 0...9),
         (1, "Fetch", 4...12),
         (2, "ListOffsets", 1...7),
         (3, "Metadata", 0...12),
