@@ -34,13 +34,22 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // `kofka serve`: only NIOCore and NIOPosix are used (a lean build on 2 cores).
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
     ],
     targets: [
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite"),
         .systemLibrary(name: "CKofka", path: "Sources/CKofka"),
         .target(name: "CKofkaShims", path: "Sources/CKofkaShims"),
         .target(name: "Kofka", dependencies: ["CSQLite", "CKofka", "CKofkaShims"]),
-        .target(name: "KofkaCABI", dependencies: ["Kofka", "CKofka"]),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+        // The Kafka wire protocol: codecs, RecordBatch v2, request handlers calling the core. No I/O.
+        .target(name: "KofkaWire", dependencies: ["Kofka", "CZlib"]),
+        // `kofka serve`: the SwiftNIO server that frames requests for KofkaWire.
+        .target(name: "KofkaServer", dependencies: [
+            "KofkaWire", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
+        .target(name: "KofkaCABI", dependencies: ["Kofka", "CKofka", "KofkaServer"]),
         // The delivery lab, its checker and the schedule explorer: test machinery, not shipped in Kofka.
         .target(name: "KofkaLab", dependencies: ["Kofka"]),
         .target(name: "CRefLog", path: "Sources/CRefLog"),
@@ -63,8 +72,8 @@ let package = Package(
                 cSettings: [.headerSearchPath("../../include")],
                 linkerSettings: [.linkedLibrary("pthread"), .unsafeFlags(pluginLinkFlags)]),
         .executableTarget(name: "kofka-cli", dependencies: [
-            "Kofka", "KofkaLab", "KofkaCABI", "KofkaStorageTesting", "CSQLite", "CRefLog", "CRefLMDB", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "Kofka", "KofkaLab", "KofkaCABI", "KofkaStorageTesting", "CSQLite", "CRefLog", "CRefLMDB", "KofkaServer", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: [.swiftLanguageMode(.v5)], linkerSettings: exportPluginAPI),
-        .testTarget(name: "KofkaTests", dependencies: ["Kofka", "KofkaLab", "KofkaCABI", "KofkaStorageTesting"], linkerSettings: exportPluginAPI),
+        .testTarget(name: "KofkaTests", dependencies: ["Kofka", "KofkaLab", "KofkaCABI", "KofkaStorageTesting", "KofkaWire", "KofkaServer"], linkerSettings: exportPluginAPI),
     ]
 )

@@ -195,6 +195,7 @@ const char *kofka_version(void);
 typedef struct kofka_broker kofka_broker;     /**< a storage backend opened as a broker */
 typedef struct kofka_producer kofka_producer; /**< a producer on a broker */
 typedef struct kofka_consumer kofka_consumer; /**< a consumer on a broker */
+typedef struct kofka_server kofka_server;     /**< a Kafka wire-protocol server on a broker */
 
 /** Pass as kofka_record.partition to let the partitioner choose. */
 #define KOFKA_PARTITION_ANY (-1)
@@ -823,6 +824,80 @@ kofka_err kofka_consumer_close(kofka_consumer *c);
  * foreign handle is a no-op that sets kofka_last_error() (otherwise it is "").
  */
 void kofka_consumer_destroy(kofka_consumer *c);
+
+/* ------------------------------------------------------------------------ */
+/* The Kafka wire protocol: serving a broker to Kafka clients                */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A server speaks Kafka's binary protocol over TCP, so that any Kafka client
+ * (librdkafka, confluent-kafka, kcat, kafka-python, the Java client) can
+ * produce to, fetch from, join groups on and run transactions against the
+ * broker's storage, while library handles keep using the same storage: one
+ * log, one set of groups and transactions. This one node is the controller,
+ * the leader of every partition and the coordinator of every group and
+ * transactional id. See the README's "kofka serve" section for what is
+ * served, at which versions, and the limits (one serving process per storage
+ * coordinates the classic groups of that storage).
+ */
+
+/**
+ * Starts serving broker b on a TCP address. Returns once the socket listens;
+ * the server runs on its own threads (one I/O thread and a pool of workers)
+ * until kofka_server_stop().
+ *
+ * @param[in]  b       an open broker; it must stay open while the server runs
+ *                     (closing it first makes every request fail with a
+ *                     retriable error until the server is stopped).
+ * @param[in]  listen  "HOST:PORT" ("[IPV6]:PORT" for IPv6; a bare "HOST" means
+ *                     port 9092). Port 0 picks a free port: read it with
+ *                     kofka_server_port(). NULL means "127.0.0.1:9092".
+ * @param[in]  config  NULL or a NULL-terminated key/value array. Keys:
+ *                     advertised.host (the listen host; "127.0.0.1" when
+ *                     listening on 0.0.0.0 or ::) — the host name clients are
+ *                     told to connect to; server.worker.threads (8, 2...256) —
+ *                     threads handling requests (a waiting Fetch or JoinGroup
+ *                     holds none).
+ * @param[out] out     receives the server; stop and free it with
+ *                     kofka_server_stop(). Untouched on failure.
+ * @return KOFKA_OK;
+ *         KOFKA_ERR_INVALID_ARG    b is not a broker handle, out is NULL, listen is
+ *                                  malformed, or the address cannot be bound (in use,
+ *                                  not local) -> fix the address or pick port 0;
+ *         KOFKA_ERR_INVALID_CONFIG an unknown key or invalid value -> fix the config;
+ *         KOFKA_ERR_CLOSED         b was closed -> open a broker first.
+ *
+ * Threads: may be called from any thread; several servers may serve one broker
+ * on different ports, but only one process should serve a given storage (the
+ * classic groups' join rounds are coordinated in the serving process).
+ */
+kofka_err kofka_server_start(kofka_broker *b, const char *listen, const char *const *config, kofka_server **out);
+
+/**
+ * The port a server listens on (the one chosen when it was started on port 0).
+ * @param[in]  s    a server handle.
+ * @param[out] port receives the port. Untouched on failure.
+ * @return KOFKA_OK;
+ *         KOFKA_ERR_INVALID_ARG s is not a server handle or port is NULL -> fix the call;
+ *         KOFKA_ERR_CLOSED      s was stopped -> nothing to read.
+ * Threads: any thread, at any time before kofka_server_stop().
+ */
+kofka_err kofka_server_port(kofka_server *s, int *port);
+
+/**
+ * Stops a server gracefully and frees it: no new connections are accepted,
+ * requests being handled finish (up to 5 seconds), every connection is
+ * closed (clients see a disconnect and retry elsewhere or fail), the server's
+ * threads end. Requests waiting for data or for their group are dropped
+ * unanswered. The broker stays open. Stopping NULL is a no-op returning
+ * KOFKA_OK.
+ * @return KOFKA_OK;
+ *         KOFKA_ERR_CLOSED      s was already stopped -> nothing to do;
+ *         KOFKA_ERR_INVALID_ARG s is not a server handle -> fix the call.
+ * Threads: any thread; blocks until the server's threads ended, so do not call
+ * it from inside a callback the server runs (it runs none).
+ */
+kofka_err kofka_server_stop(kofka_server *s);
 
 /* ------------------------------------------------------------------------ */
 /* Plugins: storage backends and interceptors loaded at run time             */

@@ -146,3 +146,136 @@ extension Broker {
         return try storage.read { r in (try r.logStartOffset(p), try r.highWatermark(p)) }
     }
 }
+
+// MARK: What the Kafka wire protocol needs (KofkaWire)
+
+/// A read of one partition for a Kafka Fetch: the watermarks, the last stable offset, and the
+/// aborted transactions overlapping what was read (Kofka's transaction number and first offset).
+package struct WirePartitionRead: Sendable {
+    /// The high watermark (the next offset to be written).
+    package var highWatermark: Int64
+    /// The last stable offset (the first offset of the oldest open transaction, else the high watermark).
+    package var lastStableOffset: Int64
+    /// The log start offset (low watermark).
+    package var logStartOffset: Int64
+    /// Aborted transactions with a record at or after the fetch offset: (transaction, first offset).
+    package var aborted: [(txn: Int64, firstOffset: Int64)]
+}
+
+extension Broker {
+    /// Deletes a topic (Kafka's DeleteTopics): its name goes at once (so it can be created again,
+    /// with new partition numbers), then its records are deleted in chunks and its committed
+    /// offsets removed. Throws `.unknownTopic` if it does not exist.
+    ///
+    /// Other broker handles that looked the topic up before keep its old partitions in their
+    /// cache until they are reopened: delete a topic only while nothing else writes to it.
+    package func deleteTopic(_ name: String) throws {
+        try Self.validateTopicName(name)
+        try checkOpen()
+        let meta = try storage.write { w -> TopicMeta in
+            guard let b = try w.get(Keys.topic(name)) else { throw KofkaError(.unknownTopic, "unknown topic '\(name)'") }
+            let meta = try TopicMeta.decode(name, b)
+            try w.delete(Keys.topic(name))
+            for e in try w.scan(from: Keys.offsetPrefix, to: "c0") {
+                let parts = e.key.split(separator: "\u{1}", omittingEmptySubsequences: false)
+                if parts.count == 3 && parts[1] == name { try w.delete(e.key) }
+            }
+            return meta
+        }
+        _ = state.withLock { $0.topicCache.removeValue(forKey: name) }
+        let m = Maintainer(self)
+        for p in 0..<Int64(meta.partitions) {
+            let pnum = meta.firstPnum + p
+            let hw = try storage.read { try $0.highWatermark(pnum) }
+            while true {
+                let step = Int64(m.chunk(.truncate))
+                let start = try m.write(.truncate) { w -> Int64 in
+                    let start = try w.logStartOffset(pnum)
+                    guard start < hw else { return start }
+                    return try w.truncateLog(pnum, before: min(hw, start + step))
+                }
+                if start >= hw { break }
+            }
+        }
+    }
+
+    /// The topic's partition count, creating it with `num.partitions` when the broker's
+    /// `auto.create.topics.enable` allows (a Kafka Metadata request with auto-creation).
+    package func partitionsCreatingIfAllowed(_ topic: String) throws -> Int32 {
+        try topicMeta(topic, autoCreate: true).partitions
+    }
+
+    /// Appends a Kafka producer's batch to one partition, on the same rules as a library
+    /// producer's request (`appendRequest`): with `producerId` >= 0 the batch is sequenced (a
+    /// retry of one of the last five batches is acknowledged with its original first offset; a
+    /// gap is `.outOfOrderSequence`; an older epoch is `.producerFenced`); a transactional batch
+    /// goes into the producer's open transaction (none open, or another epoch: fenced or
+    /// `.invalidState`). Returns the first offset.
+    package func wireAppend(_ topic: String, _ partition: Int32, _ batch: RecordBatch, producerId: Int64, epoch: Int16,
+                            baseSequence: Int32, transactional: Bool) throws -> Int64 {
+        let meta = try topicMeta(topic)
+        var identity: ProducerIdentity?
+        if producerId >= 0 {
+            var txn: Int64 = 0
+            if transactional { txn = try openTransaction(pid: producerId, epoch: Int32(epoch)) }
+            identity = ProducerIdentity(pid: producerId, epoch: Int32(epoch), txn: txn)
+        } else if transactional {
+            throw KofkaError(.invalidArg, "a transactional batch needs a producer id")
+        }
+        return try appendRequest(meta, partition, batch, identity: identity, baseSeq: baseSequence)
+    }
+
+    /// Reads partition `partition` of `topic` from `offset` for a Kafka Fetch, handing each
+    /// record (at most `maxRecords`) to `body` in place; `readCommitted` stops at the last
+    /// stable offset. Throws `.unknownTopic`, `.unknownPartition`, and `.offsetOutOfRange` for
+    /// an offset below the log start or above the high watermark.
+    package func wireRead(_ topic: String, _ partition: Int32, from offset: Int64, maxRecords: Int, readCommitted: Bool,
+                          _ body: (RecordView) throws -> Void) throws -> WirePartitionRead {
+        try checkOpen()
+        let meta = try topicMeta(topic)
+        let pnum = try pnum(meta, partition)
+        return try storage.read { r in
+            let hw = try r.highWatermark(pnum), start = try r.logStartOffset(pnum)
+            let lso = try Transactions.lastStableOffset(r, pnum, hw: hw)
+            guard offset >= start && offset <= hw else {
+                throw KofkaError(.offsetOutOfRange, "offset \(offset) of \(topic)[\(partition)] is outside \(start)...\(hw)")
+            }
+            let end = readCommitted ? lso : hw
+            var aborted: [(Int64, Int64)] = []
+            if offset < end {
+                _ = try r.forEachRecord(pnum, from: offset, below: end, maxCount: maxRecords, body)
+                if readCommitted {
+                    let (lo, hi) = Keys.abortedRange(pnum, from: offset)
+                    for e in try r.scan(from: lo, to: hi) {
+                        var rd = BinaryReader(e.value)
+                        let first = try rd.i64()
+                        guard first < end, let t = e.key.split(separator: "/").last, let txn = Int64(t, radix: 16) else { continue }
+                        aborted.append((txn, first))
+                    }
+                }
+            }
+            return WirePartitionRead(highWatermark: hw, lastStableOffset: lso, logStartOffset: start, aborted: aborted)
+        }
+    }
+
+    /// The first offset whose record's timestamp is at or after `timestampMs` (Kafka's
+    /// ListOffsets by time), or nil when there is none. Scans the partition in chunks.
+    package func offsetForTimestamp(_ topic: String, _ partition: Int32, _ timestampMs: Int64) throws -> Int64? {
+        try checkOpen()
+        let meta = try topicMeta(topic)
+        let pnum = try pnum(meta, partition)
+        var from = try storage.read { try $0.logStartOffset(pnum) }
+        while true {
+            var found: Int64?, last: Int64 = -1
+            let n = try storage.read { r in
+                try r.forEachRecord(pnum, from: from, below: Int64.max, maxCount: 2000) { v in
+                    last = v.offset
+                    if found == nil && v.timestampMs >= timestampMs { found = v.offset }
+                }
+            }
+            if let found { return found }
+            if n == 0 { return nil }
+            from = last + 1
+        }
+    }
+}

@@ -264,3 +264,139 @@ public struct GroupDescription: Sendable {
     public var members: [Member]
     public var committed: [TopicPartition: Int64]
 }
+
+// MARK: Kafka's classic group protocol (KofkaWire)
+
+/// A member of a group that speaks Kafka's classic protocol (JoinGroup/SyncGroup): its
+/// partitions are chosen by the group's leader client, not by the broker.
+package struct ClassicMember: Sendable {
+    package var id: String
+    package var clientId: String
+    /// Topics it subscribes to (from its consumer-protocol metadata).
+    package var topics: [String]
+    package var sessionTimeoutMs: Int32
+    /// The protocol (assignor) the group chose, e.g. "range".
+    package var protocolName: String
+    package init(id: String, clientId: String, topics: [String], sessionTimeoutMs: Int32, protocolName: String) {
+        self.id = id; self.clientId = clientId; self.topics = topics; self.sessionTimeoutMs = sessionTimeoutMs; self.protocolName = protocolName
+    }
+}
+
+extension Groups {
+    /// A classic-protocol member's strategy, as kept in `GroupState.Member.strategy`.
+    static let classicPrefix = "classic:"
+    static func isClassic(_ m: GroupState.Member) -> Bool { m.strategy.hasPrefix(classicPrefix) }
+}
+
+extension Broker {
+    /// Completes a join round of the classic protocol: `members` are every classic member that
+    /// rejoined; classic members not among them leave, library members stay (unless expired).
+    /// Starts a new generation with no target assignment (the leader's SyncGroup sets it; until
+    /// then library members release what they hold) and drops every hold of a classic member
+    /// (they revoked their partitions before rejoining). Returns the generation and the library
+    /// members (id, client id, topics), whom the leader must assign partitions to as well.
+    package func classicCompleteJoin(_ group: String, members: [ClassicMember], now: Int64)
+        throws -> (generation: Int32, libraryMembers: [(id: String, clientId: String, topics: [String])]) {
+        try checkOpen()
+        return try storage.write { w in
+            var gs = try w.get(Keys.group(group)).map(GroupState.decode) ?? GroupState()
+            let ids = Set(members.map(\.id))
+            _ = Groups.expire(&gs, now: now, keep: nil)
+            gs.members.removeAll { Groups.isClassic($0) || ids.contains($0.id) }
+            for m in members {
+                gs.members.append(.init(id: m.id, clientId: m.clientId, topics: m.topics, lastHeartbeatMs: now,
+                                        sessionTimeoutMs: m.sessionTimeoutMs, strategy: Groups.classicPrefix + m.protocolName))
+            }
+            gs.generation &+= 1
+            gs.emptySinceMs = gs.members.isEmpty ? (gs.emptySinceMs == 0 ? now : gs.emptySinceMs) : 0
+            let library = Set(gs.members.filter { !Groups.isClassic($0) }.map(\.id))
+            gs.held = gs.held.filter { library.contains($0.value) }
+            gs.assignment = [:]
+            try w.put(Keys.group(group), gs.encode())
+            return (gs.generation, gs.members.filter { !Groups.isClassic($0) }.sorted { $0.id < $1.id }.map { ($0.id, $0.clientId, $0.topics) })
+        }
+    }
+
+    /// The leader's SyncGroup: makes `assignment` (every partition to one member, classic or
+    /// library) the generation's target. Classic members hold their partitions at once unless a
+    /// library member still holds one (it is claimed by a later heartbeat, once released).
+    /// Throws `.rebalanced` when the generation moved on.
+    package func classicAssign(_ group: String, generation: Int32, assignment: [TopicPartition: String], now: Int64) throws {
+        try checkOpen()
+        try storage.write { w in
+            var gs = try w.get(Keys.group(group)).map(GroupState.decode) ?? GroupState()
+            guard gs.generation == generation else {
+                throw KofkaError(.rebalanced, "group '\(group)' rebalanced: the leader assigned generation \(generation), the group is at \(gs.generation)")
+            }
+            let members = Set(gs.members.map(\.id))
+            gs.assignment = assignment.filter { members.contains($0.value) }
+            Self.claimClassic(&gs)
+            try w.put(Keys.group(group), gs.encode())
+        }
+    }
+
+    /// Classic members hold their free target partitions.
+    private static func claimClassic(_ gs: inout GroupState) {
+        let classic = Set(gs.members.filter(Groups.isClassic).map(\.id))
+        for (tp, target) in gs.assignment where classic.contains(target) && gs.held[tp] == nil { gs.held[tp] = target }
+    }
+
+    /// A classic member's heartbeat: records it (so library members do not expire it) and
+    /// claims target partitions a library member has released since. Returns the group's
+    /// generation, or nil when the member is no longer in the group (expired or removed).
+    package func classicHeartbeat(_ group: String, memberId: String, now: Int64) throws -> Int32? {
+        try checkOpen()
+        return try storage.write { w in
+            guard var gs = try w.get(Keys.group(group)).map(GroupState.decode),
+                  let i = gs.members.firstIndex(where: { $0.id == memberId }) else { return nil }
+            gs.members[i].lastHeartbeatMs = now
+            Self.claimClassic(&gs)
+            try w.put(Keys.group(group), gs.encode())
+            return gs.generation
+        }
+    }
+
+    /// Classic members leaving (LeaveGroup, or expired by the coordinator): a new generation
+    /// with the broker's own assignment for the library members left (the next join round of
+    /// the classic members replaces it).
+    package func classicLeave(_ group: String, memberIds: [String], now: Int64) throws {
+        try checkOpen()
+        try storage.write { w in
+            guard var gs = try w.get(Keys.group(group)).map(GroupState.decode) else { return }
+            let gone = Set(memberIds)
+            guard gs.members.contains(where: { gone.contains($0.id) }) else { return }
+            gs.members.removeAll { gone.contains($0.id) }
+            try Groups.rebalance(&gs, now: now, partitionsOf: partitionsLookup(w))
+            try w.put(Keys.group(group), gs.encode())
+        }
+    }
+
+    /// The group's generation in storage (0 for a group never joined).
+    package func groupGeneration(_ group: String) throws -> Int32 {
+        try checkOpen()
+        return try storage.read { r in try r.get(Keys.group(group)).map(GroupState.decode)?.generation ?? 0 }
+    }
+
+    /// Kafka's OffsetCommit: with `memberId` the member must be in `generation` and hold every
+    /// partition (else `.rebalanced`); without, the offsets are stored as they are (a consumer
+    /// that assigns its partitions itself).
+    package func commitGroupOffsets(_ group: String, memberId: String?, generation: Int32, _ offsets: [TopicPartition: Int64]) throws {
+        try commitOffsets(group, memberId: memberId, generation: generation, offsets)
+    }
+}
+
+extension Broker {
+    /// Partitions of `tps` whose offsets in `group` are pending in an open transaction (KIP-447:
+    /// a consumer asking for stable offsets must wait for that transaction to end). A pending
+    /// transaction past its `transaction.timeout.ms` is aborted here, as a library member's
+    /// sync does, so a dead producer never blocks the group.
+    package func unstableOffsets(_ group: String, _ tps: [TopicPartition]) throws -> Set<TopicPartition> {
+        try checkOpen()
+        let now = clock.wallMs()
+        let pending = try storage.read { r in try tps.filter { try r.getInt64(Keys.pendingOffset(group, $0)) != nil } }
+        guard !pending.isEmpty else { return [] }
+        return try storage.write { w in
+            Set(try pending.filter { !(try Groups.pendingOffsetsCleared(w, group, $0, now: now)) })
+        }
+    }
+}

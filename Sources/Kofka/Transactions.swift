@@ -113,6 +113,17 @@ enum Transactions {
         return (pid, ps.epoch)
     }
 
+    /// Opens a new transaction for `pid` (none may be open) with its deadline; returns its number.
+    static func open(_ w: any StorageWriter, pid: Int64, _ ps: inout ProducerState, timeoutMs: Int, now: Int64) throws -> Int64 {
+        let txn = try w.nextCounter(Keys.nextTxn)
+        ps.lastUsedMs = now
+        ps.openTxn = txn
+        ps.txnStartMs = now
+        try w.putInt64(Keys.txnDeadline(pid), now + Int64(timeoutMs))
+        try w.put(Keys.producer(pid), ps.encode())
+        return txn
+    }
+
     /// Throws `.producerFenced` unless (pid, epoch) is the producer's current identity.
     static func checkEpoch(_ ps: ProducerState?, pid: Int64, epoch: Int32) throws -> ProducerState {
         guard let ps else { throw KofkaError(.producerFenced, "producer id \(pid) is unknown to the broker") }
@@ -151,13 +162,7 @@ extension Broker {
             var ps = try Transactions.checkEpoch(try w.get(Keys.producer(pid)).map(ProducerState.decode), pid: pid, epoch: epoch)
             let now = clock.wallMs()
             if ps.openTxn != 0 { try Transactions.endOpen(w, pid: pid, &ps, commit: false, now: now) }
-            let txn = try w.nextCounter(Keys.nextTxn)
-            ps.lastUsedMs = now
-            ps.openTxn = txn
-            ps.txnStartMs = now
-            try w.putInt64(Keys.txnDeadline(pid), now + Int64(timeoutMs))
-            try w.put(Keys.producer(pid), ps.encode())
-            return txn
+            return try Transactions.open(w, pid: pid, &ps, timeoutMs: timeoutMs, now: now)
         }
     }
 
@@ -231,4 +236,90 @@ extension Broker {
             // A sweep is best effort: a busy file or a closed handle just means another handle will do it.
         }
     }
+}
+
+// MARK: What the Kafka wire protocol needs (KofkaWire)
+
+extension Broker {
+    /// The open transaction of (pid, epoch). Throws `.producerFenced` for another epoch,
+    /// `.txnTimedOut` when the broker aborted it for its timeout, `.invalidState` when none is open.
+    func openTransaction(pid: Int64, epoch: Int32) throws -> Int64 {
+        try checkOpen()
+        return try storage.read { r in
+            let ps = try Transactions.checkEpoch(try r.get(Keys.producer(pid)).map(ProducerState.decode), pid: pid, epoch: epoch)
+            guard ps.openTxn != 0 else {
+                if ps.lastForcedAbortTxn != 0, ps.lastForcedAbortReason == ErrorCode.txnTimedOut.rawValue {
+                    throw KofkaError(.txnTimedOut, "the transaction of '\(ps.transactionalId)' was aborted: open longer than its transaction.timeout.ms")
+                }
+                throw KofkaError(.invalidState, "producer '\(ps.transactionalId)' has no open transaction")
+            }
+            return ps.openTxn
+        }
+    }
+
+    /// Kafka's InitProducerId for a transactional.id: `initTransactions` (a new epoch that
+    /// fences the previous holder and aborts its open transaction). With `current` (KIP-360: a
+    /// producer bumping its own epoch after an abortable error) the id must still be held by
+    /// exactly that producer id and epoch, else `.producerFenced`.
+    package func wireInitTransactions(_ transactionalId: String, current: (pid: Int64, epoch: Int32)?) throws -> (pid: Int64, epoch: Int32) {
+        if let current {
+            try checkOpen()
+            let held = try storage.read { r -> (Int64, Int32)? in
+                guard let pid = try r.getInt64(Keys.transactionalId(transactionalId)),
+                      let b = try r.get(Keys.producer(pid)) else { return nil }
+                return (pid, try ProducerState.decode(b).epoch)
+            }
+            guard let held, held.0 == current.pid, held.1 == current.epoch else {
+                throw KofkaError(.producerFenced, "transactional id '\(transactionalId)' is no longer held by producer id \(current.pid) epoch \(current.epoch)")
+            }
+        }
+        return try initTransactions(transactionalId)
+    }
+
+    /// A producer id for an idempotent (not transactional) Kafka producer, epoch 0.
+    package func wireAllocateProducerId() throws -> Int64 { try allocateProducerId() }
+
+    /// Opens a transaction for (pid, epoch) unless one is open (Kafka opens one implicitly with
+    /// the first AddPartitionsToTxn or AddOffsetsToTxn); returns its number.
+    package func wireEnsureTransaction(pid: Int64, epoch: Int32, timeoutMs: Int) throws -> Int64 {
+        try checkOpen()
+        return try storage.write { w in
+            var ps = try Transactions.checkEpoch(try w.get(Keys.producer(pid)).map(ProducerState.decode), pid: pid, epoch: epoch)
+            if ps.openTxn != 0 { return ps.openTxn }
+            return try Transactions.open(w, pid: pid, &ps, timeoutMs: timeoutMs, now: clock.wallMs())
+        }
+    }
+
+    /// Kafka's EndTxn: commits or aborts the open transaction of (pid, epoch). Unlike a library
+    /// producer's abort, an abort here keeps the epoch: Kafka clients bump it themselves with
+    /// InitProducerId(pid, epoch) when they need to (KIP-360). Nothing open: a commit of a
+    /// transaction the broker aborted for its timeout is `.txnTimedOut`; anything else succeeds
+    /// (an abort of an aborted transaction; an empty transaction).
+    package func wireEndTransaction(pid: Int64, epoch: Int32, commit: Bool) throws {
+        try checkOpen()
+        try storage.write { w in
+            var ps = try Transactions.checkEpoch(try w.get(Keys.producer(pid)).map(ProducerState.decode), pid: pid, epoch: epoch)
+            let now = clock.wallMs()
+            if ps.openTxn == 0 {
+                if commit, ps.lastForcedAbortTxn != 0, ps.lastForcedAbortReason == ErrorCode.txnTimedOut.rawValue {
+                    throw KofkaError(.txnTimedOut, "the transaction of '\(ps.transactionalId)' was aborted: open longer than its transaction.timeout.ms")
+                }
+                return
+            }
+            try Transactions.endOpen(w, pid: pid, &ps, commit: commit, now: now)
+            try w.put(Keys.producer(pid), ps.encode())
+        }
+    }
+
+    /// Kafka's TxnOffsetCommit: offsets added to the open transaction of (pid, epoch), fenced by
+    /// the group generation when `memberId` is given (KIP-447), as `send_offsets_to_transaction`.
+    package func wireTxnOffsetCommit(pid: Int64, epoch: Int32, group: String, memberId: String?, generation: Int32,
+                                     offsets: [(TopicPartition, Int64)]) throws {
+        let txn = try openTransaction(pid: pid, epoch: epoch)
+        try addOffsetsToTransaction(ProducerIdentity(pid: pid, epoch: epoch, txn: txn), group: group, memberId: memberId,
+                                    generation: generation, offsets: offsets)
+    }
+
+    /// Aborts transactions open longer than their timeout (at most every `intervalMs` per handle).
+    package func wireSweepTransactions(intervalMs: Int = 100) { sweepExpiredTransactions(intervalMs: intervalMs) }
 }

@@ -1,5 +1,6 @@
 import CKofka
 import Kofka
+import KofkaServer
 import Synchronization
 
 // The registry of live handles: what a `kofka_broker *`, `kofka_producer *` or
@@ -9,7 +10,7 @@ import Synchronization
 //
 //     bits 63..48  0x4B46 ("KF")  — a non-canonical address on x86-64 and arm64, so a token is
 //                                   never NULL and never the address of real memory
-//     bits 47..40  the kind        — 1 broker, 2 producer, 3 consumer
+//     bits 47..40  the kind        — 1 broker, 2 producer, 3 consumer, 4 server
 //     bits 39..0   a serial number — per kind, from 1, never reused
 //
 // Every export looks its token up here and holds a strong reference to the object for the
@@ -26,13 +27,14 @@ import Synchronization
 
 /// What a handle stands for.
 enum HandleKind: UInt64, CaseIterable {
-    case broker = 1, producer = 2, consumer = 3
+    case broker = 1, producer = 2, consumer = 3, server = 4
 
     var name: String {
         switch self {
         case .broker: "broker"
         case .producer: "producer"
         case .consumer: "consumer"
+        case .server: "server"
         }
     }
 }
@@ -42,12 +44,14 @@ enum LiveHandle: Sendable {
     case broker(Broker)
     case producer(ProducerBox)
     case consumer(Consumer)
+    case server(KofkaServer)
 
     var kind: HandleKind {
         switch self {
         case .broker: .broker
         case .producer: .producer
         case .consumer: .consumer
+        case .server: .server
         }
     }
 }
@@ -76,7 +80,7 @@ final class HandleRegistry: Sendable {
 
     private let shards: [Shard] = (0..<HandleRegistry.shardCount).map { _ in Shard() }
     /// Next serial number per kind (index = kind raw value).
-    private let next: [Counter] = (0...3).map { _ in Counter() }
+    private let next: [Counter] = (0...4).map { _ in Counter() }
 
     final class Counter: Sendable {
         let value = Atomic<UInt64>(1)
@@ -156,4 +160,10 @@ func producerHandle(_ p: OpaquePointer?, _ fn: StaticString) throws -> ProducerB
 func consumerHandle(_ p: OpaquePointer?, _ fn: StaticString) throws -> Consumer {
     if case .consumer(let c) = try handles.lookup(p, .consumer, fn) { return c }
     throw invalidArg("\(fn): not a consumer handle")   // not reached: lookup checked the kind
+}
+
+@inline(__always)
+func serverHandle(_ p: OpaquePointer?, _ fn: StaticString) throws -> KofkaServer {
+    if case .server(let s) = try handles.lookup(p, .server, fn) { return s }
+    throw invalidArg("\(fn): not a server handle")   // not reached: lookup checked the kind
 }

@@ -57,6 +57,7 @@ from . import _ffi
 
 __all__ = [
     "Broker",
+    "Server",
     "Producer",
     "Consumer",
     "RecordMetadata",
@@ -679,6 +680,26 @@ class Broker(_Closing):
         """Open a :class:`Consumer` on this broker (same arguments as ``Consumer``)."""
         return Consumer(self, config, **kw)
 
+    def serve(self, listen: str = "127.0.0.1:9092", config: Optional[Mapping[str, Any]] = None, **kw: Any) -> "Server":
+        """Serve this broker over the Kafka wire protocol, so that Kafka clients
+        (confluent-kafka, kafka-python, kcat) can use its storage while this
+        process keeps using it through the library.
+
+        Args:
+            listen: ``"HOST:PORT"``; port 0 picks a free port (see ``Server.port``).
+            config: ``advertised.host`` (the host clients are told to connect to),
+                ``server.worker.threads`` (8).
+
+        Returns a :class:`Server`; stop it with ``stop()`` or a ``with`` block::
+
+            with broker.serve("127.0.0.1:0") as server:
+                bootstrap = f"127.0.0.1:{server.port}"
+
+        Raises InvalidArgError for a malformed or unusable address,
+        InvalidConfigError for an unknown key, ClosedError after close.
+        """
+        return Server(self, listen, config, **kw)
+
     def close(self) -> None:
         """Close the broker. Closing twice is harmless."""
         h, self._handle = self._handle, None
@@ -687,6 +708,50 @@ class Broker(_Closing):
 
     def __repr__(self) -> str:
         return f"<kofka.Broker {self.storage!r}{' closed' if self.closed else ''}>"
+
+
+class Server(_Closing):
+    """A Kafka wire-protocol server on a :class:`Broker` (see :meth:`Broker.serve`).
+
+    ``port`` is the port it listens on; ``stop()`` (or leaving a ``with``
+    block) stops it gracefully: requests being handled finish, connections
+    close. The broker stays open.
+    """
+
+    def __init__(self, broker: "Broker", listen: str = "127.0.0.1:9092",
+                 config: Optional[Mapping[str, Any]] = None, **kw: Any) -> None:
+        self._handle = None
+        self.broker = broker   # keeps the broker alive while serving
+        cfg = _config_array(_merge_config(config, kw))
+        out = _ffi.ServerP()
+        _call(_lib.kofka_server_start, broker._h(), _enc(listen), cfg.pointer(), ctypes.byref(out))
+        self._handle = out
+        port = ctypes.c_int()
+        _call(_lib.kofka_server_port, out, ctypes.byref(port))
+        self.port: int = port.value
+        self.listen = listen
+
+    def _closed_message(self) -> str:
+        return f"server on {self.listen!r} is stopped"
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """``"HOST:PORT"`` for a Kafka client's ``bootstrap.servers``."""
+        host = self.listen.rsplit(":", 1)[0] if ":" in self.listen else self.listen
+        if host in ("0.0.0.0", "", "[::]"):
+            host = "127.0.0.1"
+        return f"{host}:{self.port}"
+
+    def stop(self) -> None:
+        """Stop serving. Stopping twice is harmless."""
+        h, self._handle = self._handle, None
+        if h:
+            _call(_lib.kofka_server_stop, h)
+
+    close = stop
+
+    def __repr__(self) -> str:
+        return f"<kofka.Server {self.listen!r} port {self.port}{' stopped' if self.closed else ''}>"
 
 
 # ---------------------------------------------------------------------------

@@ -90,9 +90,14 @@ class _Consumer(Structure):
     """Opaque ``struct kofka_consumer``."""
 
 
+class _Server(Structure):
+    """Opaque ``struct kofka_server``."""
+
+
 BrokerP = POINTER(_Broker)
 ProducerP = POINTER(_Producer)
 ConsumerP = POINTER(_Consumer)
+ServerP = POINTER(_Server)
 
 # ---------------------------------------------------------------------------
 # Records (field order and types exactly as in include/kofka.h).
@@ -253,6 +258,10 @@ SIGNATURES = {
     # broker
     "kofka_broker_open": (kofka_err, [c_char_p, ConfigP, POINTER(BrokerP)]),
     "kofka_broker_close": (kofka_err, [BrokerP]),
+    # the Kafka wire protocol
+    "kofka_server_start": (kofka_err, [BrokerP, c_char_p, ConfigP, POINTER(ServerP)]),
+    "kofka_server_port": (kofka_err, [ServerP, POINTER(c_int)]),
+    "kofka_server_stop": (kofka_err, [ServerP]),
     "kofka_topic_create": (kofka_err, [BrokerP, c_char_p, c_int32]),
     "kofka_topic_partitions": (kofka_err, [BrokerP, c_char_p, POINTER(c_int32)]),
     "kofka_watermarks": (kofka_err, [BrokerP, c_char_p, c_int32, POINTER(c_int64), POINTER(c_int64)]),
