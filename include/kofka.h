@@ -1049,7 +1049,9 @@ typedef struct kofka_storage_ops {
     kofka_err (*remove)(void *txn, int64_t pnum, const int64_t *offsets, size_t count);
 
     /** A number that changes whenever any writer (any process sharing the store)
-     *  has committed. Default (NULL): Kofka counts this process's commits only, so
+     *  has committed. It may move a little after the commit (a notification that
+     *  travels, as PostgreSQL's NOTIFY), but never before the commit is visible to a
+     *  new read transaction: Kofka takes the token, then reads, then waits on it. Default (NULL): Kofka counts this process's commits only, so
      *  other processes' writes are seen when a consumer's wait times out. */
     uint64_t (*change_token)(void *instance);
     /** Blocks until change_token may differ from token, wake_all is called, or

@@ -43,7 +43,23 @@ public final class Broker: Sendable {
     /// Opens a broker on `storage` (`"memory:"` or `"sqlite:PATH"`).
     /// Throws `.invalidArg` for an unknown scheme, `.invalidConfig` for bad settings, `.storage` when the file can't be used.
     public convenience init(_ storage: String = "memory:", config: [(String, String)] = []) throws {
+        Self.loadStoragePlugin(for: storage, config: config)
         try self.init(storage, config: try BrokerConfig(config))
+    }
+
+    /// The config keys `SCHEME.*` belong to the plugin that serves `SCHEME:`, which may not be
+    /// loaded yet in this process: when the config has such keys (and no `plugin.library.paths`
+    /// that might register the scheme itself), the plugin is looked up first, so that its keys
+    /// are accepted on the first open as on every later one. A lookup that fails is not an
+    /// error here: opening the storage reports it, naming where it looked.
+    static func loadStoragePlugin(for storage: String, config: [(String, String)]) {
+        guard let colon = storage.firstIndex(of: ":"), colon != storage.startIndex else { return }
+        let scheme = String(storage[..<colon])
+        guard scheme != "memory", scheme != "sqlite", Plugins.factory(scheme) == nil,
+              !config.contains(where: { $0.0 == "plugin.library.paths" }) else { return }
+        let served = PluginLoader.libraryName[scheme] ?? scheme
+        guard config.contains(where: { $0.0.hasPrefix(scheme + ".") || $0.0.hasPrefix(served + ".") }) else { return }
+        _ = try? PluginLoader.factory(scheme: scheme, config: config)
     }
 
     /// Opens a broker on `storage` with parsed settings.

@@ -176,10 +176,10 @@ struct LMDBPluginTests {
         }
     }
 
-    /// Core issue: the broker checks its config before it loads the plugin a storage string
-    /// names, so on the first open in a process the plugin's own keys are refused.
+    /// The broker loads the plugin a storage string names before it checks its config, so the
+    /// plugin's own keys are accepted on the first open in a process (they once were refused).
     @Test(.enabled(if: LMDBPlugin.available, LMDBPlugin.why))
-    func pluginKeysOnTheFirstOpenOfAProcessAreRefused() throws {
+    func pluginKeysAreAcceptedOnTheFirstOpenOfAProcess() throws {
         // Only a fresh process shows it (this one has loaded the plugin already): the same open
         // through the kofka command, which runs it as its first open.
         let cli = selfDirectory() + "/kofka-cli"
@@ -187,9 +187,7 @@ struct LMDBPluginTests {
         let dir = LMDBPlugin.freshDirectory()
         defer { StorageConformance.removeStore(at: dir) }
         let status = runProcess([cli, "topics", "--storage", "lmdb:" + dir, "-X", "lmdb.map.size=67108864"])
-        withKnownIssue("BrokerConfig checks lmdb.* keys before the lmdb: scheme's plugin is loaded (reported to the core)") {
-            #expect(status == 0)
-        }
+        #expect(status == 0)
     }
 }
 
