@@ -33,6 +33,27 @@ extension StorageConformance {
             }
         },
 
+        Check("kvKeysAreBytesANulInsideAKeyIsAByteLikeAnyOther",
+              "A key with a NUL byte inside is its own key, not the prefix before the NUL: put, get, delete and scan keep every byte.") { c in
+            let s = try c.make()
+            let keys = ["n/a", "n/a\u{0}", "n/a\u{0}b", "n/a\u{0}\u{0}", "n/ab"]
+            try s.write { w throws in
+                for (i, k) in keys.enumerated() { try w.put(k, [UInt8(i)]) }
+            }
+            try s.read { r throws in
+                for (i, k) in keys.enumerated() { c.equal(try r.get(k), [UInt8(i)], "key \(Array(k.utf8))") }
+                c.equal(try r.scan(from: "n/", to: "n0").map { Array($0.key.utf8) },
+                        keys.map { Array($0.utf8) }.sorted { $0.lexicographicallyPrecedes($1) }, "scan order with NULs")
+                c.equal(try r.scan(from: "n/a\u{0}", to: "n/a\u{0}c").map(\.value), [[1], [3], [2]], "a range bounded by keys with NULs")
+            }
+            try s.write { w throws in try w.delete("n/a\u{0}b") }
+            try s.read { r throws in
+                c.equal(try r.get("n/a\u{0}b"), nil, "the deleted key")
+                c.equal(try r.get("n/a"), [0], "the prefix before the NUL survives its longer key's delete")
+                c.equal(try r.get("n/a\u{0}"), [1])
+            }
+        },
+
         Check("kvKeysOfAnyLengthKeepByteOrderAndLargeValuesRoundTrip",
               "Keys of 0 to 2000 bytes (group and transactional ids have no length limit) sharing long prefixes get, delete and scan in byte order; values up to 1 MiB round-trip.") { c in
             let s = try c.make()

@@ -176,6 +176,49 @@ struct LMDBPluginTests {
         }
     }
 
+    /// Closing a broker while other threads are inside the plugin (polls waiting in
+    /// wait_for_change, sends inside write transactions) waits for those calls to return and
+    /// calls nothing on the plugin after its close: every thread ends with CLOSED, none crashes.
+    @Test(.enabled(if: LMDBPlugin.available, LMDBPlugin.why))
+    func closingABrokerWithCallsInFlightInThePluginEndsThemAndNeverCallsItAfterClose() throws {
+        for round in 0..<5 {
+            let dir = LMDBPlugin.freshDirectory()
+            defer { StorageConformance.removeStore(at: dir) }
+            let broker = try Broker("lmdb:" + dir, config: [("log.retention.check.interval.ms", "0")])
+            try broker.createTopic("t", partitions: 2)
+            let outcomes = Locked<[String]>([])
+            var finished: [(Double) -> Bool] = []
+            for i in 0..<2 {
+                let c = try broker.consumer(try ccfg([("group.id", "g\(i)")]))
+                try c.subscribe(["t"])
+                finished.append(ConcurrencyTests.background {
+                    while true {
+                        do { _ = try c.pollBatch(max: 100, timeout: nil) } catch {
+                            outcomes.withLock { $0.append("poll: \(error)") }
+                            return
+                        }
+                    }
+                })
+                let p = try broker.producer(try pcfg([("linger.ms", "0")]))
+                finished.append(ConcurrencyTests.background {
+                    var n = 0
+                    while true {
+                        do { _ = try p.send("t", Record(value: bytes("v\(n)"))); n += 1 } catch {
+                            outcomes.withLock { $0.append("send: \(error)") }
+                            return
+                        }
+                    }
+                })
+            }
+            sleepMs(50 + round * 20)
+            broker.close()
+            for (i, done) in finished.enumerated() { #expect(done(5), "thread \(i) ends after the close") }
+            let seen = outcomes.withLock { $0 }
+            #expect(seen.count == 4)
+            #expect(seen.allSatisfy { $0.contains("closed") || $0.contains("CLOSED") }, "\(seen)")
+        }
+    }
+
     /// The broker loads the plugin a storage string names before it checks its config, so the
     /// plugin's own keys are accepted on the first open in a process (they once were refused).
     @Test(.enabled(if: LMDBPlugin.available, LMDBPlugin.why))

@@ -14,7 +14,12 @@ final class CStorageBackend: StorageBackend, @unchecked Sendable {
     private let signal = Monitor()
     private var commits: UInt64 = 0   // guarded by signal
     private var wakeups: UInt64 = 0   // guarded by signal
-    private let isClosed = Locked(false)
+    /// Calls into the backend in flight, and whether close has begun: `close` waits for the
+    /// calls in flight to return before it calls the backend's close, and no call starts after
+    /// it (a plugin never sees a call on a closed instance).
+    private let gate = Monitor()
+    private var inFlight = 0        // guarded by gate
+    private var closing = false     // guarded by gate
 
     init(ops: kofka_storage_ops, instance: UnsafeMutableRawPointer, scheme: String) {
         self.ops = ops
@@ -35,21 +40,44 @@ final class CStorageBackend: StorageBackend, @unchecked Sendable {
         throw KofkaError(code, message, retriable: code == .busy || code == .timedOut)
     }
 
-    private func ensureOpen() throws {
-        if isClosed.withLock({ $0 }) { throw KofkaError(.closed, "the \(scheme) storage is closed") }
+    /// Starts a call into the backend; false once close has begun.
+    private func enter() -> Bool {
+        gate.locked {
+            guard !closing else { return false }
+            inFlight += 1
+            return true
+        }
     }
 
+    private func leave() {
+        gate.locked {
+            inFlight -= 1
+            if inFlight == 0 { gate.broadcast() }
+        }
+    }
+
+    private func enterOrThrow() throws {
+        guard enter() else { throw KofkaError(.closed, "the \(scheme) storage is closed") }
+    }
+
+    /// Begins a transaction; the caller owns one `enter` until it commits or rolls back.
     private func begin(_ writable: Bool) throws -> UnsafeMutableRawPointer {
-        try ensureOpen()
+        try enterOrThrow()
         StorageErrorMessage.clear()
         var txn: UnsafeMutableRawPointer?
-        try check(ops.begin(instance, writable ? 1 : 0, &txn), writable ? "begin a write" : "begin a read")
-        guard let txn else { throw KofkaError(.storage, "\(scheme) storage: begin returned no transaction") }
-        return txn
+        do {
+            try check(ops.begin(instance, writable ? 1 : 0, &txn), writable ? "begin a write" : "begin a read")
+            guard let txn else { throw KofkaError(.storage, "\(scheme) storage: begin returned no transaction") }
+            return txn
+        } catch {
+            leave()
+            throw error
+        }
     }
 
     func write<T>(_ body: (any StorageWriter) throws -> T) throws -> T {
         let txn = try begin(true)
+        defer { leave() }
         let w = CTransaction(self, txn, writable: true)
         let result: T
         do {
@@ -74,25 +102,29 @@ final class CStorageBackend: StorageBackend, @unchecked Sendable {
         defer {
             r.txn = nil
             ops.rollback(txn)
+            leave()
         }
         return try body(r)
     }
 
     func changeToken() -> UInt64 {
         let local = signal.locked { commits }
-        guard let f = ops.change_token else { return local }
+        guard let f = ops.change_token, enter() else { return local }
+        defer { leave() }
         return f(instance)
     }
 
     func waitForChange(since token: UInt64, timeoutNs: UInt64) {
         if let f = ops.wait_for_change {
+            guard enter() else { return }
+            defer { leave() }
             f(instance, token, timeoutNs)
             return
         }
         let deadline = monoNs() &+ timeoutNs
         while true {
             let seen = signal.locked { wakeups }
-            if changeToken() != token || isClosed.withLock({ $0 }) { return }
+            if changeToken() != token || gate.locked({ closing }) { return }
             let now = monoNs()
             if now >= deadline { return }
             let slice = ops.change_token == nil ? deadline - now : min(deadline - now, 2_000_000)
@@ -109,26 +141,54 @@ final class CStorageBackend: StorageBackend, @unchecked Sendable {
             wakeups &+= 1
             signal.broadcast()
         }
-        ops.wake_all?(instance)
+        guard let f = ops.wake_all, enter() else { return }
+        defer { leave() }
+        f(instance)
     }
 
     func reclaimSpace() throws -> Bool {
         guard let f = ops.reclaim_space else { return false }
-        try ensureOpen()
+        try enterOrThrow()
+        defer { leave() }
         var more: Int32 = 0
         try check(f(instance, &more), "reclaim space")
         return more != 0
     }
 
     func close() {
-        let first = isClosed.withLock { c -> Bool in
-            defer { c = true }
-            return !c
+        // Wake every wait (this process's and the backend's) before closing the gate, so the
+        // waits in flight return; then wait for every call in flight, then close.
+        wakeAll()
+        let first = gate.locked { () -> Bool in
+            guard !closing else { return false }
+            closing = true
+            return true
         }
         guard first else { return }
-        wakeAll()
+        signal.locked {
+            wakeups &+= 1
+            signal.broadcast()
+        }
+        gate.locked {
+            while inFlight > 0 {
+                gate.wait(timeoutNs: 10_000_000)
+                // A wait that began after the wake above: wake it again (calls into the
+                // backend's wake_all are still allowed until its close).
+                if inFlight > 0, let f = ops.wake_all { gate.unlock(); f(instance); gate.lock() }
+            }
+        }
         ops.close(instance)
     }
+}
+
+/// Passes a key as its UTF-8 bytes and their count, NUL-terminated for convenience: every
+/// byte reaches the backend, a NUL inside the key too (the length, not the terminator, counts).
+private func withKey<R>(_ key: String, _ body: (UnsafePointer<CChar>, Int) throws -> R) rethrows -> R {
+    var bytes = ContiguousArray<CChar>()
+    bytes.reserveCapacity(key.utf8.count + 1)
+    for b in key.utf8 { bytes.append(CChar(bitPattern: b)) }
+    bytes.append(0)
+    return try bytes.withUnsafeBufferPointer { try body($0.baseAddress!, $0.count - 1) }
 }
 
 /// A transaction of a C storage backend, as a `StorageWriter`.
@@ -156,7 +216,7 @@ private final class CTransaction: StorageWriter {
         let t = try live("get")
         var value: UnsafeRawPointer?
         var len = 0
-        try key.withCString { k in try backend.check(ops.get(t, k, strlen(k), &value, &len), "get \(key)") }
+        try withKey(key) { k, n in try backend.check(ops.get(t, k, n, &value, &len), "get \(key)") }
         guard let value else { return nil }
         return Array(UnsafeRawBufferPointer(start: value, count: len))
     }
@@ -174,9 +234,9 @@ private final class CTransaction: StorageWriter {
             return 0
         }
         try withExtendedLifetime(box) {
-            try lower.withCString { lo in
-                try upper.withCString { hi in
-                    try backend.check(ops.scan(t, lo, strlen(lo), hi, strlen(hi), visit, Unmanaged.passUnretained(box).toOpaque()),
+            try withKey(lower) { lo, lon in
+                try withKey(upper) { hi, hin in
+                    try backend.check(ops.scan(t, lo, lon, hi, hin, visit, Unmanaged.passUnretained(box).toOpaque()),
                                       "scan \(lower)..<\(upper)")
                 }
             }
@@ -241,14 +301,14 @@ private final class CTransaction: StorageWriter {
 
     func put(_ key: String, _ value: [UInt8]) throws {
         let t = try live("put", write: true)
-        try key.withCString { k in
-            try value.withUnsafeBytes { v in try backend.check(ops.put(t, k, strlen(k), v.baseAddress, v.count), "put \(key)") }
+        try withKey(key) { k, n in
+            try value.withUnsafeBytes { v in try backend.check(ops.put(t, k, n, v.baseAddress, v.count), "put \(key)") }
         }
     }
 
     func delete(_ key: String) throws {
         let t = try live("delete", write: true)
-        try key.withCString { k in try backend.check(ops.del(t, k, strlen(k)), "delete \(key)") }
+        try withKey(key) { k, n in try backend.check(ops.del(t, k, n), "delete \(key)") }
     }
 
     func append(_ pnum: Int64, _ batch: RecordBatch, txn txnId: Int64) throws -> Int64 {

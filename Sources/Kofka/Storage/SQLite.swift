@@ -134,9 +134,20 @@ final class SQLiteConnection: @unchecked Sendable {
 
 // MARK: - Binding and reading columns
 
+/// Binds `text` as its UTF-8 bytes with their length (a NUL inside is a byte like any other).
 @inline(__always)
 func sqliteBindText(_ stmt: OpaquePointer, _ index: Int32, _ text: String) {
-    sqlite3_bind_text(stmt, index, text, -1, kofka_sqlite_transient())
+    var text = text
+    text.withUTF8 { buf in
+        buf.withMemoryRebound(to: CChar.self) { chars in
+            // An empty string's buffer may have no address; "" binds the empty text, not NULL.
+            guard let base = chars.baseAddress, chars.count > 0 else {
+                sqlite3_bind_text(stmt, index, "", 0, kofka_sqlite_transient())
+                return
+            }
+            sqlite3_bind_text(stmt, index, base, Int32(chars.count), kofka_sqlite_transient())
+        }
+    }
 }
 
 /// Binds `bytes` (NULL for nil, a zero-length blob for empty) without copying, for the
