@@ -71,8 +71,10 @@ let package = Package(
         .target(name: "KofkaPostgres", dependencies: ["CLibPQ"], path: "Sources/KofkaPostgres",
                 cSettings: [.headerSearchPath("../../include")],
                 linkerSettings: [.linkedLibrary("pthread"), .unsafeFlags(pluginLinkFlags)]),
+        // The raw libpq reference `kofka bench-postgres` times beside the PostgreSQL plugin.
+        .target(name: "CRefPG", dependencies: ["CLibPQ"], path: "Sources/CRefPG"),
         .executableTarget(name: "kofka-cli", dependencies: [
-            "Kofka", "KofkaLab", "KofkaCABI", "KofkaStorageTesting", "CSQLite", "CRefLog", "CRefLMDB", "KofkaServer", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "Kofka", "KofkaLab", "KofkaCABI", "KofkaStorageTesting", "CSQLite", "CRefLog", "CRefLMDB", "CRefPG", "KofkaServer", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: [.swiftLanguageMode(.v5)], linkerSettings: exportPluginAPI),
         .testTarget(name: "KofkaTests", dependencies: ["Kofka", "KofkaLab", "KofkaCABI", "KofkaStorageTesting", "KofkaWire", "KofkaServer"], linkerSettings: exportPluginAPI),
     ]

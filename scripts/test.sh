@@ -59,6 +59,8 @@ if [ -n "$pg_dir" ]; then
     suite "demo on postgresql (in-process)" "$lib/kofka-cli" demo --storage "$(pg_store demo)"
     suite "postgresql plugin: the storage conformance suite through the CLI" \
         "$lib/kofka-cli" lab conformance --storage "$(pg_store conformance)"
+    suite "bench-postgres smoke: Kofka beside raw libpq references (debug, figures not asserted)" \
+        "$lib/kofka-cli" bench-postgres --quick
 fi
 suite "wire protocol: kofka serve with kcat, confluent-kafka and kafka-python (Tests/wire)" \
     env KOFKA_CLI="$lib/kofka-cli" KOFKA_LIBRARY="$lib/libkofka.so" python3 -m pytest Tests/wire -q

@@ -37,6 +37,16 @@ public final class Broker: Sendable {
     }
     let state: Locked<State>
 
+    /// `storage` with the password of a URL's user info masked (`postgresql://u:***@host/db`),
+    /// for messages and logs: a storage string may carry a password, a message never does.
+    public static func redacted(_ storage: String) -> String {
+        let chars = Array(storage)
+        guard let slash = (0..<max(0, chars.count - 1)).first(where: { chars[$0] == "/" && chars[$0 + 1] == "/" }),
+              let at = chars[(slash + 2)...].firstIndex(where: { $0 == "@" || $0 == "/" }), chars[at] == "@",
+              let colon = chars[(slash + 2)..<at].firstIndex(of: ":") else { return storage }
+        return String(chars[...colon]) + "***" + String(chars[at...])
+    }
+
     /// The storage schemes `Broker.init` understands now (plugins add more).
     public static var schemes: [String] { ["memory:", "sqlite:PATH"] + Plugins.registered.map { "\($0):…" } }
 
@@ -138,7 +148,7 @@ public final class Broker: Sendable {
     public var closed: Bool { state.withLock { $0.closed } }
 
     func checkOpen() throws {
-        if closed { throw KofkaError(.closed, "the broker on '\(storageString)' is closed") }
+        if closed { throw KofkaError(.closed, "the broker on '\(Self.redacted(storageString))' is closed") }
     }
 
     /// Draws a storage fault for one write: nil, or whether it strikes after the commit.
@@ -159,7 +169,7 @@ public final class Broker: Sendable {
     public func add(_ interceptor: any Interceptor, name: String) throws {
         guard !name.isEmpty else { throw KofkaError(.invalidArg, "an interceptor needs a name") }
         try state.withLock { s in
-            if s.closed { throw KofkaError(.closed, "the broker on '\(storageString)' is closed") }
+            if s.closed { throw KofkaError(.closed, "the broker on '\(Self.redacted(storageString))' is closed") }
             guard !s.interceptors.contains(where: { $0.name == name }) else {
                 throw KofkaError(.invalidArg, "interceptors named '\(name)' were already added to this broker")
             }

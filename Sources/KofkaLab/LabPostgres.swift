@@ -72,13 +72,7 @@ public enum LabPostgres {
 
     /// Redacts the password of a PostgreSQL storage string for printing
     /// (`postgresql://user:secret@host/db` → `postgresql://user:***@host/db`); others unchanged.
-    public static func redacted(_ spec: String) -> String {
-        let chars = Array(spec)
-        guard isPostgres(spec), let slash = (0..<max(0, chars.count - 2)).first(where: { chars[$0] == "/" && chars[$0 + 1] == "/" }),
-              let at = chars[(slash + 2)...].firstIndex(of: "@"),
-              let colon = chars[(slash + 2)..<at].firstIndex(of: ":") else { return spec }
-        return String(chars[...colon]) + "***" + String(chars[at...])
-    }
+    public static func redacted(_ spec: String) -> String { Broker.redacted(spec) }
 
     /// Drops `schema` and everything in it (errors ignored: a store never created has none).
     public static func dropSchema(_ url: String, _ schema: String) {

@@ -26,13 +26,13 @@ struct Groups: ParsableCommand {
         defer { broker.close() }
         if let group {
             guard let d = try broker.describeGroup(group) else {
-                throw CLIError("unknown group '\(group)' in \(options.storage)")
+                throw CLIError("unknown group '\(group)' in \(Broker.redacted(options.storage))")
             }
             try describe(broker, d)
             return
         }
         let names = try broker.groups()
-        if names.isEmpty { print("no groups in \(options.storage)"); return }
+        if names.isEmpty { print("no groups in \(Broker.redacted(options.storage))"); return }
         for name in names {
             guard let d = try broker.describeGroup(name) else { continue }
             let rows = try partitionRows(broker, d)

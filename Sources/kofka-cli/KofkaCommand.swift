@@ -18,7 +18,7 @@ struct KofkaCommand: ParsableCommand {
             is 'sqlite:kofka.db' in the current directory.
             """,
         version: "kofka \(Kofka.version)",
-        subcommands: [Demo.self, Topics.self, Produce.self, Consume.self, Groups.self, Serve.self, DeleteRecords.self, Maintain.self, Bench.self, RetentionBench.self, BenchStorage.self, Lab.self, DemoWorker.self])
+        subcommands: [Demo.self, Topics.self, Produce.self, Consume.self, Groups.self, Serve.self, DeleteRecords.self, Maintain.self, Bench.self, RetentionBench.self, BenchStorage.self, BenchPostgres.self, Lab.self, DemoWorker.self])
 
     /// Runs the command; every failure prints one line `kofka: error: …` and exits non-zero.
     static func main() {

@@ -39,7 +39,7 @@ struct Serve: ParsableCommand {
         sigaddset(&set, SIGTERM)
         pthread_sigmask(SIG_BLOCK, &set, nil)
         let server = try KofkaServer.start(broker: broker, host: host, port: port, advertisedHost: advertisedHost)
-        print("kofka serve: listening on \(host):\(server.port) (storage \(options.storage))")
+        print("kofka serve: listening on \(host):\(server.port) (storage \(Broker.redacted(options.storage)))")
         fflush(stdout)
         var sig: Int32 = 0
         sigwait(&set, &sig)

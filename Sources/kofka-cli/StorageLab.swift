@@ -139,37 +139,10 @@ struct BenchStorage: ParsableCommand {
             return (b, { b.close(); StorageConformance.removeStore(at: path) })
         }
         func produce(_ b: Broker, _ count: Int, batch: Int) throws -> Double {
-            try b.createTopic("bench", partitions: 1)
-            let p = try b.producer(ProducerConfig([("delivery.mode", "at-least-once")]))
-            defer { try? p.close() }
-            let t0 = monoSeconds()
-            try value.withUnsafeBytes { src in
-                var left = count
-                while left > 0 {
-                    let k = min(batch, left)
-                    var rb = RecordBatch(reservingRecords: k, bytes: k * size)
-                    for _ in 0..<k { rb.append(timestampMs: 0, key: nil, value: src, headers: nil) }
-                    let o = try p.send("bench", rb, partitions: [Int32](repeating: 0, count: k))
-                    if let (_, e) = o.firstError { throw e }
-                    left -= k
-                }
-            }
-            return monoSeconds() - t0
+            try BenchLoops.sendBatches(b, count: count, batch: batch, value: value)
         }
         func consume(_ b: Broker, _ count: Int) throws -> Double {
-            let c = try b.consumer(ConsumerConfig([("max.poll.records", "500")]))
-            defer { c.destroy() }
-            try c.assign("bench", partitions: [0])
-            try c.seek("bench", 0, 0)
-            var got = 0, bytes = 0
-            let t0 = monoSeconds()
-            while got < count {
-                let ms = try c.pollBatch(max: min(500, count - got), timeout: .seconds(5))
-                if ms.isEmpty { throw CLIError("bench-storage: consumer stalled at \(got) of \(count)") }
-                for m in ms { bytes &+= m.value?.count ?? 0 }
-                got += ms.count
-            }
-            return monoSeconds() - t0
+            try BenchLoops.pollBatches(b, count: count, poll: 500, who: "bench-storage")
         }
         func raw(_ count: Int, batch: Int, sync: Int32, read: Bool) throws -> Double {
             let path = fresh("-raw")

@@ -66,7 +66,7 @@ struct Topics: ParsableCommand {
         }
         let topics = try broker.topics()
         if topics.isEmpty {
-            print("no topics in \(options.storage)")
+            print("no topics in \(Broker.redacted(options.storage))")
             return
         }
         for t in topics {

@@ -146,6 +146,19 @@ struct BrokerTests {
         // postgres: is served by libkofka_postgresql.so (built beside the tests): host x cannot be reached
         #expect(failure { _ = try Broker("postgres://x") }.map { $0.code == .storage && $0.message.contains("host x") } == true)
         #expect(failure { _ = try Broker("sqlite:") }?.code == .invalidArg)
+        // A password in the storage string never reaches a message.
+        let secret = failure { _ = try Broker("postgresql://u:s3cret-pw@127.0.0.1:1/db") }
+        #expect(secret?.code == .storage)
+        #expect(secret.map { !$0.message.contains("s3cret-pw") } == true, "\(secret?.message ?? "")")
+    }
+
+    @Test func storageStringsAreRedactedOnlyWhereAPasswordIs() {
+        #expect(Broker.redacted("postgresql://u:pw@h:5432/db?x=1") == "postgresql://u:***@h:5432/db?x=1")
+        #expect(Broker.redacted("//u:pw@h/db") == "//u:***@h/db")
+        #expect(Broker.redacted("postgresql://u@h/db") == "postgresql://u@h/db")
+        #expect(Broker.redacted("postgresql://h:5432/db@x") == "postgresql://h:5432/db@x")
+        #expect(Broker.redacted("sqlite:/tmp/a:b@c.db") == "sqlite:/tmp/a:b@c.db")
+        #expect(Broker.redacted("memory:") == "memory:")
     }
 
     @Test(arguments: backends)

@@ -27,7 +27,7 @@ public func kofka_storage_register(_ scheme: UnsafePointer<CChar>?, _ ops: Unsaf
                 guard rc == KOFKA_OK, let instance else {
                     let code = ErrorCode(rawValue: Int32(bitPattern: rc.rawValue)) ?? .storage
                     let said = cString(errstr)
-                    throw KofkaError(code == .ok ? .storage : code, "cannot open \(name) storage '\(location)': \(said.isEmpty ? (StorageErrorMessage.take() ?? code.name) : said)")
+                    throw KofkaError(code == .ok ? .storage : code, "cannot open \(name) storage '\(Broker.redacted(location))': \(said.isEmpty ? (StorageErrorMessage.take() ?? code.name) : said)")
                 }
                 return CStorageBackend(ops: table, instance: instance, scheme: name)
             }
