@@ -146,6 +146,17 @@ final class ClassicCoordinator: Sendable {
                 return .error(KafkaError.inconsistentGroupProtocol, memberId: id)
             }
             if g.members.isEmpty { g.protocolType = req.protocolType }
+            if let old = g.members[id], old.joinedGeneration == g.generation,
+               g.phase == .syncing || (g.phase == .stable && id != g.leader),
+               old.protocols.count == req.protocols.count,
+               zip(old.protocols, req.protocols).allSatisfy({ $0.name == $1.name && $0.metadata == $1.metadata }) {
+                // As Kafka's coordinator: a member rejoining with the metadata it joined with,
+                // while its generation is being synced or is stable (and it is not the leader,
+                // who may have seen metadata change), gets the current generation back without
+                // a new round. kafka-python rejoins so when a poll timed out mid-join.
+                g.members[id]!.lastSeenNs = now
+                return .pending(memberId: id)
+            }
             var m = g.members[id] ?? Member(id: id, clientId: clientId, sessionTimeoutMs: req.sessionTimeoutMs,
                                             rebalanceTimeoutMs: req.rebalanceTimeoutMs, protocols: [], lastSeenNs: now)
             m.sessionTimeoutMs = req.sessionTimeoutMs

@@ -123,37 +123,25 @@ public final class WireService: Sendable {
         }
     }
 
-    /// Handles one request frame (without its 4-byte size prefix).
+    /// Handles one request frame (without its 4-byte size prefix): decode, call the core, encode.
     public func handle(_ frame: [UInt8]) -> WireOutcome {
-        var r = WireReader(frame)
-        guard frame.count >= 8 else { return .close("a request frame of \(frame.count) bytes is shorter than a header") }
-        let api = (try? r.int16()) ?? -1
-        let version = (try? r.int16()) ?? -1
-        guard let range = Self.versionsByKey[api] else { return .close("unknown API key \(api)") }
-        if api == 18 && !range.contains(version) {
+        let request: WireRequest
+        switch Self.decode(frame) {
+        case .refused(let why):
+            return .close(why)
+        case .unsupportedApiVersions(let correlation):
             // Kafka's answer to an ApiVersions it cannot read: error 35 in a v0 response listing
             // the versions it does support, so the client downgrades.
-            var cr = WireReader(frame, from: 4)
-            guard let correlation = try? cr.int32() else { return .close("truncated header") }
             var resp = ApiVersionsResponse()
-            resp.errorCode = 35
+            resp.errorCode = KafkaError.unsupportedVersion
             resp.apiKeys = Self.supported.map { var v = ApiVersionsResponse.ApiVersion(); v.apiKey = $0.key; v.minVersion = $0.versions.lowerBound; v.maxVersion = $0.versions.upperBound; return v }
             return .reply(Self.frame(correlation: correlation, headerVersion: 0) { resp.encode(to: &$0, version: 0) })
+        case .request(let r):
+            request = r
         }
-        guard range.contains(version) else { return .close("API \(api) version \(version) is not supported (\(range))") }
-        r = WireReader(frame)
-        let header: RequestHeader
-        do { header = try RequestHeader(from: &r, version: Self.requestHeaderVersion(api, version)) } catch {
-            return .close("malformed request header: \(error)")
-        }
-        let ctx = RequestContext(api: api, version: version, correlation: header.correlationId, clientId: header.clientId ?? "")
-        do {
-            return try dispatch(ctx, &r)
-        } catch let e as WireError {
-            return .close("malformed \(Self.name(api)) v\(version) request: \(e)")
-        } catch {
-            return .close("\(Self.name(api)) v\(version) failed: \(error)")
-        }
+        let ctx = RequestContext(api: request.header.requestApiKey, version: request.header.requestApiVersion,
+                                 correlation: request.header.correlationId, clientId: request.header.clientId ?? "")
+        return dispatch(ctx, request.body)
     }
 
     static func name(_ api: Int16) -> String { supported.first { $0.key == api }?.name ?? "API \(api)" }
@@ -176,34 +164,32 @@ public final class WireService: Sendable {
         return .reply(Self.frame(correlation: ctx.correlation, headerVersion: flexible ? 1 : 0, body))
     }
 
-    private func dispatch(_ ctx: RequestContext, _ r: inout WireReader) throws -> WireOutcome {
-        let v = ctx.version
-        switch ctx.api {
-        case 0: return produce(ctx, try ProduceRequest(from: &r, version: v))
-        case 1: return fetch(ctx, try FetchRequest(from: &r, version: v))
-        case 2: return listOffsets(ctx, try ListOffsetsRequest(from: &r, version: v))
-        case 3: return metadata(ctx, try MetadataRequest(from: &r, version: v))
-        case 8: return offsetCommit(ctx, try OffsetCommitRequest(from: &r, version: v))
-        case 9: return offsetFetch(ctx, try OffsetFetchRequest(from: &r, version: v))
-        case 10: return findCoordinator(ctx, try FindCoordinatorRequest(from: &r, version: v))
-        case 11: return joinGroup(ctx, try JoinGroupRequest(from: &r, version: v))
-        case 12: return heartbeat(ctx, try HeartbeatRequest(from: &r, version: v))
-        case 13: return leaveGroup(ctx, try LeaveGroupRequest(from: &r, version: v))
-        case 14: return syncGroup(ctx, try SyncGroupRequest(from: &r, version: v))
-        case 15: return describeGroups(ctx, try DescribeGroupsRequest(from: &r, version: v))
-        case 16: return listGroups(ctx, try ListGroupsRequest(from: &r, version: v))
-        case 18: return apiVersions(ctx, try ApiVersionsRequest(from: &r, version: v))
-        case 19: return createTopics(ctx, try CreateTopicsRequest(from: &r, version: v))
-        case 20: return deleteTopics(ctx, try DeleteTopicsRequest(from: &r, version: v))
-        case 21: return deleteRecords(ctx, try DeleteRecordsRequest(from: &r, version: v))
-        case 22: return initProducerId(ctx, try InitProducerIdRequest(from: &r, version: v))
-        case 23: return offsetForLeaderEpoch(ctx, try OffsetForLeaderEpochRequest(from: &r, version: v))
-        case 24: return addPartitionsToTxn(ctx, try AddPartitionsToTxnRequest(from: &r, version: v))
-        case 25: return addOffsetsToTxn(ctx, try AddOffsetsToTxnRequest(from: &r, version: v))
-        case 26: return endTxn(ctx, try EndTxnRequest(from: &r, version: v))
-        case 28: return txnOffsetCommit(ctx, try TxnOffsetCommitRequest(from: &r, version: v))
-        case 32: return describeConfigs(ctx, try DescribeConfigsRequest(from: &r, version: v))
-        default: return .close("unknown API key \(ctx.api)")
+    private func dispatch(_ ctx: RequestContext, _ body: WireRequest.Body) -> WireOutcome {
+        switch body {
+        case .produce(let req): return produce(ctx, req)
+        case .fetch(let req): return fetch(ctx, req)
+        case .listOffsets(let req): return listOffsets(ctx, req)
+        case .metadata(let req): return metadata(ctx, req)
+        case .offsetCommit(let req): return offsetCommit(ctx, req)
+        case .offsetFetch(let req): return offsetFetch(ctx, req)
+        case .findCoordinator(let req): return findCoordinator(ctx, req)
+        case .joinGroup(let req): return joinGroup(ctx, req)
+        case .heartbeat(let req): return heartbeat(ctx, req)
+        case .leaveGroup(let req): return leaveGroup(ctx, req)
+        case .syncGroup(let req): return syncGroup(ctx, req)
+        case .describeGroups(let req): return describeGroups(ctx, req)
+        case .listGroups(let req): return listGroups(ctx, req)
+        case .apiVersions(let req): return apiVersions(ctx, req)
+        case .createTopics(let req): return createTopics(ctx, req)
+        case .deleteTopics(let req): return deleteTopics(ctx, req)
+        case .deleteRecords(let req): return deleteRecords(ctx, req)
+        case .initProducerId(let req): return initProducerId(ctx, req)
+        case .offsetForLeaderEpoch(let req): return offsetForLeaderEpoch(ctx, req)
+        case .addPartitionsToTxn(let req): return addPartitionsToTxn(ctx, req)
+        case .addOffsetsToTxn(let req): return addOffsetsToTxn(ctx, req)
+        case .endTxn(let req): return endTxn(ctx, req)
+        case .txnOffsetCommit(let req): return txnOffsetCommit(ctx, req)
+        case .describeConfigs(let req): return describeConfigs(ctx, req)
         }
     }
 }

@@ -142,3 +142,114 @@ class Conn:
         (tl,) = struct.unpack(">h", r[pos:pos + 2]); pos += 2 + tl + 4
         _p, err, _ts, off = struct.unpack(">ihqq", r[pos:pos + 22])
         return err, off
+
+    def send_request(self, api, version, body):
+        """Sends one request without waiting; returns its correlation id (pipelining)."""
+        self.correlation += 1
+        self.send_raw(frame(api, version, self.correlation, body))
+        return self.correlation
+
+    def read_response(self):
+        """The next response frame as (correlation id, body), or None when the server closed."""
+        resp = self.read_frame()
+        if resp is None:
+            return None
+        (cid,) = struct.unpack(">i", resp[:4])
+        return cid, resp[4:]
+
+    def closed_by_server(self, timeout=5):
+        """True when the server closes the connection (EOF) within `timeout` s, sending nothing."""
+        self.s.settimeout(timeout)
+        try:
+            return self.s.recv(1) == b""
+        except ConnectionResetError:
+            return True
+        except socket.timeout:
+            return False
+
+    def fetch(self, topic, partition, offset, max_wait_ms=0, min_bytes=1, isolation=0):
+        """Fetch v4; returns (error_code, high_watermark, [(offset, key, value)]) (control batches skipped)."""
+        body = struct.pack(">iiiib", -1, max_wait_ms, min_bytes, 1 << 20, isolation) + array([
+            string(topic) + array([struct.pack(">iqi", partition, offset, 1 << 20)])])
+        return parse_fetch_v4(self.request(1, 4, body))
+
+
+def fetch_body_v4(topic, partition, offset, max_wait_ms=0, min_bytes=1):
+    return struct.pack(">iiiib", -1, max_wait_ms, min_bytes, 1 << 20, 0) + array([
+        string(topic) + array([struct.pack(">iqi", partition, offset, 1 << 20)])])
+
+
+class _Reader:
+    def __init__(self, b, pos=0):
+        self.b, self.pos = b, pos
+
+    def take(self, fmt):
+        v = struct.unpack_from(fmt, self.b, self.pos)
+        self.pos += struct.calcsize(fmt)
+        return v if len(v) > 1 else v[0]
+
+    def varint(self):
+        shift = u = 0
+        while True:
+            c = self.b[self.pos]; self.pos += 1
+            u |= (c & 0x7F) << shift
+            if not c & 0x80:
+                return (u >> 1) ^ -(u & 1)
+            shift += 7
+
+    def varbytes(self):
+        n = self.varint()
+        if n < 0:
+            return None
+        v = self.b[self.pos:self.pos + n]; self.pos += n
+        return v
+
+
+def parse_record_batches(data):
+    """[(offset, key, value)] of the data batches in `data` (RecordBatch v2, uncompressed)."""
+    out, pos = [], 0
+    while pos + 61 <= len(data):
+        base, length = struct.unpack_from(">qi", data, pos)
+        end = pos + 12 + length
+        if end > len(data):
+            break   # a partial batch at the end of a Fetch response
+        attrs = struct.unpack_from(">h", data, pos + 21)[0]
+        assert crc32c(data[pos + 21:end]) == struct.unpack_from(">I", data, pos + 17)[0], "CRC-32C of a fetched batch"
+        (count,) = struct.unpack_from(">i", data, pos + 57)
+        if not attrs & 0x20:
+            r = _Reader(data, pos + 61)
+            for _ in range(count):
+                n = r.varint(); nxt = r.pos + n
+                r.take(">b"); r.varint(); delta = r.varint()
+                key = r.varbytes(); value = r.varbytes()
+                out.append((base + delta, key, value))
+                r.pos = nxt
+        pos = end
+    return out
+
+
+def parse_fetch_v4(r):
+    rd = _Reader(r)
+    rd.take(">i")   # throttle
+    assert rd.take(">i") == 1
+    (tl,) = [rd.take(">h")]; rd.pos += tl
+    assert rd.take(">i") == 1
+    _p, err, hw, _lso = rd.take(">ihqq")
+    na = rd.take(">i")
+    rd.pos += 16 * max(na, 0)
+    n = rd.take(">i")
+    data = r[rd.pos:rd.pos + max(n, 0)]
+    return err, hw, parse_record_batches(data)
+
+
+def api_versions_v0(body):
+    """(error_code, {api_key: (min, max)}) of an ApiVersions v0 response body, which must end there."""
+    rd = _Reader(body)
+    err = rd.take(">h")
+    n = rd.take(">i")
+    keys = {}
+    for _ in range(n):
+        k, lo, hi = rd.take(">hhh")
+        keys[k] = (lo, hi)
+    assert rd.pos == len(body), f"{len(body) - rd.pos} bytes after a v0 ApiVersions response"
+    return err, keys
