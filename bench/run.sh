@@ -3,7 +3,9 @@
 #   1. `kofka bench`        Swift face: produce / consume / latency / read-process-write / RSS,
 #                           beside raw SQLite and a minimal C log measured in the same run;
 #   2. bench/c_bench.c      C face through libkofka.so, beside a minimal C log;
-#   3. bench/python_bench.py Python face, beside confluent-kafka → librdkafka's mock cluster,
+#   3. bench/wake_bench.c   a poll blocked in one process woken by another's commit (SQLite), and
+#                           an idle blocked consumer's CPU;
+#   4. bench/python_bench.py Python face, beside confluent-kafka → librdkafka's mock cluster,
 #                           persist-queue and litequeue (installed from PyPI if missing).
 # Usage: bash bench/run.sh [--quick]     Figures are printed, never asserted.
 set -euo pipefail
@@ -19,6 +21,10 @@ echo "== C face (bench/c_bench.c through libkofka.so)"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 cc -O2 -Iinclude bench/c_bench.c -L"$rel" -lkofka -Wl,-rpath,"$rel" -o "$tmp/c_bench"
 "$tmp/c_bench" $([ "$quick" = "--quick" ] && echo 100000 || echo 1000000)
+echo
+echo "== cross-process wake-up and idle cost (bench/wake_bench.c through libkofka.so, SQLite)"
+cc -O2 -Iinclude bench/wake_bench.c -L"$rel" -lkofka -Wl,-rpath,"$rel" -o "$tmp/wake_bench"
+"$tmp/wake_bench" $([ "$quick" = "--quick" ] && echo 100 || echo 1000) normal
 echo
 echo "== Python face (bench/python_bench.py)"
 python3 -c 'import confluent_kafka, persistqueue, litequeue' 2>/dev/null ||

@@ -56,7 +56,7 @@ public final class LabStorage: @unchecked Sendable {
             }
             rmdir(path)
         } else {
-            for suffix in ["", "-wal", "-shm", "-journal"] { unlink(path + suffix) }
+            for suffix in ["", "-wal", "-shm", "-journal", "-bell"] { unlink(path + suffix) }
         }
     }
 }

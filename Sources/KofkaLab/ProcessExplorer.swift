@@ -75,7 +75,7 @@ public enum LabProcesses {
     static func runOne(_ h: LabHistory, path: String, workers: Int, executable: String, avoiding: Set<Int>,
                        spawn: ([String]) throws -> Int32, print: (String) -> Void) throws -> LabRunResult {
         let t0 = monoNs()
-        let files = [path, path + "-wal", path + "-shm", path + ".drain", path + ".journal", path + ".violations"]
+        let files = [path, path + "-wal", path + "-shm", path + "-bell", path + ".drain", path + ".journal", path + ".violations"]
         for f in files { unlink(f) }
         defer { for f in files { unlink(f) } }
         let world = try LabWorld(h, storage: "sqlite:" + path, timing: timing, concurrent: true)

@@ -346,7 +346,7 @@ extension StorageConformance {
             rmdir(path)
             return
         }
-        for suffix in ["", "-wal", "-shm", "-journal", "-lock"] { unlink(path + suffix) }
+        for suffix in ["", "-wal", "-shm", "-journal", "-lock", "-bell"] { unlink(path + suffix) }
     }
 }
 

@@ -259,7 +259,7 @@ final class BenchRunner {
     }
 
     func remove(_ path: String) {
-        for s in ["", "-wal", "-shm", "-journal"] { unlink(path + s) }
+        for s in ["", "-wal", "-shm", "-journal", "-bell"] { unlink(path + s) }
     }
 
     func value(_ size: Int) -> [UInt8] {

@@ -332,7 +332,7 @@ final class RetentionRunner {
         counter += 1
         let path = "\(dir)/r\(counter).db"
         let b = try Broker("sqlite:" + path, config: config)
-        return (b, path, { b.close(); for s in ["", "-wal", "-shm", "-journal"] { unlink(path + s) } })
+        return (b, path, { b.close(); for s in ["", "-wal", "-shm", "-journal", "-bell"] { unlink(path + s) } })
     }
 
     /// `n` records of `size` bytes, each value distinct (a counter in its first 8 bytes), as one packed batch.
@@ -504,7 +504,7 @@ final class RetentionRunner {
         for withSum in [false, true] {
             counter += 1
             let path = "\(dir)/raw\(counter).db"
-            defer { for s in ["", "-wal", "-shm"] { unlink(path + s) } }
+            defer { for s in ["", "-wal", "-shm", "-bell"] { unlink(path + s) } }
             var pre: OpaquePointer?
             guard sqlite3_open_v2(path, &pre, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nil) == SQLITE_OK else { throw CLIError("cannot open \(path)") }
             sqlite3_exec(pre, "PRAGMA auto_vacuum=INCREMENTAL; CREATE TABLE records(id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, key BLOB, value BLOB, headers BLOB, txn INTEGER NOT NULL DEFAULT 0)", nil, nil, nil)
@@ -780,7 +780,7 @@ final class RetentionRunner {
 /// `KEY VALUE` (the latest value) or `KEY -` (the latest write is a tombstone).
 enum CrashFixture {
     static func make(path: String, records: Int) throws {
-        for s in ["", "-wal", "-shm"] { unlink(path + s) }
+        for s in ["", "-wal", "-shm", "-bell"] { unlink(path + s) }
         let broker = try Broker("sqlite:" + path, config: [("log.retention.check.interval.ms", "0"), ("sqlite.synchronous", "normal")])
         defer { broker.close() }
         try broker.createTopic("big", partitions: 1)

@@ -37,7 +37,7 @@ func tempPath() -> String {
 
 /// Removes a database file and its WAL/SHM side files.
 func removeDatabase(_ path: String) {
-    for suffix in ["", "-wal", "-shm", "-journal"] { unlink(path + suffix) }
+    for suffix in ["", "-wal", "-shm", "-journal", "-bell"] { unlink(path + suffix) }
 }
 
 func makeSQLite(_ path: String) throws -> any StorageBackend {
@@ -143,4 +143,60 @@ func readFile(_ path: String) -> [UInt8] {
         out += buf[0..<n]
     }
     return out
+}
+
+// MARK: - The doorbell: cross-process wake-ups by notification
+
+extension StorageSQLiteTests {
+    /// A wait on one handle sleeps on the doorbell: with no commit it checks the change token
+    /// once or twice in 300 ms (polling `data_version` every 2 ms would check ~150 times), and
+    /// a commit through another handle on the file (as another process) wakes it at once.
+    @Test func anIdleWaitSleepsOnTheDoorbellAndAnotherHandlesCommitWakesIt() throws {
+        let path = tempPath(); defer { removeDatabase(path) }
+        let a = try SQLiteStorage(path: path, synchronous: .normal)
+        let b = try SQLiteStorage(path: path, synchronous: .normal)
+        defer { a.close(); b.close() }
+        #expect(access(path + "-bell", F_OK) == 0, "the doorbell file beside the database")
+
+        let idleToken = b.changeToken()
+        let t0 = monoNs()
+        b.waitForChange(since: idleToken, timeoutNs: 300_000_000)
+        #expect(monoNs() - t0 >= 290_000_000, "nothing changed: the wait lasts its timeout")
+        #expect(b.tokenChecks.withLock { $0 } <= 3, "an idle wait does not poll: \(b.tokenChecks.withLock { $0 }) token checks")
+
+        // Ten rounds: a waiter on b, a commit on a; b wakes long before its 10 s timeout.
+        var worstUs: UInt64 = 0
+        for round in 0..<10 {
+            let token = b.changeToken()
+            let woke = Locked<UInt64>(0)
+            let done = DispatchSemaphore(value: 0)
+            startThread {
+                b.waitForChange(since: token, timeoutNs: 10_000_000_000)
+                woke.withLock { $0 = monoNs() }
+                done.signal()
+            }
+            usleep(20_000)
+            _ = try a.write { try $0.append(0, Self.batch(1, tag: round), txn: 0) }
+            let committed = monoNs()
+            #expect(done.wait(timeout: .now() + 5) == .success)
+            worstUs = max(worstUs, (woke.withLock { $0 } &- committed) / 1_000)
+        }
+        #expect(worstUs < 1_000_000, "the slowest wake-up took \(worstUs) us")
+    }
+
+    /// `wakeAll` (a consumer's close) wakes a waiter asleep on the doorbell.
+    @Test func wakeAllWakesAWaiterAsleepOnTheDoorbell() throws {
+        let path = tempPath(); defer { removeDatabase(path) }
+        let s = try SQLiteStorage(path: path)
+        defer { s.close() }
+        let done = DispatchSemaphore(value: 0)
+        let token = s.changeToken()
+        startThread {
+            s.waitForChange(since: token, timeoutNs: 30_000_000_000)
+            done.signal()
+        }
+        usleep(50_000)
+        s.wakeAll()
+        #expect(done.wait(timeout: .now() + 2) == .success)
+    }
 }

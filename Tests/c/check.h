@@ -303,6 +303,7 @@ static inline void test_remove_db(const char *path) {
     snprintf(buf, sizeof buf, "%s-wal", path); unlink(buf);
     snprintf(buf, sizeof buf, "%s-shm", path); unlink(buf);
     snprintf(buf, sizeof buf, "%s-journal", path); unlink(buf);
+    snprintf(buf, sizeof buf, "%s-bell", path); unlink(buf);
 }
 
 /** Drops a PostgreSQL test schema and everything in it ("" is a no-op). */

@@ -99,7 +99,7 @@ run_example() {
     fi
     local db="/tmp/kofka-cexample-$$-$name.db" arg rc
     for arg in "" "sqlite:$db"; do
-        rm -f "$db" "$db-wal" "$db-shm"
+        rm -f "$db" "$db-wal" "$db-shm" "$db-bell"
         ( cd "$BUILD" && timeout -k 5 "$TIMEOUT" "./$name" $arg ) >"$BUILD/$name.out" 2>&1
         rc=$?
         sed 's/^/  | /' "$BUILD/$name.out" | tail -15
@@ -110,7 +110,7 @@ run_example() {
             total_fail=$((total_fail + 1)); summary+=("FAIL  $label ($(describe_status "$rc"))")
         fi
     done
-    rm -f "$db" "$db-wal" "$db-shm"
+    rm -f "$db" "$db-wal" "$db-shm" "$db-bell"
 }
 
 check_exports() {

@@ -149,7 +149,7 @@ for round in $(seq 1 "$rounds"); do
     else
         violation "the final maintain failed: $(tail -n 1 "$tmp/maintain.out")"
     fi
-    rm -f "$db" "$db-wal" "$db-shm"
+    rm -f "$db" "$db-wal" "$db-shm" "$db-bell"
 done
 
 echo "maintenance kill test: $rounds rounds × $kills runs ($killed killed mid-way, $finished finished first), $checks checks, $violations violations, $((SECONDS - started)) s"

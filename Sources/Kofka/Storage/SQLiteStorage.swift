@@ -47,6 +47,15 @@ public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
     private var localCommits: UInt64 = 0             // guarded by signal
     private var wakeups: UInt64 = 0                  // guarded by signal
 
+    /// The doorbell every process sharing the file rings after a commit (`PATH-bell`, a futex
+    /// in a shared mapping): a poll blocked in one process wakes within microseconds of a commit
+    /// in another, and an idle one sleeps without polling. nil where the file cannot be made or
+    /// mapped: waits then re-check `data_version` every 2 ms.
+    private let bell: Doorbell?
+    /// How many times `waitForChange` has checked the change token (tests: an idle wait polls
+    /// nothing when the doorbell works).
+    let tokenChecks = Locked<Int>(0)
+
     /// Opens `path`, creating the file and the schema if missing.
     ///
     /// - Throws: `.storage` naming `path` if the file is not a database, is corrupt, belongs to
@@ -66,6 +75,7 @@ public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
         }
         writer = Locked(w)
         watcher = Locked(watch)
+        bell = path == ":memory:" || path.isEmpty ? nil : Doorbell(path: path + "-bell")
     }
 
     deinit { close() }
@@ -91,6 +101,7 @@ public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
                 wakeups &+= 1
                 signal.broadcast()
             }
+            bell?.ring()   // after the commit: a woken process's read sees it
         }
         return result
     }
@@ -129,14 +140,23 @@ public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
         return (local << 32) &+ UInt64(truncatingIfNeeded: dataVersion)
     }
 
-    /// Waits on this process's commits and `wakeAll`, re-checking `data_version` every ~2 ms.
+    /// Waits on the doorbell (any process's commits, this instance's `wakeAll`); where there
+    /// is none, on this process's commits and `wakeAll`, re-checking `data_version` every ~2 ms.
     public func waitForChange(since token: UInt64, timeoutNs: UInt64) {
         let deadline = monoNs() &+ timeoutNs
         while true {
             let seen = signal.withLock { wakeups }
+            // The bell's value is read before the token is checked: a commit after the check
+            // has moved the bell past `rung`, so the futex wait below returns at once.
+            let rung = bell?.value
+            tokenChecks.withLock { $0 += 1 }
             if changeToken() != token || pool.withLock({ $0.closed }) { return }
             let now = monoNs()
             if now >= deadline { return }
+            if let bell, let rung, bell.wait(seen: rung, timeoutNs: deadline - now) {
+                if signal.withLock({ wakeups }) != seen { return }
+                continue   // rung (or spurious): check the token again
+            }
             // Short slices: commits by other processes only show in data_version.
             let slice = min(deadline - now, 2_000_000)
             let woken = signal.withLock {
@@ -147,12 +167,15 @@ public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
         }
     }
 
-    /// Wakes every `waitForChange` waiter of this instance.
+    /// Wakes every `waitForChange` waiter of this instance. A waiter asleep on the doorbell is
+    /// woken by ringing it (a wake without a ring could fall between a waiter's look at the bell
+    /// and its sleep); waiters of other processes wake too, find nothing new, and sleep again.
     public func wakeAll() {
         signal.withLock {
             wakeups &+= 1
             signal.broadcast()
         }
+        bell?.ring()
     }
 
     /// Gives freed pages back to the file system when many are free (`incremental_vacuum` of at
