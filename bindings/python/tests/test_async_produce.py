@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -116,3 +117,33 @@ def test_full_queue_raises_queue_full_until_polled(broker):
         p.produce("full", b"after")
         p.flush()
     assert broker.watermarks("full", 0) == (0, 11)
+
+
+# The contracts below are why produce() crosses into the core once per record (issue 14): the
+# C API has no asynchronous packed call, and a queue held in Python until poll()/flush() would
+# break each of them.
+
+
+def test_a_produced_record_is_written_without_poll_or_flush(broker):
+    # The core's background writer writes it after linger.ms; the producer never calls back in.
+    broker.create_topic("nopoll")
+    with broker.producer(linger_ms=1) as p:
+        p.produce("nopoll", b"v")
+        deadline = time.monotonic() + 10
+        while broker.watermarks("nopoll", 0) != (0, 1) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert broker.watermarks("nopoll", 0) == (0, 1)
+        p.flush()
+
+
+def test_produce_outside_a_transaction_raises_at_the_call_not_in_a_report(broker):
+    broker.create_topic("txstate")
+    reports = []
+    with broker.producer(delivery="exactly-once", transactional_id="txstate") as p:
+        p.init_transactions()
+        with pytest.raises(kofka.InvalidStateError):
+            p.produce("txstate", b"outside", on_delivery=lambda err, md: reports.append(err))
+        assert len(p) == 0
+        p.flush()
+    assert reports == []
+    assert broker.watermarks("txstate", 0) == (0, 0)
