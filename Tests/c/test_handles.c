@@ -270,8 +270,15 @@ typedef struct user_ctx {
     kofka_producer *p;
     kofka_consumer *c;
     atomic_int stop;
+    atomic_int started;  /* user threads that made their first call */
+    atomic_int ended;    /* user threads that left their loop */
     user_counts pc, cc; /* the producer thread's and the consumer thread's, each its own */
 } user_ctx;
+
+/* Waits up to 10 s for *counter to reach n (a loaded machine may be slow to schedule a thread). */
+static void wait_for_count(atomic_int *counter, int n) {
+    for (int i = 0; i < 1000 && atomic_load(counter) < n; i++) test_sleep_ms(10);
+}
 
 static void *producer_user(void *arg) {
     user_ctx *u = arg;
@@ -279,12 +286,13 @@ static void *producer_user(void *arg) {
         kofka_record r = test_record("k", 1, "v", 1);
         kofka_err e = (i % 3 == 0) ? kofka_produce(u->p, "t", &r, NULL) : kofka_send(u->p, "t", &r);
         int n = kofka_producer_poll(u->p, 0);
-        u->pc.calls++;
+        if (u->pc.calls++ == 0) atomic_fetch_add(&u->started, 1);
         if (e == KOFKA_ERR_CLOSED) u->pc.closed++;
         else if (e != KOFKA_OK) u->pc.unexpected++;
         if (n < -1) u->pc.unexpected++;
         if (e == KOFKA_ERR_CLOSED && n == -1) break;
     }
+    atomic_fetch_add(&u->ended, 1);
     return NULL;
 }
 
@@ -296,12 +304,13 @@ static void *consumer_user(void *arg) {
         if (m) kofka_message_free(m);
         int64_t pos = 0;
         kofka_err e2 = kofka_position(u->c, "t", 0, &pos);
-        u->cc.calls++;
+        if (u->cc.calls++ == 0) atomic_fetch_add(&u->started, 1);
         if (e == KOFKA_ERR_CLOSED) u->cc.closed++;
         else if (e != KOFKA_OK) u->cc.unexpected++;
         if (e2 != KOFKA_OK && e2 != KOFKA_ERR_CLOSED) u->cc.unexpected++;
         if (e == KOFKA_ERR_CLOSED) break;
     }
+    atomic_fetch_add(&u->ended, 1);
     return NULL;
 }
 
@@ -319,11 +328,12 @@ static void close_while_another_thread_uses_it(const test_backend *be) {
         pthread_t tp, tc;
         pthread_create(&tp, NULL, producer_user, &u);
         pthread_create(&tc, NULL, consumer_user, &u);
+        wait_for_count(&u.started, 2);   /* both threads are using their handles */
         test_sleep_ms(20 + 15 * round);
         kofka_err pe = kofka_producer_close(u.p, 2000);
         CHECK_ERR2(KOFKA_OK, KOFKA_ERR_TIMED_OUT, pe);
         CHECK_OK(kofka_consumer_close(u.c));
-        test_sleep_ms(50);
+        wait_for_count(&u.ended, 2);     /* each thread ends by itself once it sees CLOSED */
         atomic_store(&u.stop, 1);
         pthread_join(tp, NULL);
         pthread_join(tc, NULL);

@@ -352,7 +352,8 @@ static void a_commit_whose_answer_is_lost_is_resolved_or_reported_unknown(void) 
     char storage[sizeof be.storage + 16];
     CHECK_EQ(0, through_proxy(&be, px.port, storage, sizeof storage));
     kofka_broker *b = NULL;
-    const char *cfg[] = {"postgresql.lock.timeout.ms", "400", NULL};
+    /* Time enough to learn a cut COMMIT's fate on a loaded machine (a reconnect and a query). */
+    const char *cfg[] = {"postgresql.lock.timeout.ms", "2000", NULL};
     if (!CHECK_OK(open_broker(storage, cfg, &b))) { proxy_stop(&px); return; }
     CHECK_OK(kofka_topic_create(b, "t", 1));
     kofka_producer *once = NULL, *retrying = NULL;
@@ -383,18 +384,18 @@ static void a_commit_whose_answer_is_lost_is_resolved_or_reported_unknown(void) 
 
     /* 3. The answer lost and no server to ask within the lock timeout: TIMED_OUT, outcome
      *    unknown — and here it did commit. */
-    proxy_arm(&px, 1, 1500);
+    proxy_arm(&px, 1, 3000);   /* refused for longer than the lock timeout */
     rc = send_id(once, "t", 3, &off);
     CHECK_EQ(3, proxy_cuts(&px));
     CHECK_ERR(KOFKA_ERR_TIMED_OUT, rc);
     printf("    cut after COMMIT, server unreachable: %s\n", kofka_last_error());
-    test_sleep_ms(1600);
+    test_sleep_ms(3100);
     CHECK_OK(kofka_watermarks(b, "t", 0, &low, &high));
     CHECK_EQ(3, high);   /* it had committed */
 
     /* 4. The same with retries: the retry (BUSY while the server is unreachable, then through)
      *    is absorbed by idempotence: acknowledged once, with the offset it first got. */
-    proxy_arm(&px, 1, 1500);
+    proxy_arm(&px, 1, 3000);   /* refused for longer than the lock timeout */
     rc = send_id(retrying, "t", 4, &off);
     CHECK_EQ(4, proxy_cuts(&px));
     CHECK_ERR(KOFKA_OK, rc);
