@@ -49,7 +49,7 @@ let package = Package(
         .target(name: "KofkaServer", dependencies: [
             "KofkaWire", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
         ]),
-        .target(name: "KofkaCABI", dependencies: ["Kofka", "CKofka", "KofkaServer"]),
+        .target(name: "KofkaCABI", dependencies: ["Kofka", "CKofka", "KofkaServer", "KofkaStorageTesting"]),
         // The delivery lab, its checker and the schedule explorer: test machinery, not shipped in Kofka.
         .target(name: "KofkaLab", dependencies: ["Kofka"]),
         .target(name: "CRefLog", path: "Sources/CRefLog"),

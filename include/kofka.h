@@ -1082,6 +1082,41 @@ kofka_err kofka_storage_register(const char *scheme, const kofka_storage_ops *op
  */
 void kofka_storage_set_error(const char *message);
 
+/** Receives one line of a conformance report (NUL-terminated, valid during the call). */
+typedef void (*kofka_conformance_line_cb)(void *opaque, const char *line);
+
+/**
+ * Runs Kofka's storage conformance suite (the checks of the Swift library
+ * KofkaStorageTesting, as `kofka lab conformance` does) against the backend
+ * that serves `storage`: how a backend written outside Kofka — a C plugin or a
+ * Python class registered under a scheme — proves it keeps every promise of
+ * the storage protocol (exact offsets, NULL vs empty, atomic exclusive writes
+ * and their undo, change notification, deletion, persistence across reopen).
+ *
+ * @param[in]  storage "SCHEME:LOCATION": each check opens fresh stores at
+ *                     LOCATION plus a suffix (-PID-N-RANDOM) and removes them
+ *                     afterwards (a file with its -wal/-shm/-journal/-lock
+ *                     siblings, or a directory with its files); or "memory:".
+ * @param[in]  config  NULL or a NULL-terminated key/value array: broker config
+ *                     for every store (e.g. the backend's own SCHEME.* keys).
+ * @param[in]  only    NULL, or run only the checks whose name contains it.
+ * @param[in]  line    NULL, or called once per check, on the calling thread,
+ *                     with "PASS  name (0.01 s)", "SKIP  name: why" or
+ *                     "FAIL  name (0.01 s)" followed by one line per failure.
+ * @param[in]  opaque  passed to line.
+ * @param[out] failed  NULL, or receives how many checks failed.
+ * @return KOFKA_OK when every check ran (look at *failed for the verdict);
+ *         KOFKA_ERR_INVALID_ARG    storage is NULL or not SCHEME:LOCATION, or no
+ *                                  check's name contains `only` -> fix the call;
+ *         KOFKA_ERR_INVALID_CONFIG an unknown key -> fix the config;
+ *         or the error opening a first store returned (an unknown scheme is
+ *         KOFKA_ERR_INVALID_ARG; a store that cannot be opened KOFKA_ERR_STORAGE).
+ * Threads: any thread; the checks call the backend from several threads at once
+ * (as brokers do). Takes seconds: the checks write, reopen and wait.
+ */
+kofka_err kofka_storage_conformance(const char *storage, const char *const *config, const char *only,
+                                    kofka_conformance_line_cb line, void *opaque, int *failed);
+
 /* ---- interceptors -------------------------------------------------------- */
 
 /**

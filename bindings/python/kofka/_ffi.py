@@ -204,6 +204,8 @@ class kofka_stored_record(Structure):
 
 
 # int (*kofka_storage_visit_kv)(void *ctx, const char *key, size_t key_len, const void *value, size_t value_len);
+# void (*)(void *opaque, const char *line): one line of a conformance report.
+kofka_conformance_line_cb = CFUNCTYPE(None, c_void_p, c_char_p)
 kofka_storage_visit_kv = CFUNCTYPE(c_int, c_void_p, c_void_p, c_size_t, c_void_p, c_size_t)
 # int (*kofka_storage_visit_record)(void *ctx, const kofka_stored_record *record);
 kofka_storage_visit_record = CFUNCTYPE(c_int, c_void_p, POINTER(kofka_stored_record))
@@ -310,6 +312,7 @@ SIGNATURES = {
     "kofka_interceptors_register": (kofka_err, [c_char_p, POINTER(kofka_interceptors)]),
     "kofka_storage_register": (kofka_err, [c_char_p, POINTER(kofka_storage_ops), c_void_p]),
     "kofka_storage_set_error": (None, [c_char_p]),
+    "kofka_storage_conformance": (kofka_err, [c_char_p, ConfigP, c_char_p, kofka_conformance_line_cb, c_void_p, POINTER(c_int)]),
 }
 
 # The four functions every build exports; without them the package cannot work.

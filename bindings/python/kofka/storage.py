@@ -61,6 +61,7 @@ from . import (
     KofkaError,
     StorageError,
     _call,
+    _config_array,
     _enc,
     _lib,
 )
@@ -488,6 +489,34 @@ def register_storage(scheme: str, backend_class: Type[Any]) -> None:
         ops, keep = _make_ops(scheme, backend_class)
         _call(_lib.kofka_storage_register, _enc(scheme), ctypes.byref(ops), None)
         _registered[scheme] = (ops, keep, backend_class)
+
+
+def conformance(storage: str, config: Optional[Mapping[str, Any]] = None,
+                only: Optional[str] = None) -> Tuple[int, List[str]]:
+    """Run Kofka's storage conformance suite against the backend serving ``storage``.
+
+    ``storage`` is ``"SCHEME:LOCATION"``: each check opens fresh stores at LOCATION plus a
+    suffix and removes them afterwards. For a backend written in Python, register it first
+    (:func:`register_storage`); the checks then call it through the C storage protocol from
+    several threads at once, as brokers do. ``config`` is broker config for every store;
+    ``only`` runs the checks whose name contains it. Returns ``(failed, lines)``: how many
+    checks failed, and the report (``PASS``/``SKIP``/``FAIL`` lines, each failure indented).
+
+    Raises InvalidArgError for a storage string that is not ``SCHEME:LOCATION`` or an
+    unknown scheme, InvalidConfigError for an unknown key, and the error opening a first
+    store raised (StorageError for a store that cannot be opened).
+    """
+    lines: List[str] = []
+
+    def on_line(_opaque: Any, line: bytes) -> None:
+        lines.append(line.decode("utf-8", "replace"))
+
+    callback = _ffi.kofka_conformance_line_cb(on_line)
+    cfg = _config_array({str(k): str(v) for k, v in (config or {}).items()})
+    failed = ctypes.c_int(0)
+    _call(_lib.kofka_storage_conformance, _enc(storage), cfg.pointer(), _enc(only) if only else None,
+          callback, None, ctypes.byref(failed))
+    return failed.value, lines
 
 
 def registered_schemes() -> Dict[str, Type[Any]]:

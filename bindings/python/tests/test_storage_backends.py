@@ -321,3 +321,50 @@ def test_dict_storage_wait_for_change_returns_on_a_commit_or_wake_all():
     s.wake_all()
     t.join()
     assert time.monotonic() - started < 2.0
+
+
+def test_the_python_dict_storage_passes_the_storage_conformance_suite(tmp_path):
+    """Kofka's conformance suite (kofka_storage_conformance, the checks of KofkaStorageTesting)
+    against the pure-Python reference backend, through ctypes callbacks from several threads."""
+    from kofka.storage import conformance
+
+    failed, lines = conformance("pydict:" + str(tmp_path / "conf"))
+    assert failed == 0, "\n".join(lines)
+    passed = [line for line in lines if line.startswith("PASS")]
+    assert len(passed) >= 18, "\n".join(lines)
+    assert any("NulInsideAKey" in line for line in passed)
+
+
+def test_the_conformance_suite_fails_a_broken_python_backend_and_names_the_check(tmp_path):
+    """A backend that loses the empty key fails the key/value check that covers it."""
+    from kofka.storage import DictStorage, conformance, register_storage, registered_schemes
+
+    class LosesEmptyKey(DictStorage):
+        def begin(self, writable):
+            txn = super().begin(writable)
+            put = txn.put
+
+            def lossy_put(key, value):
+                if key != b"":
+                    put(key, value)
+
+            txn.put = lossy_put
+            return txn
+
+    if "lossy" not in registered_schemes():
+        register_storage("lossy", LosesEmptyKey)
+    failed, lines = conformance("lossy:" + str(tmp_path / "lossy"), only="kvPutGetDeleteAndScan")
+    assert failed == 1
+    assert lines[0].startswith("FAIL  kvPutGetDeleteAndScanInByteOrderOverHalfOpenRanges")
+    assert any("empty key" in line for line in lines[1:])
+
+
+def test_conformance_refuses_a_bad_storage_string_and_an_unknown_check():
+    from kofka.storage import conformance
+
+    with pytest.raises(kofka.InvalidArgError):
+        conformance("no-colon-here")
+    with pytest.raises(kofka.InvalidArgError):
+        conformance("memory:", only="no-such-check")
+    failed, lines = conformance("memory:", only="offsetsAreDense")
+    assert failed == 0 and len(lines) == 1 and lines[0].startswith("PASS  offsetsAreDense")
