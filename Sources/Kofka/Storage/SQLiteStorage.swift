@@ -52,6 +52,9 @@ public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
     /// in another, and an idle one sleeps without polling. nil where the file cannot be made or
     /// mapped: waits then re-check `data_version` every 2 ms.
     private let bell: Doorbell?
+    /// The longest a wait sleeps on the doorbell before it checks `data_version` itself.
+    static let bellSliceNs: UInt64 = 100_000_000
+
     /// How many times `waitForChange` has checked the change token (tests: an idle wait polls
     /// nothing when the doorbell works).
     let tokenChecks = Locked<Int>(0)
@@ -153,7 +156,10 @@ public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
             if changeToken() != token || pool.withLock({ $0.closed }) { return }
             let now = monoNs()
             if now >= deadline { return }
-            if let bell, let rung, bell.wait(seen: rung, timeoutNs: deadline - now) {
+            // At most 100 ms on the bell: a writer that committed and died before it rang (a
+            // SIGKILL between the two), or one that cannot ring (another program on the file),
+            // is noticed through data_version within that time.
+            if let bell, let rung, bell.wait(seen: rung, timeoutNs: min(deadline - now, Self.bellSliceNs)) {
                 if signal.withLock({ wakeups }) != seen { return }
                 continue   // rung (or spurious): check the token again
             }
