@@ -75,6 +75,8 @@ extension Broker {
 
     /// The settings in effect for a topic.
     func effectiveConfig(_ meta: TopicMeta) -> EffectiveTopicConfig { EffectiveTopicConfig(meta.config, config) }
+    /// The largest record `meta` takes (`max.message.bytes`, else `message.max.bytes`).
+    func maxMessageBytes(_ meta: TopicMeta) -> Int { EffectiveTopicConfig.maxMessageBytes(meta.config, config) }
 
     /// The topic as storage holds it now (not the cached copy), cached again.
     func freshMeta(_ name: String) throws -> TopicMeta {

@@ -219,7 +219,7 @@ public final class Producer: Sendable {
         var batch = input
         batch.resolveTimestamps(now: broker.clock.wallMs())
         let sticky = nextSpread(meta.partitions)
-        let maxBytes = broker.effectiveConfig(meta).maxMessageBytes
+        let maxBytes = broker.maxMessageBytes(meta)
         let n = batch.count
         // Each record's partition (an explicit one, murmur2 of the key, or sticky); size checks.
         var parts = [Int32](repeating: -1, count: n)
@@ -306,14 +306,19 @@ public final class Producer: Sendable {
     }
 
     /// Validates a record's size (against the topic's `max.message.bytes`) and resolves its timestamp.
-    func recordData(_ r: Record, _ meta: TopicMeta, now: Int64) throws -> RecordData {
+    func recordData(_ r: Record, _ meta: TopicMeta, maxBytes: Int, now: Int64) throws -> RecordData {
+        try check(r, meta, maxBytes: maxBytes)
+        return RecordData(timestampMs: r.timestampMs == 0 ? now : r.timestampMs, key: r.key, value: r.value, headers: HeaderCodec.encode(r.headers))
+    }
+
+    /// The checks a record must pass to be written: its size against the topic's largest
+    /// record (`maxBytes`, from `broker.maxMessageBytes`), and its timestamp.
+    func check(_ r: Record, _ meta: TopicMeta, maxBytes: Int) throws {
         let size = r.size
-        let maxBytes = broker.effectiveConfig(meta).maxMessageBytes
         if size > maxBytes {
             throw KofkaError(.msgTooLarge, "record of \(size) bytes exceeds the largest record topic '\(meta.name)' takes (\(maxBytes) bytes: max.message.bytes / message.max.bytes)")
         }
         if r.timestampMs < 0 { throw KofkaError(.invalidArg, "invalid timestamp \(r.timestampMs): expected milliseconds since the epoch, or 0 for now") }
-        return RecordData(timestampMs: r.timestampMs == 0 ? now : r.timestampMs, key: r.key, value: r.value, headers: HeaderCodec.encode(r.headers))
     }
 
     /// Delivers one batch to one partition as the mode says; returns its first offset (-1 for
@@ -484,7 +489,7 @@ public final class Producer: Sendable {
         }
         let meta = try broker.topicMeta(topic, autoCreate: true)
         let p = try choosePartition(meta, record, sticky: nextSpread(meta.partitions))
-        _ = try recordData(record, meta, now: 0)
+        try check(record, meta, maxBytes: broker.maxMessageBytes(meta))
         try queue.enqueue(.init(topic: meta, partition: p, record: record, opaque: opaque,
                                 enqueuedNs: broker.clock.monotonicNs(), txn: txn),
                           lingerMs: config.lingerMs, batch: config.batchNumMessages)
@@ -542,8 +547,9 @@ public final class Producer: Sendable {
         let now = broker.clock.wallMs()
         var batch = RecordBatch(reservingRecords: records.count, bytes: records.reduce(0) { $0 + $1.size })
         var bad: [Int: KofkaError] = [:]
+        let maxBytes = broker.maxMessageBytes(meta)
         for (i, r) in records.enumerated() {
-            do { batch.append(try recordData(r, meta, now: now)) } catch let e as KofkaError { bad[i] = e } catch {}
+            do { batch.append(try recordData(r, meta, maxBytes: maxBytes, now: now)) } catch let e as KofkaError { bad[i] = e } catch {}
         }
         var results: [Result<Int64, KofkaError>] = []
         do {

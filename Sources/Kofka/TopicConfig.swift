@@ -104,7 +104,12 @@ struct EffectiveTopicConfig: Sendable {
         compact = policy.contains("compact")
         deleteRetentionMs = v["delete.retention.ms"].flatMap { Int64($0) } ?? broker.logCleanerDeleteRetentionMs
         minCompactionLagMs = v["min.compaction.lag.ms"].flatMap { Int64($0) } ?? broker.logCleanerMinCompactionLagMs
-        maxMessageBytes = v["max.message.bytes"].flatMap { Int($0) } ?? broker.messageMaxBytes
+        maxMessageBytes = Self.maxMessageBytes(own, broker)
+    }
+
+    /// `max.message.bytes` alone: checked on every produced record, so it skips parsing the rest.
+    static func maxMessageBytes(_ own: TopicConfig, _ broker: BrokerConfig) -> Int {
+        own.values.isEmpty ? broker.messageMaxBytes : own.values["max.message.bytes"].flatMap { Int($0) } ?? broker.messageMaxBytes
     }
 
     /// The value in effect for `key`, as a string.
