@@ -660,9 +660,10 @@ int kofka_txn_requires_abort(kofka_producer *p);
  * none), isolation.level (read_committed | read_uncommitted),
  * session.timeout.ms (10000), max.poll.records (500),
  * partition.assignment.strategy (range | roundrobin), client.id,
- * auto.commit.interval.ms (0: at-least-once commits what a poll returned at the
- * very next poll; Kafka's 5000 trades duplicates after a crash for speed when
- * polling one record at a time), queued.min.messages (1000: a poll that finds
+ * auto.commit.interval.ms (5000, Kafka's: at-least-once commits what earlier
+ * polls returned at the first poll after each interval, and at close; 0 commits
+ * at the very next poll, one storage commit per poll, fewest duplicates after a
+ * crash), queued.min.messages (1000: a poll that finds
  * nothing read ahead reads up to this many records at once; later polls hand
  * them out from memory) and queued.max.messages.kbytes (65536). Records only
  * read ahead are never counted in a position or committed; a seek or a

@@ -290,11 +290,12 @@ public struct ConsumerConfig: Sendable {
     public var maxPollRecords = 500
     public var assignmentStrategy: AssignmentStrategy = .range
     public var clientId = "kofka"
-    /// At-least-once: how long an automatic commit may wait after the poll that made it due
-    /// (`auto.commit.interval.ms`). 0 (default): commit what the previous poll returned at the
-    /// very next poll — fewer duplicates after a crash than Kafka's 5000, which trades
-    /// duplicates for speed when records are polled one at a time.
-    public var autoCommitIntervalMs = 0
+    /// At-least-once: how often a poll commits what earlier polls returned
+    /// (`auto.commit.interval.ms`). 5000 (default, Kafka's): a consumer that polls one record at
+    /// a time pays one storage commit per five seconds, not one per record; after a crash up to
+    /// five seconds of records are delivered again. 0: commit what the previous poll returned at
+    /// the very next poll (fewest duplicates, one commit per poll). `close` commits either way.
+    public var autoCommitIntervalMs = 5000
     /// How many records the consumer reads ahead of the application (`queued.min.messages`,
     /// librdkafka's name): a poll that finds its read-ahead queue empty fetches up to this many,
     /// and later polls hand them out from memory.

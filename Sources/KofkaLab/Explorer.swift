@@ -23,6 +23,10 @@ public struct LabTiming: Sendable {
     /// does not drain a liveness violation.
     public var drainRounds = 400
     public var drainStaleRounds = 30
+    /// A drain round that made no progress moves the clock this far: past an at-least-once
+    /// consumer's `auto.commit.interval.ms` (5000 by default), shorter than any session, so the
+    /// commit of what the last polls returned comes due while every member stays.
+    public var drainIdleAdvanceMs: Int64 = 5_001
     /// SQLite `sqlite.busy.timeout.ms`: short in the sequential mode, where only the lab's own
     /// busy writer holds the lock; longer where threads or processes really contend.
     public var busyTimeoutMs = 20
@@ -542,7 +546,10 @@ final class LabWorld {
             if model.failed { return }
             if undrained().isEmpty { note("end: drained after \(round) round(s)"); return }
             let now = drainProgress()
-            if now == progress { stale += 1 } else { stale = 0; progress = now }
+            if now == progress {
+                stale += 1
+                clock.advance(ms: timing.drainIdleAdvanceMs)
+            } else { stale = 0; progress = now }
         }
         for (group, tp, got, want) in undrained() where group != PipeKind.late.group {
             let d = try? broker.describeGroup(group)

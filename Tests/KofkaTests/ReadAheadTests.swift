@@ -86,4 +86,27 @@ struct ReadAheadTests {
         #expect(batch[3].headers == [Header("a", bytes("1")), Header("b", nil)])
         #expect(batch.map(\.offset) == [0, 1, 2, 3])
     }
+
+    /// At-least-once commits what earlier polls returned once per `auto.commit.interval.ms`
+    /// (Kafka's 5000 by default), not on every poll: a consumer polling one record at a time pays
+    /// one storage commit per interval. `close` commits what was returned.
+    @Test(arguments: backends)
+    func atLeastOnceCommitsWhatWasReturnedOncePerAutoCommitIntervalAndOnClose(kind: String) throws {
+        #expect(ConsumerConfig().autoCommitIntervalMs == 5_000, "Kafka's default")
+        let clock = SteppedClock()
+        let f = try BrokerFixture(kind, clock: clock)
+        try Self.filled(f)
+        let cfg: [(String, String)] = [("group.id", "ac"), ("session.timeout.ms", "3600000"), ("auto.commit.interval.ms", "60000")]
+        let c = try f.broker.consumer(try ccfg(cfg))
+        try c.subscribe(["t"])
+        for want in 0..<3 { #expect(try c.poll(timeout: .seconds(5))?.offset == Int64(want)) }
+        #expect(try c.committed("t", 0) == 1, "the first commit is due at once: the second poll commits what the first returned")
+        for want in 3..<10 { #expect(try c.poll(timeout: .seconds(5))?.offset == Int64(want)) }
+        #expect(try c.committed("t", 0) == 1, "within the interval no poll commits")
+        clock.advance(ms: 60_000)
+        #expect(try c.poll(timeout: .seconds(5))?.offset == 10)
+        #expect(try c.committed("t", 0) == 10, "the interval passed: the next poll commits what the earlier ones returned")
+        try c.close()
+        #expect(try f.broker.committedOffset(group: "ac", TopicPartition("t", 0)) == 11, "close commits what was returned")
+    }
 }
