@@ -97,7 +97,19 @@ public final class Consumer: Sendable {
     /// storage call succeeded). `closed` is never written back (close sets it without waiting).
     private func withOps<T>(_ body: (inout State) throws -> T) rethrows -> T {
         try ops.locked {
-            var s = state.withLock { $0 }
+            // The fields only operations read are moved out of the shared state, not shared with
+            // it: a poll that changes them (the read-ahead queue above all) then changes storage
+            // it alone holds, instead of copying it on every call. What other threads read
+            // (closed, assignment, positions, membership) stays in place.
+            var s = state.withLock { live -> State in
+                let copy = live
+                live.prefetched = PrefetchQueue()
+                live.fetchPositions = [:]
+                live.uncommitted = []
+                live.returned = []
+                live.revokedWithUncommitted = []
+                return copy
+            }
             defer {
                 state.withLock { live in
                     let closed = live.closed
@@ -254,8 +266,12 @@ public final class Consumer: Sendable {
         let clock = broker.clock
         let deadline = clock.deadline(after: timeout)
         let limit = Swift.max(1, Swift.min(max, config.maxPollRecords))
+        // The storage's change token, taken before a round whose finding nothing leads to a wait
+        // (a commit after it moves the token, so the wait returns at once). The first round goes
+        // without: a poll served from the read-ahead touches no storage at all (on SQLite reading
+        // the token takes a file lock).
+        var lastToken: UInt64?
         while true {
-            let token = broker.storage.changeToken()
             let found: Fetched<T>? = try withOps { s in
                 if isClosed { return nil }
                 try broker.checkOpen()
@@ -265,6 +281,10 @@ public final class Consumer: Sendable {
             if !f.items.isEmpty { return f.items }
             if f.blocked { broker.sweepExpiredTransactions() }
             if f.progressed { continue }
+            guard let token = lastToken else {
+                lastToken = broker.storage.changeToken()
+                continue   // look once more, now that a commit from here on will be noticed
+            }
             let now = clock.monotonicNs()
             if let deadline, now >= deadline { return [] }
             var wake = deadline ?? (now &+ 3_600_000_000_000)
@@ -276,6 +296,7 @@ public final class Consumer: Sendable {
             if f.blocked { wake = Swift.min(wake, now &+ 100_000_000) }
             broker.storage.waitForChange(since: token, timeoutNs: wake > now ? wake - now : 0)
             if isClosed { return [] }
+            lastToken = broker.storage.changeToken()   // before the next round looks
         }
     }
 
@@ -304,19 +325,28 @@ public final class Consumer: Sendable {
                 out.blocked = f.blocked
                 if autoCommit { s.uncommitted.formUnion(f.reset) }
             }
-            var next: [TopicPartition: Int64] = [:]
+            // The position after the last record handed out, per partition (a poll spans few
+            // partitions: a list searched from the end, not a dictionary built per poll).
+            var handed: [(tp: TopicPartition, next: Int64)] = []
+            out.items.reserveCapacity(Swift.min(limit, s.prefetched.count))
             let n: Int
             do {
                 n = try s.prefetched.peek(limit) { tp, view in
                     out.items.append(try make(tp.topic, tp.partition, view))
-                    next[tp] = view.offset + 1
+                    if let last = handed.indices.last, handed[last].tp == tp {
+                        handed[last].next = view.offset + 1
+                    } else if let i = handed.firstIndex(where: { $0.tp == tp }) {
+                        handed[i].next = view.offset + 1
+                    } else {
+                        handed.append((tp, view.offset + 1))
+                    }
                 }
             } catch {
                 discard(out.items)
                 throw error
             }
-            out.partitions = Set(next.keys)
             if n > 0 && autoCommit && config.deliveryMode == .atMostOnce {
+                let next = Dictionary(handed, uniquingKeysWith: { _, b in b })
                 // Commit before handing the records out. If the commit fails, hand out nothing
                 // and keep the positions: no record is skipped without having been returned.
                 do {
@@ -334,11 +364,13 @@ public final class Consumer: Sendable {
                 _ = s.prefetched.peek(n) { tp, view in interceptors.consume(topic: tp.topic, partition: tp.partition, view) }
             }
             s.prefetched.removeFirst(n)
-            for (tp, off) in next { s.positions[tp] = off }
+            for h in handed { s.positions[h.tp] = h.next }
             settlePositions(&s)
             if n > 0 && !(autoCommit && config.deliveryMode == .atMostOnce) {
-                if autoCommit { s.uncommitted.formUnion(out.partitions) }
-                s.returned.formUnion(out.partitions)
+                for h in handed {
+                    if autoCommit { s.uncommitted.insert(h.tp) }
+                    s.returned.insert(h.tp)
+                }
             }
             return out
         }
@@ -356,8 +388,6 @@ public final class Consumer: Sendable {
     /// What one poll round found.
     private struct Fetched<T> {
         var items: [T] = []
-        /// Partitions records were returned from.
-        var partitions: Set<TopicPartition> = []
         /// Whether reading moved on (records may all have been skipped as aborted).
         var progressed = false
         /// Whether an open transaction held a partition back (read_committed).

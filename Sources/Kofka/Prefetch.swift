@@ -71,7 +71,12 @@ struct PrefetchQueue: Sendable {
         while left > 0 && head < chunks.count {
             let take = min(left, chunks[head].count)
             let c = chunks[head]
-            for i in c.next..<c.next + take { perPartition[c.partitions[Int(c.owner[i])], default: 1] -= 1 }
+            for i in c.next..<c.next + take {
+                // One lookup per record; a partition's entry goes when its last record does.
+                if let at = perPartition.index(forKey: c.partitions[Int(c.owner[i])]) {
+                    if perPartition.values[at] <= 1 { perPartition.remove(at: at) } else { perPartition.values[at] -= 1 }
+                }
+            }
             chunks[head].next += take
             count -= take
             left -= take
@@ -82,7 +87,6 @@ struct PrefetchQueue: Sendable {
             }
         }
         if head == chunks.count { chunks.removeAll(keepingCapacity: true); head = 0 }
-        perPartition = perPartition.filter { $0.value > 0 }
     }
 
     /// Drops every record of `tps` (a seek, or partitions the group took away).
