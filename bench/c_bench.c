@@ -285,7 +285,8 @@ static double rd_produce(long n, const char *src, dr_count *d) {
     return t;
 }
 
-/* The mock cluster keeps about 5 MB per partition (older records are dropped), so the n records
+/* The mock cluster keeps only the newest ~39,000 of these records per partition (it drops older
+ * ones: a 1-partition fill of 200,000 left 39,415), so the n records
  * are spread over partitions of RD_PART_RECORDS each, every one of them kept. */
 enum { RD_PART_RECORDS = 20000 };
 
