@@ -2,7 +2,8 @@
 # The whole benchmark, every face in one run on this machine (release build):
 #   1. `kofka bench`        Swift face: produce / consume / latency / read-process-write / RSS,
 #                           beside raw SQLite and a minimal C log measured in the same run;
-#   2. bench/c_bench.c      C face through libkofka.so, beside a minimal C log;
+#   2. bench/c_bench.c      C face through libkofka.so, beside a minimal C log, and the per-record
+#                           idiom beside librdkafka → its mock cluster (when pkg-config finds it);
 #   3. bench/wake_bench.c   a poll blocked in one process woken by another's commit (SQLite), and
 #                           an idle blocked consumer's CPU;
 #   4. bench/python_bench.py Python face, beside confluent-kafka → librdkafka's mock cluster,
@@ -19,7 +20,9 @@ if [ "$quick" = "--quick" ]; then "$rel/kofka-cli" bench --quick; else "$rel/kof
 echo
 echo "== C face (bench/c_bench.c through libkofka.so)"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-cc -O2 -Iinclude bench/c_bench.c -L"$rel" -lkofka -Wl,-rpath,"$rel" -o "$tmp/c_bench"
+# librdkafka, when installed, adds its rows beside the per-record idiom (rd_kafka_producev, rd_kafka_consumer_poll)
+rdkafka=(); if pkg-config --exists rdkafka; then rdkafka=(-DKOFKA_BENCH_RDKAFKA $(pkg-config --cflags --libs rdkafka)); fi
+cc -O2 -Iinclude bench/c_bench.c ${rdkafka[@]+"${rdkafka[@]}"} -L"$rel" -lkofka -Wl,-rpath,"$rel" -o "$tmp/c_bench"
 "$tmp/c_bench" $([ "$quick" = "--quick" ] && echo 100000 || echo 1000000)
 echo
 echo "== cross-process wake-up and idle cost (bench/wake_bench.c through libkofka.so, SQLite)"
