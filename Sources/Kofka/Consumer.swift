@@ -266,6 +266,7 @@ public final class Consumer: Sendable {
         let clock = broker.clock
         let deadline = clock.deadline(after: timeout)
         let limit = Swift.max(1, Swift.min(max, config.maxPollRecords))
+        if let items = try pollFromReadAhead(limit: limit, discard: discard, make: make) { return items }
         // The storage's change token, taken before a round whose finding nothing leads to a wait
         // (a commit after it moves the token, so the wait returns at once). The first round goes
         // without: a poll served from the read-ahead touches no storage at all (on SQLite reading
@@ -325,26 +326,8 @@ public final class Consumer: Sendable {
                 out.blocked = f.blocked
                 if autoCommit { s.uncommitted.formUnion(f.reset) }
             }
-            // The position after the last record handed out, per partition (a poll spans few
-            // partitions: a list searched from the end, not a dictionary built per poll).
-            var handed: [(tp: TopicPartition, next: Int64)] = []
-            out.items.reserveCapacity(Swift.min(limit, s.prefetched.count))
-            let n: Int
-            do {
-                n = try s.prefetched.peek(limit) { tp, view in
-                    out.items.append(try make(tp.topic, tp.partition, view))
-                    if let last = handed.indices.last, handed[last].tp == tp {
-                        handed[last].next = view.offset + 1
-                    } else if let i = handed.firstIndex(where: { $0.tp == tp }) {
-                        handed[i].next = view.offset + 1
-                    } else {
-                        handed.append((tp, view.offset + 1))
-                    }
-                }
-            } catch {
-                discard(out.items)
-                throw error
-            }
+            let handed = try peekReadAhead(s, limit: limit, into: &out.items, discard: discard, make: make)
+            let n = out.items.count
             if n > 0 && autoCommit && config.deliveryMode == .atMostOnce {
                 let next = Dictionary(handed, uniquingKeysWith: { _, b in b })
                 // Commit before handing the records out. If the commit fails, hand out nothing
@@ -363,16 +346,75 @@ public final class Consumer: Sendable {
             if interceptors.has(.consume) {
                 _ = s.prefetched.peek(n) { tp, view in interceptors.consume(topic: tp.topic, partition: tp.partition, view) }
             }
-            s.prefetched.removeFirst(n)
-            for h in handed { s.positions[h.tp] = h.next }
-            settlePositions(&s)
-            if n > 0 && !(autoCommit && config.deliveryMode == .atMostOnce) {
-                for h in handed {
-                    if autoCommit { s.uncommitted.insert(h.tp) }
-                    s.returned.insert(h.tp)
+            handOut(&s, n, handed)
+            return out
+        }
+    }
+
+    /// Makes up to `limit` results from the front of the read-ahead queue, leaving the queue as
+    /// it is; returns the position after the last record made, per partition (a poll spans few
+    /// partitions: a list, not a dictionary built per poll). A `make` that throws discards what
+    /// was made.
+    private func peekReadAhead<T>(_ s: State, limit: Int, into items: inout [T], discard: ([T]) -> Void,
+                                  make: (String, Int32, RecordView) throws -> T) throws -> [(tp: TopicPartition, next: Int64)] {
+        var handed: [(tp: TopicPartition, next: Int64)] = []
+        items.reserveCapacity(Swift.min(limit, s.prefetched.count))
+        do {
+            _ = try s.prefetched.peek(limit) { tp, view in
+                items.append(try make(tp.topic, tp.partition, view))
+                if let last = handed.indices.last, handed[last].tp == tp {
+                    handed[last].next = view.offset + 1
+                } else if let i = handed.firstIndex(where: { $0.tp == tp }) {
+                    handed[i].next = view.offset + 1
+                } else {
+                    handed.append((tp, view.offset + 1))
                 }
             }
-            return out
+        } catch {
+            discard(items)
+            items = []
+            throw error
+        }
+        return handed
+    }
+
+    /// The first `n` read-ahead records are handed out: they leave the queue, the positions move
+    /// past them and (unless at-most-once already committed them) they await a commit.
+    private func handOut(_ s: inout State, _ n: Int, _ handed: [(tp: TopicPartition, next: Int64)]) {
+        s.prefetched.removeFirst(n)
+        for h in handed { s.positions[h.tp] = h.next }
+        settlePositions(&s)
+        if n > 0 && !(autoCommit && config.deliveryMode == .atMostOnce) {
+            for h in handed {
+                if autoCommit { s.uncommitted.insert(h.tp) }
+                s.returned.insert(h.tp)
+            }
+        }
+    }
+
+    /// A poll served from the read-ahead queue alone, in place in the shared state (no copy of
+    /// it, no storage call): taken only when the queue holds records and nothing else is due —
+    /// no heartbeat, no automatic commit, no at-most-once commit before the hand-out — and no
+    /// consume interceptor would run (application code never runs under the state's lock).
+    /// nil: take the full round.
+    private func pollFromReadAhead<T>(limit: Int, discard: ([T]) -> Void,
+                                      make: (String, Int32, RecordView) throws -> T) throws -> [T]? {
+        if autoCommit && config.deliveryMode == .atMostOnce { return nil }
+        if interceptors.has(.consume) { return nil }
+        let clock = broker.clock
+        let commitEveryNs = UInt64(config.autoCommitIntervalMs) * 1_000_000
+        return try ops.locked {
+            try broker.checkOpen()
+            return try state.withLock { s -> [T]? in
+                if s.closed || s.prefetched.isEmpty { return nil }
+                let now = clock.monotonicNs()
+                if case .group = s.subscription, now &- s.lastSyncNs >= heartbeatIntervalNs { return nil }
+                if autoCommit && !s.uncommitted.isEmpty && now &- s.lastAutoCommitNs >= commitEveryNs { return nil }
+                var items: [T] = []
+                let handed = try peekReadAhead(s, limit: limit, into: &items, discard: discard, make: make)
+                handOut(&s, items.count, handed)
+                return items
+            }
         }
     }
 
