@@ -27,6 +27,8 @@ let package = Package(
         .library(name: "kofka_metrics", type: .dynamic, targets: ["KofkaMetrics"]),
         .library(name: "kofka_postgresql", type: .dynamic, targets: ["KofkaPostgres"]),
         .executable(name: "kofka-cli", targets: ["kofka-cli"]),
+        // The benchmarks (bench/swift): Kofka beside raw SQLite, a C log, raw LMDB and raw libpq.
+        .executable(name: "kofka-bench", targets: ["kofka-bench"]),
         // The storage conformance suite, for backends outside Kofka (Swift, or C through `kofka lab conformance`).
         .library(name: "KofkaStorageTesting", targets: ["KofkaStorageTesting"]),
         // libkofka_lmdb.so: the LMDB storage plugin (scheme lmdb:), built beside libkofka.so, not linked to it.
@@ -61,7 +63,7 @@ let package = Package(
         .target(name: "KofkaStorageTesting", dependencies: ["Kofka"]),
         // C against include/kofka.h and <lmdb.h> only: no Swift, no -lkofka.
         .target(name: "KofkaLMDB", path: "Sources/KofkaLMDB", cSettings: [.headerSearchPath("../../include")], linkerSettings: linkLMDB + [.unsafeFlags(pluginLinkFlags, .when(platforms: [.linux]))]),
-        // The raw LMDB reference `kofka bench-storage` times beside the plugin.
+        // The raw LMDB reference `kofka-bench storage` times beside the plugin.
         .target(name: "CRefLMDB", path: "Sources/CRefLMDB", linkerSettings: linkLMDB),
         // libpq, PostgreSQL's client library (Debian: libpq-dev), for the PostgreSQL storage plugin.
         .systemLibrary(name: "CLibPQ", path: "Sources/CLibPQ", pkgConfig: "libpq",
@@ -71,11 +73,20 @@ let package = Package(
         .target(name: "KofkaPostgres", dependencies: ["CLibPQ"], path: "Sources/KofkaPostgres",
                 cSettings: [.headerSearchPath("../../include")],
                 linkerSettings: [.linkedLibrary("pthread"), .unsafeFlags(pluginLinkFlags)]),
-        // The raw libpq reference `kofka bench-postgres` times beside the PostgreSQL plugin.
+        // The raw libpq reference `kofka-bench postgres` times beside the PostgreSQL plugin.
         .target(name: "CRefPG", dependencies: ["CLibPQ"], path: "Sources/CRefPG"),
+        // What the kofka command and kofka-bench share: running a command, failing in one line, formatting.
+        .target(name: "KofkaCommandSupport", dependencies: [
+            "Kofka", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: [.swiftLanguageMode(.v5)]),
         .executableTarget(name: "kofka-cli", dependencies: [
-            "Kofka", "KofkaLab", "KofkaCABI", "KofkaStorageTesting", "CSQLite", "CRefLog", "CRefLMDB", "CRefPG", "KofkaServer", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "Kofka", "KofkaLab", "KofkaCABI", "KofkaStorageTesting", "KofkaServer", "KofkaCommandSupport", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: [.swiftLanguageMode(.v5)], linkerSettings: exportPluginAPI),
+        // kofka-bench: the benchmarks and their references, out of the shipped command. It loads the
+        // LMDB and PostgreSQL plugins, so it carries the C ABI and exports it as kofka-cli does.
+        .executableTarget(name: "kofka-bench", dependencies: [
+            "Kofka", "KofkaLab", "KofkaCABI", "KofkaStorageTesting", "KofkaCommandSupport", "CSQLite", "CRefLog", "CRefLMDB", "CRefPG", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], path: "bench/swift", swiftSettings: [.swiftLanguageMode(.v5)], linkerSettings: exportPluginAPI),
         .testTarget(name: "KofkaTests", dependencies: ["Kofka", "KofkaLab", "KofkaCABI", "KofkaStorageTesting", "KofkaWire", "KofkaServer"], linkerSettings: exportPluginAPI),
     ]
 )

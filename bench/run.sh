@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole benchmark, every face in one run on this machine (release build):
-#   1. `kofka bench`        Swift face: produce / consume / latency / read-process-write / RSS,
+#   1. `kofka-bench run`    Swift face: produce / consume / latency / read-process-write / RSS,
 #                           beside raw SQLite and a minimal C log measured in the same run;
 #   2. bench/c_bench.c      C face through libkofka.so, beside a minimal C log, and the per-record
 #                           idiom beside librdkafka → its mock cluster (when pkg-config finds it);
@@ -12,11 +12,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quick=${1:-}
-swift build -c release --product kofka-cli >/dev/null
+swift build -c release --product kofka-bench >/dev/null
 swift build -c release --product kofka >/dev/null
 rel=$PWD/.build/release
-echo "== kofka bench (Swift face)"
-if [ "$quick" = "--quick" ]; then "$rel/kofka-cli" bench --quick; else "$rel/kofka-cli" bench; fi
+echo "== kofka-bench run (Swift face, bench/swift)"
+if [ "$quick" = "--quick" ]; then "$rel/kofka-bench" run --quick; else "$rel/kofka-bench" run; fi
 echo
 echo "== C face (bench/c_bench.c through libkofka.so)"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT

@@ -4,8 +4,8 @@
 # test, the LMDB storage plugin (conformance through the CLI, linkage and retention, the crash
 # harness on lmdb:), PostgreSQL (a throwaway cluster from scripts/pg.sh: the Swift, C and Python
 # suites run on it as a further backend, plus the crash harness and the demo on postgresql://…),
-# the Kafka wire protocol (`kofka serve` with kcat, confluent-kafka and kafka-python), and smoke runs of `kofka demo`, `kofka bench`, `kofka bench-retention` and
-# `kofka bench-storage`. Prints one line per suite and a closing "N passed, N failed".
+# the Kafka wire protocol (`kofka serve` with kcat, confluent-kafka and kafka-python), and smoke runs of `kofka demo` and of
+# the benchmarks (kofka-bench: `run` through bench/run.sh, `retention`, `storage`, `postgres`). Prints one line per suite and a closing "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -13,7 +13,7 @@ tmp=$(mktemp -d /tmp/kofka-test.XXXXXX)
 pg_dir=
 trap '[ -n "$pg_dir" ] && bash scripts/pg.sh stop "$pg_dir"; rm -rf "$tmp"' EXIT
 
-echo "== build (debug: library, command, tests)"
+echo "== build (debug: library, command, benchmarks, tests)"
 swift build --build-tests 2>&1 | tail -n 3 || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
 lib=$root/.build/debug
 
@@ -59,8 +59,8 @@ if [ -n "$pg_dir" ]; then
     suite "demo on postgresql (in-process)" "$lib/kofka-cli" demo --storage "$(pg_store demo)"
     suite "postgresql plugin: the storage conformance suite through the CLI" \
         "$lib/kofka-cli" lab conformance --storage "$(pg_store conformance)"
-    suite "bench-postgres smoke: Kofka beside raw libpq references (debug, figures not asserted)" \
-        "$lib/kofka-cli" bench-postgres --quick
+    suite "kofka-bench postgres smoke: Kofka beside raw libpq references (debug, figures not asserted)" \
+        "$lib/kofka-bench" postgres --quick
 fi
 suite "wire protocol: kofka serve with kcat, confluent-kafka and kafka-python (Tests/wire)" \
     env KOFKA_CLI="$lib/kofka-cli" KOFKA_LIBRARY="$lib/libkofka.so" python3 -m pytest Tests/wire -q
@@ -73,10 +73,10 @@ suite "crash harness on lmdb: 3 worker processes, 8 SIGKILLs per mode, 3 polls p
 suite "bench smoke: every face, release build (figures not asserted)" bash bench/run.sh --quick
 suite "fuzz: libFuzzer over the C ABI, 60 s, instrumented library (Tests/fuzz/run.sh)" bash Tests/fuzz/run.sh 60
 suite "tsan: multi-threaded Swift tests under ThreadSanitizer (scripts/tsan.sh)" env -u KOFKA_PG_URL bash scripts/tsan.sh
-suite "bench-storage smoke: lmdb beside sqlite and raw LMDB (debug, figures not asserted)" \
-    "$lib/kofka-cli" bench-storage --quick
-suite "bench-retention smoke: steady state, cleaner cost, deletion cost, lock holds (debug, figures not asserted)" \
-    "$lib/kofka-cli" bench-retention --quick
+suite "kofka-bench storage smoke: lmdb beside sqlite and raw LMDB (debug, figures not asserted)" \
+    "$lib/kofka-bench" storage --quick
+suite "kofka-bench retention smoke: steady state, cleaner cost, deletion cost, lock holds (debug, figures not asserted)" \
+    "$lib/kofka-bench" retention --quick
 
 echo
 echo "== summary"

@@ -1,5 +1,5 @@
 /*
- * crefpg.c — the raw PostgreSQL reference of `kofka bench-postgres` (include/crefpg.h).
+ * crefpg.c — the raw PostgreSQL reference of `kofka-bench postgres` (include/crefpg.h).
  * libpq only: prepared statements, binary parameters and results, one statement per
  * transaction (autocommit), so each batch is one round trip and one commit.
  */

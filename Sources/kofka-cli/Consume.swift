@@ -1,5 +1,6 @@
 import ArgumentParser
 import Kofka
+import KofkaCommandSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -233,26 +234,6 @@ func jsonBytes(_ name: String, _ bytes: [UInt8]?, _ out: inout Out) {
     } else {
         out.put("\"\(name)_base64\":\"\(base64(bytes))\"")
     }
-}
-
-func jsonString(_ s: String, _ out: inout Out) {
-    out.put(UInt8(ascii: "\""))
-    for c in s.utf8 {
-        switch c {
-        case UInt8(ascii: "\""): out.put("\\\"")
-        case UInt8(ascii: "\\"): out.put("\\\\")
-        case 0x0a: out.put("\\n")
-        case 0x0d: out.put("\\r")
-        case 0x09: out.put("\\t")
-        case 0..<0x20:
-            let hex = Array("0123456789abcdef".utf8)
-            out.put("\\u00")
-            out.put(hex[Int(c >> 4)])
-            out.put(hex[Int(c & 15)])
-        default: out.put(c)
-        }
-    }
-    out.put(UInt8(ascii: "\""))
 }
 
 func base64(_ b: [UInt8]) -> String {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Kofka
+import KofkaCommandSupport
 import KofkaLab
 #if canImport(Glibc)
 import Glibc
@@ -229,13 +230,6 @@ struct Harness {
                                   seconds: Double(nowMs() - started) / 1000, producerCheck: inputCheck.report(), endToEnd: report,
                                   promise: DeliveryLab.promise(mode), held: DeliveryLab.holds(mode, report))
     }
-}
-
-/// The path of the running executable.
-func selfExecutable() -> String {
-    var buf = [CChar](repeating: 0, count: 4096)
-    let n = readlink("/proc/self/exe", &buf, buf.count - 1)
-    return n > 0 ? String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : CommandLine.arguments[0]
 }
 
 /// Starts `args[0]` with `args`, inheriting stdio; returns its pid.

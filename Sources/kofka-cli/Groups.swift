@@ -1,5 +1,6 @@
 import ArgumentParser
 import Kofka
+import KofkaCommandSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -78,18 +79,5 @@ struct Groups: ParsableCommand {
              $0.lag.map(String.init) ?? "-", $0.owner ?? "-"]
         }
         for line in alignTable(table, rightAligned: [1, 2, 3, 4]) { print("  " + line) }
-    }
-}
-
-/// Pads columns to equal width, separated by two spaces (or `sep`).
-func alignTable(_ rows: [[String]], rightAligned: Set<Int> = [], sep: String = "  ") -> [String] {
-    guard let n = rows.map(\.count).max() else { return [] }
-    var widths = [Int](repeating: 0, count: n)
-    for r in rows { for (i, c) in r.enumerated() { widths[i] = max(widths[i], c.count) } }
-    return rows.map { r in
-        r.enumerated().map { i, c in
-            let pad = String(repeating: " ", count: widths[i] - c.count)
-            return rightAligned.contains(i) ? pad + c : (i == r.count - 1 ? c : c + pad)
-        }.joined(separator: sep)
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Kofka
+import KofkaCommandSupport
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -18,57 +19,9 @@ struct KofkaCommand: ParsableCommand {
             is 'sqlite:kofka.db' in the current directory.
             """,
         version: "kofka \(Kofka.version)",
-        subcommands: [Demo.self, Topics.self, Produce.self, Consume.self, Groups.self, Serve.self, DeleteRecords.self, Maintain.self, Bench.self, RetentionBench.self, BenchStorage.self, BenchPostgres.self, Lab.self, DemoWorker.self])
+        subcommands: [Demo.self, Topics.self, Produce.self, Consume.self, Groups.self, Serve.self, DeleteRecords.self, Maintain.self, BenchEntry.self, Lab.self, DemoWorker.self])
 
-    /// Runs the command; every failure prints one line `kofka: error: …` and exits non-zero.
-    static func main() {
-        let command: ParsableCommand
-        do {
-            command = try parseAsRoot()
-        } catch {
-            fail(error)
-        }
-        do {
-            var c = command
-            try c.run()
-        } catch {
-            fail(error)
-        }
-        Glibc.exit(0)
-    }
-
-    static func fail(_ error: Error) -> Never {
-        if let e = error as? KofkaError {
-            die("\(e.code.name): \(e.message)")
-        }
-        if let e = error as? CLIError {
-            die(e.message)
-        }
-        let code = exitCode(for: error)
-        if code == .success {
-            // --help, --version
-            print(fullMessage(for: error))
-            Glibc.exit(0)
-        }
-        var text = message(for: error)
-        if text.hasPrefix("Error: ") { text.removeFirst("Error: ".count) }
-        let first = text.split(separator: "\n", omittingEmptySubsequences: true).first.map(String.init) ?? "failed"
-        fflush(stdout)
-        fputs("kofka: error: \(first) (see 'kofka --help')\n", stderr)
-        Glibc.exit(code.rawValue == 0 ? 1 : code.rawValue)
-    }
-
-    static func die(_ line: String) -> Never {
-        fflush(stdout)
-        fputs("kofka: error: \(line)\n", stderr)
-        Glibc.exit(1)
-    }
-}
-
-/// A failure of the command itself (not of the library), printed as one line.
-struct CLIError: Error {
-    let message: String
-    init(_ message: String) { self.message = message }
+    static func main() { CommandMain.run(Self.self, name: "kofka") }
 }
 
 /// Options every storage-using subcommand takes.
@@ -107,21 +60,6 @@ struct StorageOptions: ParsableArguments {
 
 extension DeliveryMode: ExpressibleByArgument {}
 
-/// Writes bytes to stdout through one buffer; flushed explicitly.
-struct Out {
-    var buf: [UInt8] = []
-    init() { buf.reserveCapacity(1 << 16) }
-    mutating func put(_ s: String) { buf.append(contentsOf: s.utf8) }
-    mutating func put(_ b: [UInt8]) { buf.append(contentsOf: b) }
-    mutating func put(_ b: UInt8) { buf.append(b) }
-    mutating func flush() {
-        guard !buf.isEmpty else { return }
-        buf.withUnsafeBytes { p in _ = fwrite(p.baseAddress, 1, p.count, stdout) }
-        fflush(stdout)
-        buf.removeAll(keepingCapacity: true)
-    }
-}
-
 /// Reads stdin as raw lines (bytes, without the trailing newline).
 final class LineReader {
     private var line: UnsafeMutablePointer<CChar>? = nil
@@ -135,13 +73,4 @@ final class LineReader {
         return line.withMemoryRebound(to: UInt8.self, capacity: max(count, 1)) { Array(UnsafeBufferPointer(start: $0, count: count)) }
     }
     deinit { free(line) }
-}
-
-func stderrLine(_ s: String) { fputs(s + "\n", stderr) }
-
-/// `x` with `decimals` digits after the point (no Foundation).
-func fmt(_ x: Double, _ decimals: Int) -> String {
-    var buf = [CChar](repeating: 0, count: 64)
-    _ = withVaList([x]) { vsnprintf(&buf, 64, "%.\(decimals)f", $0) }
-    return String(cString: buf)
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Kofka
+import KofkaCommandSupport
 import KofkaLab
 #if canImport(Glibc)
 import Glibc

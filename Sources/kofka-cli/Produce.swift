@@ -1,5 +1,6 @@
 import ArgumentParser
 import Kofka
+import KofkaCommandSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -106,11 +107,4 @@ func firstRange(of needle: [UInt8], in hay: [UInt8]) -> Range<Int>? {
         i += 1
     }
     return nil
-}
-
-extension Duration {
-    var seconds: Double {
-        let c = components
-        return Double(c.seconds) + Double(c.attoseconds) / 1e18
-    }
 }

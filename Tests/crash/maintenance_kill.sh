@@ -4,7 +4,8 @@
 #
 #   bash Tests/crash/maintenance_kill.sh PATH/TO/kofka-cli [ROUNDS] [KILLS_PER_ROUND]
 #
-# Builds one SQLite file (`kofka bench-retention --make-crash-fixture`): topic `big`, 300,000
+# Builds one SQLite file (`kofka-bench retention --make-crash-fixture`, the kofka-bench program
+# beside kofka-cli): topic `big`, 300,000
 # records whose value is their offset (8 digits), with retention.bytes set so that maintenance
 # must delete the oldest 250,000; topic `compacted` (cleanup.policy=compact,
 # delete.retention.ms=0), 100,481 keyed writes over 2,001 keys with tombstones, some keys
@@ -39,7 +40,7 @@ checks=0
 violation() { echo "  VIOLATION: $*"; violations=$((violations + 1)); }
 ms_now() { date +%s%3N; }
 
-"$cli" bench-retention --make-crash-fixture "$tmp/fixture.db" --fixture-records $records || { echo "cannot build the fixture"; exit 1; }
+"$(dirname "$cli")/kofka-bench" retention --make-crash-fixture "$tmp/fixture.db" --fixture-records $records || { echo "cannot build the fixture"; exit 1; }
 expect=$tmp/fixture.db.expect
 final_low=$(head -n 1 "$expect")
 tail -n +2 "$expect" > "$tmp/latest"   # KEY VALUE | KEY -

@@ -1,5 +1,5 @@
 /*
- * A raw LMDB reference for `kofka bench-storage`: the same records written and read the way
+ * A raw LMDB reference for `kofka-bench storage`: the same records written and read the way
  * libkofka_lmdb.so stores them (big-endian (pnum << 40 | offset) keys, a 28-byte head before
  * the value, one partition-state update per write transaction), with nothing of Kofka above.
  * What it reaches is the ceiling for the plugin on this machine.

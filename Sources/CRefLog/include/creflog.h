@@ -1,7 +1,7 @@
 #ifndef CREFLOG_H
 #define CREFLOG_H
 /* A minimal in-memory log: one malloc + memcpy per record into a growing array of pointers.
- * The physical-limit reference for Kofka's memory backend in `kofka bench`. Not thread-safe. */
+ * The physical-limit reference for Kofka's memory backend in `kofka-bench run`. Not thread-safe. */
 #include <stddef.h>
 #include <stdint.h>
 

@@ -1,5 +1,5 @@
 /*
- * A raw PostgreSQL reference for `kofka bench-postgres`: the same records written and read
+ * A raw PostgreSQL reference for `kofka-bench postgres`: the same records written and read
  * through libpq with nothing of Kofka above, in three ways:
  *
  *   CREFPG_ROWS     one row per record, rows(pnum, off, ts, key, value), a multi-row INSERT

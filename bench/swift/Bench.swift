@@ -3,12 +3,15 @@ import CRefLog
 import CSQLite
 import Dispatch
 import Kofka
+import KofkaCommandSupport
 #if canImport(Glibc)
 import Glibc
 #endif
 
+/// `kofka-bench run` (the default): the Swift face beside raw SQLite and a C log.
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "run",
         abstract: "Measure throughput and latency, side by side with references measured in the same run.",
         discussion: """
             Rows: produce (sync sendBatch of 1,000-record batches; async produce + flush with the \
@@ -863,11 +866,6 @@ final class RawSQLite {
         }
         return monoSeconds() - t0
     }
-}
-
-extension String {
-    func padding(_ n: Int) -> String { count >= n ? self : self + String(repeating: " ", count: n - count) }
-    func leftPad(_ n: Int) -> String { count >= n ? self : String(repeating: " ", count: n - count) + self }
 }
 
 /// A freshly allocated copy of `b` (a plain `Array(b)` would share `b`'s storage).

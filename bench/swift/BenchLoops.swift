@@ -1,6 +1,7 @@
 import Kofka
+import KofkaCommandSupport
 
-/// The timed loops the storage benchmarks (`kofka bench-storage`, `kofka bench-postgres`) share:
+/// The timed loops the storage benchmarks (`kofka-bench storage`, `kofka-bench postgres`) share:
 /// what a Kofka row measures, whatever backend is under it.
 enum BenchLoops {
     /// Creates topic "bench" (one partition) on `b` and sends `count` records with `value`,

@@ -1,12 +1,13 @@
 import ArgumentParser
 import CSQLite
 import Kofka
+import KofkaCommandSupport
 import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// `kofka bench-retention`: what retention costs and what it keeps bounded (issue 12), measured
+/// `kofka-bench retention`: what retention costs and what it keeps bounded (issue 12), measured
 /// in one run. Four sections:
 ///
 /// * **steady**: `--megabytes` written through one partition with `retention.bytes=1000000`,
@@ -20,7 +21,7 @@ import Glibc
 ///   latency a concurrent producer saw while it ran.
 struct RetentionBench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "bench-retention",
+        commandName: "retention",
         abstract: "Measure retention: steady-state size, the cleaner's cost to producers, deletion cost, lock holds.",
         discussion: """
             steady: --megabytes MB (1,000-byte records, batches of 100) through one partition with \

@@ -1,15 +1,16 @@
 import ArgumentParser
 import CRefPG
 import Kofka
+import KofkaCommandSupport
 import KofkaLab
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// `kofka bench-postgres`: Kofka on the PostgreSQL plugin beside raw libpq, in one run.
+/// `kofka-bench postgres`: Kofka on the PostgreSQL plugin beside raw libpq, in one run.
 struct BenchPostgres: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "bench-postgres",
+        commandName: "postgres",
         abstract: "Measure Kofka on the PostgreSQL plugin beside raw libpq writing and reading the same records, in one run.",
         discussion: """
             Rows, each Kofka run on a fresh schema of the server at --url (or KOFKA_PG_URL), for \
@@ -28,7 +29,7 @@ struct BenchPostgres: ParsableCommand {
             (a warm-up of each at a tenth, then --runs rounds) and reports the best of each. The \
             schemas are dropped afterwards.
             Example:
-              eval "$(bash scripts/pg.sh start)"; kofka bench-postgres --quick; bash scripts/pg.sh stop
+              eval "$(bash scripts/pg.sh start)"; kofka-bench postgres --quick; bash scripts/pg.sh stop
             """)
 
     @Option(help: "The server: postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME (default: KOFKA_PG_URL).") var url: String?
