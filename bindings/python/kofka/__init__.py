@@ -97,6 +97,7 @@ __all__ = [
 _raw_lib, library_path = _ffi.load()
 """The path libkofka.so was loaded from."""
 _lib = _ffi.bind(_raw_lib, library_path)
+_produce_in = _ffi.produce_in(_raw_lib)
 
 __version__: str = _lib.kofka_version().decode("utf-8", "replace")
 """The version of the loaded libkofka.so (``kofka_version()``)."""
@@ -762,17 +763,20 @@ DeliveryCallback = Callable[[Optional[KofkaError], RecordMetadata], Any]
 
 
 def _make_delivery_trampoline(ref: "weakref.ReferenceType[Producer]") -> Any:
-    def trampoline(_p: Any, topic: Optional[bytes], record: Any, msg_opaque: Optional[int], _cb: Any) -> None:
+    def trampoline(_p: Any, topic: Optional[int], record: Optional[int], msg_opaque: Optional[int], _cb: Any) -> None:
+        if not msg_opaque:
+            return
         producer = ref()
-        if producer is None or not msg_opaque:
+        if producer is None:
             return
         callback = producer._pending.pop(msg_opaque, None)
         if callback is None:
             return
         try:
-            rec = record.contents
+            rec = ctypes.cast(record, ctypes.POINTER(_ffi.kofka_record)).contents
             err = None if rec.err == _ffi.KOFKA_OK else _error_for(rec.err)
-            md = RecordMetadata((topic or b"").decode("utf-8", "replace"), rec.partition, rec.offset)
+            name = ctypes.string_at(topic) if topic else b""
+            md = RecordMetadata(name.decode("utf-8", "replace"), rec.partition, rec.offset)
             callback(err, md)
         except BaseException as e:  # re-raised from poll()/flush()/close()
             if producer._callback_error is None:
@@ -804,6 +808,8 @@ class Producer(_Closing):
         self._pending: Dict[int, DeliveryCallback] = {}
         self._ids = itertools.count(1)
         self._callback_error: Optional[BaseException] = None
+        # Topic names produced to, encoded once (produce() is called per record).
+        self._topic_bytes: Dict[str, bytes] = {}
         self._config = _merge_config(config, kw)
         cfg = _config_array(self._config)
         out = _ffi.ProducerP()
@@ -953,16 +959,32 @@ class Producer(_Closing):
         Raises QueueFullError (also a BufferError) when the queue is full:
         call :meth:`poll` and retry.
         """
-        rec = _ffi.kofka_record()
-        b = _RecordBuilder()
-        b.fill(rec, value, key, partition, timestamp_ms, headers)
         h = self._h()
+        tb = self._topic_bytes.get(topic) if type(topic) is str else None
+        if tb is None:
+            tb = _enc(topic)
+            if len(self._topic_bytes) < 1024:
+                self._topic_bytes[topic] = tb
         opaque = None
         if on_delivery is not None:
             opaque = next(self._ids)
             self._pending[opaque] = on_delivery
         try:
-            _call(_lib.kofka_produce, h, _enc(topic), ctypes.byref(rec), opaque)
+            if (_produce_in is not None and headers is None and timestamp_ms is None
+                    and (value is None or type(value) is bytes) and (key is None or type(key) is bytes)):
+                # The common call, bytes or None and nothing else: one struct whose key and
+                # value point straight at the bytes objects (no per-buffer address in Python).
+                rec = _ffi.kofka_record_in(_ffi.KOFKA_PARTITION_ANY if partition is None else int(partition),
+                                           key, 0 if key is None else len(key),
+                                           value, 0 if value is None else len(value))
+                rc = _produce_in(h, tb, ctypes.byref(rec), opaque)
+                if rc != _ffi.KOFKA_OK:
+                    raise _error_for(rc, _last_error())
+            else:
+                rec = _ffi.kofka_record()
+                b = _RecordBuilder()
+                b.fill(rec, value, key, partition, timestamp_ms, headers)
+                _call(_lib.kofka_produce, h, tb, ctypes.byref(rec), opaque)
         except BaseException:
             if opaque is not None:
                 self._pending.pop(opaque, None)

@@ -131,6 +131,23 @@ class kofka_record(Structure):
     ]
 
 
+class kofka_record_in(Structure):
+    """``struct kofka_record`` as ``kofka_produce`` reads it, with ``key`` and ``value`` as
+    ``char *``: a bytes object is assigned as is (ctypes keeps it referenced and points at its
+    buffer), with no address computed in Python. Same layout as :class:`kofka_record`."""
+
+    _fields_ = [(name, c_char_p if name in ("key", "value") else t) for name, t in kofka_record._fields_]
+
+
+def produce_in(lib: ctypes.CDLL) -> Any:
+    """``kofka_produce`` taking a :class:`kofka_record_in` (None if the library lacks it)."""
+    try:
+        fn = ctypes.CFUNCTYPE(kofka_err, ProducerP, c_char_p, POINTER(kofka_record_in), c_void_p)(("kofka_produce", lib))
+    except AttributeError:
+        return None
+    return fn
+
+
 class kofka_message(Structure):
     """``struct kofka_message``."""
 
@@ -152,7 +169,9 @@ ConfigP = POINTER(c_char_p)  # const char *const *config
 
 # typedef void (*kofka_delivery_cb)(kofka_producer *p, const char *topic,
 #     const kofka_record *record, void *msg_opaque, void *cb_opaque);
-kofka_delivery_cb = CFUNCTYPE(None, ProducerP, c_char_p, POINTER(kofka_record), c_void_p, c_void_p)
+# Every parameter as a plain address: ctypes builds no bytes object and no pointer object per
+# report (the binding reads topic and record only for the reports a callback waits for).
+kofka_delivery_cb = CFUNCTYPE(None, c_void_p, c_void_p, c_void_p, c_void_p, c_void_p)
 
 # ---------------------------------------------------------------------------
 # Plugins: interceptors and storage backends (include/kofka.h, "Plugins").
