@@ -502,20 +502,28 @@ def _bytes_at(ptr: Optional[int], n: int) -> Optional[bytes]:
     return ctypes.string_at(ptr, n) if n else b""
 
 
+_TOPIC_NAMES: Dict[bytes, str] = {}
+"""Topic names as read from messages, decoded once (a consumer sees few)."""
+
+
 def _message_from(m: _ffi.kofka_message) -> Message:
+    n = m.header_count
     headers: List[Tuple[str, Optional[bytes]]] = []
-    for i in range(m.header_count):
+    for i in range(n):
         h = m.headers[i]
         headers.append(((h.name or b"").decode("utf-8", "replace"), _bytes_at(h.value, h.value_len)))
-    return Message(
-        topic=(m.topic or b"").decode("utf-8", "replace"),
-        partition=m.partition,
-        offset=m.offset,
-        key=_bytes_at(m.key, m.key_len),
-        value=_bytes_at(m.value, m.value_len),
-        timestamp_ms=m.timestamp_ms,
-        headers=headers,
-    )
+    raw = m.topic or b""
+    topic = _TOPIC_NAMES.get(raw)
+    if topic is None:
+        topic = raw.decode("utf-8", "replace")
+        if len(_TOPIC_NAMES) < 4096:
+            _TOPIC_NAMES[raw] = topic
+    key, value = m.key, m.value
+    string_at = ctypes.string_at
+    return tuple.__new__(Message, (topic, m.partition, m.offset,
+                                   string_at(key, m.key_len) if key else None,
+                                   string_at(value, m.value_len) if value else None,
+                                   m.timestamp_ms, headers))
 
 
 # ---------------------------------------------------------------------------
@@ -1165,7 +1173,9 @@ class Consumer(_Closing):
 
     def _poll_once(self, ms: int) -> Tuple[bool, Optional[Message]]:
         out = ctypes.POINTER(_ffi.kofka_message)()
-        _call(_lib.kofka_poll, self._h(), ms, ctypes.byref(out))
+        rc = _lib.kofka_poll(self._h(), ms, ctypes.byref(out))
+        if rc != _ffi.KOFKA_OK:
+            raise _error_for(rc, _last_error())
         if not out:
             return False, None
         try:
@@ -1178,6 +1188,8 @@ class Consumer(_Closing):
 
         None waits until a record arrives.
         """
+        if timeout is not None and 0 <= timeout <= _SLICE_MS / 1000:
+            return self._poll_once(_ms(timeout))[1]   # one slice: no deadline to keep
         return _wait_sliced(timeout, self._poll_once)
 
     def _poll_batch_once(self, ms: int, n: int) -> Tuple[bool, List[Message]]:
