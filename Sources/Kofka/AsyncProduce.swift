@@ -125,14 +125,31 @@ final class ProduceQueue: @unchecked Sendable {
             m.wait(timeoutNs: due - now)
         }
         let n = min(batchSize, pending.count - head)
-        let out = Array(pending[head..<head + n])
-        head += n
-        if head > 4096 && head * 2 > pending.count {
-            pending.removeFirst(head)
-            head = 0
+        let out: [Item]
+        if head == 0 && n == pending.count {
+            // Everything queued goes: the array itself is taken, its items neither copied nor destroyed.
+            out = pending
+            pending = []
+            pending.reserveCapacity(n)
+        } else {
+            out = Array(pending[head..<head + n])
+            head += n
+            if head > 4096 && head * 2 > pending.count {
+                pending.removeFirst(head)
+                head = 0
+            }
         }
-        for it in out { writing[it.txn, default: 0] += 1 }
+        for (txn, count) in Self.txnRuns(out) { writing[txn, default: 0] += count }
         return .batch(out)
+    }
+
+    /// The items' transactions as runs (a batch usually holds one): one count per run, not per item.
+    private static func txnRuns(_ items: [Item]) -> [(txn: Int64, count: Int)] {
+        var runs: [(txn: Int64, count: Int)] = []
+        for it in items {
+            if let last = runs.indices.last, runs[last].txn == it.txn { runs[last].count += 1 } else { runs.append((it.txn, 1)) }
+        }
+        return runs
     }
 
     private func writerLoop() {
@@ -155,9 +172,9 @@ final class ProduceQueue: @unchecked Sendable {
             case .batch(let batch):
                 let out = write(batch, p)
                 m.locked {
-                    for it in batch {
-                        writing[it.txn, default: 0] -= 1
-                        if writing[it.txn] == 0 { writing[it.txn] = nil }
+                    for (txn, count) in Self.txnRuns(batch) {
+                        writing[txn, default: 0] -= count
+                        if writing[txn] == 0 { writing[txn] = nil }
                     }
                     reports.append(contentsOf: out)
                     m.broadcast()
