@@ -263,10 +263,10 @@ public final class Consumer: Sendable {
     public func poll<T>(max: Int, timeout: Duration?, discard: ([T]) -> Void,
                         make: (String, Int32, RecordView) throws -> T) throws -> [T] {
         try checkOpen()
-        let clock = broker.clock
-        let deadline = clock.deadline(after: timeout)
         let limit = Swift.max(1, Swift.min(max, config.maxPollRecords))
         if let items = try pollFromReadAhead(limit: limit, discard: discard, make: make) { return items }
+        let clock = broker.clock
+        let deadline = clock.deadline(after: timeout)
         // The storage's change token, taken before a round whose finding nothing leads to a wait
         // (a commit after it moves the token, so the wait returns at once). The first round goes
         // without: a poll served from the read-ahead touches no storage at all (on SQLite reading
@@ -380,10 +380,16 @@ public final class Consumer: Sendable {
 
     /// The first `n` read-ahead records are handed out: they leave the queue, the positions move
     /// past them and (unless at-most-once already committed them) they await a commit.
-    private func handOut(_ s: inout State, _ n: Int, _ handed: [(tp: TopicPartition, next: Int64)]) {
-        s.prefetched.removeFirst(n)
+    /// `settleAll` false: every partition in `fetchPositions` had records read ahead before
+    /// (a full round settled the rest), so only those this hand-out emptied are settled.
+    private func handOut(_ s: inout State, _ n: Int, _ handed: [(tp: TopicPartition, next: Int64)], settleAll: Bool = true) {
+        let emptied = s.prefetched.removeFirst(n)
         for h in handed { s.positions[h.tp] = h.next }
-        settlePositions(&s)
+        if settleAll {
+            settlePositions(&s)
+        } else {
+            for tp in emptied { settlePosition(&s, tp) }
+        }
         if n > 0 && !(autoCommit && config.deliveryMode == .atMostOnce) {
             for h in handed {
                 if autoCommit { s.uncommitted.insert(h.tp) }
@@ -412,7 +418,9 @@ public final class Consumer: Sendable {
                 if autoCommit && !s.uncommitted.isEmpty && now &- s.lastAutoCommitNs >= commitEveryNs { return nil }
                 var items: [T] = []
                 let handed = try peekReadAhead(s, limit: limit, into: &items, discard: discard, make: make)
-                handOut(&s, items.count, handed)
+                // A partition positioned ahead with nothing read ahead (a read that skipped only
+                // aborted records) is settled as a full round would; otherwise only what empties.
+                handOut(&s, items.count, handed, settleAll: s.fetchPositions.count > s.prefetched.partitionCount)
                 return items
             }
         }
@@ -421,10 +429,13 @@ public final class Consumer: Sendable {
     /// A partition with nothing left read ahead is positioned where reading stopped (past
     /// records of aborted transactions that were skipped).
     private func settlePositions(_ s: inout State) {
-        for (tp, off) in s.fetchPositions where s.prefetched.remaining(tp) == 0 {
-            if (s.positions[tp] ?? -1) < off { s.positions[tp] = off }
-            s.fetchPositions[tp] = nil
-        }
+        for (tp, _) in s.fetchPositions where s.prefetched.remaining(tp) == 0 { settlePosition(&s, tp) }
+    }
+
+    private func settlePosition(_ s: inout State, _ tp: TopicPartition) {
+        guard let off = s.fetchPositions[tp], s.prefetched.remaining(tp) == 0 else { return }
+        if (s.positions[tp] ?? -1) < off { s.positions[tp] = off }
+        s.fetchPositions[tp] = nil
     }
 
     /// What one poll round found.

@@ -113,3 +113,13 @@ extension Consumer {
         return out
     }
 }
+
+extension Consumer {
+    /// `poll(max:timeout:discard:make:)` for results that are raw pointers (the C face's
+    /// messages): a non-generic entry, so a call from another module runs code specialised here
+    /// rather than the generic one (which looks up type metadata on every call).
+    public func pollPointers(max: Int, timeout: Duration?, discard: ([UnsafeMutableRawPointer]) -> Void,
+                             make: (String, Int32, RecordView) throws -> UnsafeMutableRawPointer) throws -> [UnsafeMutableRawPointer] {
+        try poll(max: max, timeout: timeout, discard: discard, make: make)
+    }
+}

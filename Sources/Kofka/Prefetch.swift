@@ -37,6 +37,9 @@ struct PrefetchQueue: Sendable {
     /// Records held for `tp`.
     func remaining(_ tp: TopicPartition) -> Int { perPartition[tp] ?? 0 }
 
+    /// How many partitions have records held.
+    var partitionCount: Int { perPartition.count }
+
     mutating func append(_ c: Chunk) {
         guard c.count > 0 else { return }
         chunks.append(c)
@@ -65,8 +68,10 @@ struct PrefetchQueue: Sendable {
         return seen
     }
 
-    /// Removes the first `n` records.
-    mutating func removeFirst(_ n: Int) {
+    /// Removes the first `n` records; returns the partitions of which nothing is left now.
+    @discardableResult
+    mutating func removeFirst(_ n: Int) -> [TopicPartition] {
+        var emptied: [TopicPartition] = []
         var left = n
         while left > 0 && head < chunks.count {
             let take = min(left, chunks[head].count)
@@ -74,7 +79,11 @@ struct PrefetchQueue: Sendable {
             for i in c.next..<c.next + take {
                 // One lookup per record; a partition's entry goes when its last record does.
                 if let at = perPartition.index(forKey: c.partitions[Int(c.owner[i])]) {
-                    if perPartition.values[at] <= 1 { perPartition.remove(at: at) } else { perPartition.values[at] -= 1 }
+                    if perPartition.values[at] <= 1 {
+                        emptied.append(perPartition.remove(at: at).key)
+                    } else {
+                        perPartition.values[at] -= 1
+                    }
                 }
             }
             chunks[head].next += take
@@ -87,6 +96,7 @@ struct PrefetchQueue: Sendable {
             }
         }
         if head == chunks.count { chunks.removeAll(keepingCapacity: true); head = 0 }
+        return emptied
     }
 
     /// Drops every record of `tps` (a seek, or partitions the group took away).

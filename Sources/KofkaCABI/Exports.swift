@@ -398,9 +398,9 @@ public func kofka_poll(_ c: OpaquePointer?, _ timeout_ms: Int32, _ out: UnsafeMu
     run {
         let consumer = try consumerHandle(c, "kofka_poll")
         let out = try need(out, "out", "kofka_poll")
-        let ms = try consumer.poll(max: 1, timeout: duration(timeout_ms), discard: freeMessages, make: makeMessage)
+        let ms = try consumer.pollPointers(max: 1, timeout: duration(timeout_ms), discard: freeMessages, make: makeMessagePointer)
         liveMessages.add(ms)
-        out.pointee = ms.first
+        out.pointee = ms.first?.assumingMemoryBound(to: kofka_message.self)
     }
 }
 
@@ -415,15 +415,20 @@ public func kofka_poll_batch(_ c: OpaquePointer?, _ timeout_ms: Int32, _ out: Un
         guard limit > 0 else { throw invalidArg("kofka_poll_batch: max is 0; at least 1 is needed") }
         let out = try need(out, "out", "kofka_poll_batch")
         n.pointee = 0
-        let msgs = try consumer.poll(max: limit, timeout: duration(timeout_ms), discard: freeMessages, make: makeMessage)
+        let msgs = try consumer.pollPointers(max: limit, timeout: duration(timeout_ms), discard: freeMessages, make: makeMessagePointer)
         liveMessages.add(msgs)
-        for (i, m) in msgs.enumerated() { out[i] = m }
+        for (i, m) in msgs.enumerated() { out[i] = m.assumingMemoryBound(to: kofka_message.self) }
         n.pointee = msgs.count
     }
 }
 
 /// Frees messages made for a poll that cannot hand them out (never registered as live).
-func freeMessages(_ ms: [UnsafeMutablePointer<kofka_message>]) { for m in ms { free(m) } }
+func freeMessages(_ ms: [UnsafeMutableRawPointer]) { for m in ms { free(m) } }
+
+/// `makeMessage` as the raw pointer `Consumer.pollPointers` hands around.
+func makeMessagePointer(_ topic: String, _ partition: Int32, _ r: RecordView) throws -> UnsafeMutableRawPointer {
+    UnsafeMutableRawPointer(try makeMessage(topic, partition, r))
+}
 
 @c @implementation
 public func kofka_message_free(_ m: UnsafeMutablePointer<kofka_message>?) {
