@@ -200,7 +200,7 @@ public final class Consumer: Sendable {
         guard case .group = s.subscription, let group = config.groupId, let id = s.memberId else { return }
         let now = broker.clock.wallMs()
         if !force {
-            let due = broker.clock.monotonicNs() &- s.lastSyncNs >= heartbeatIntervalNs
+            let due = heartbeatDue(s, broker.clock.monotonicNs())
             let generation = s.generation, holding = s.assignment.count
             let stale = try broker.storage.read { r in
                 try broker.groupNeedsSync(r, group, memberId: id, generation: generation, holding: holding, now: now)
@@ -301,6 +301,18 @@ public final class Consumer: Sendable {
         }
     }
 
+    /// Whether a group member's heartbeat is due at `now` (a manual assignment sends none).
+    private func heartbeatDue(_ s: State, _ now: UInt64) -> Bool {
+        guard case .group = s.subscription else { return false }
+        return now &- s.lastSyncNs >= heartbeatIntervalNs
+    }
+
+    /// At-least-once: whether the automatic commit of what earlier polls returned is due at `now`.
+    private func autoCommitDue(_ s: State, _ now: UInt64) -> Bool {
+        autoCommit && config.deliveryMode != .atMostOnce && !s.uncommitted.isEmpty
+            && now &- s.lastAutoCommitNs >= UInt64(config.autoCommitIntervalMs) * 1_000_000
+    }
+
     /// One round of a poll: group maintenance, the at-least-once commit of what earlier polls
     /// returned, a read-ahead from storage when nothing is read ahead, then up to `limit`
     /// records handed out from the read-ahead queue — after the at-most-once commit, which
@@ -310,11 +322,9 @@ public final class Consumer: Sendable {
         let clock = broker.clock
         // Group maintenance when there is nothing read ahead to hand out, or the heartbeat is
         // due: partitions the group takes away are released (their read-ahead dropped) first.
-        let heartbeatDue = clock.monotonicNs() &- s.lastSyncNs >= heartbeatIntervalNs
-        if s.prefetched.isEmpty || heartbeatDue { try sync(&s, force: false) }
+        if s.prefetched.isEmpty || heartbeatDue(s, clock.monotonicNs()) { try sync(&s, force: false) }
         // at-least-once: what earlier polls returned counts as processed now.
-        if autoCommit && config.deliveryMode != .atMostOnce && !s.uncommitted.isEmpty
-            && clock.monotonicNs() &- s.lastAutoCommitNs >= UInt64(config.autoCommitIntervalMs) * 1_000_000 {
+        if autoCommitDue(s, clock.monotonicNs()) {
             try commitAuto(&s)
             s.lastAutoCommitNs = clock.monotonicNs()
         }
@@ -408,14 +418,12 @@ public final class Consumer: Sendable {
         if autoCommit && config.deliveryMode == .atMostOnce { return nil }
         if interceptors.has(.consume) { return nil }
         let clock = broker.clock
-        let commitEveryNs = UInt64(config.autoCommitIntervalMs) * 1_000_000
         return try ops.locked {
             try broker.checkOpen()
             return try state.withLock { s -> [T]? in
                 if s.closed || s.prefetched.isEmpty { return nil }
                 let now = clock.monotonicNs()
-                if case .group = s.subscription, now &- s.lastSyncNs >= heartbeatIntervalNs { return nil }
-                if autoCommit && !s.uncommitted.isEmpty && now &- s.lastAutoCommitNs >= commitEveryNs { return nil }
+                if heartbeatDue(s, now) || autoCommitDue(s, now) { return nil }
                 var items: [T] = []
                 let handed = try peekReadAhead(s, limit: limit, into: &items, discard: discard, make: make)
                 // A partition positioned ahead with nothing read ahead (a read that skipped only

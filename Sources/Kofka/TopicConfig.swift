@@ -109,7 +109,7 @@ struct EffectiveTopicConfig: Sendable {
 
     /// `max.message.bytes` alone: checked on every produced record, so it skips parsing the rest.
     static func maxMessageBytes(_ own: TopicConfig, _ broker: BrokerConfig) -> Int {
-        own.values.isEmpty ? broker.messageMaxBytes : own.values["max.message.bytes"].flatMap { Int($0) } ?? broker.messageMaxBytes
+        own.values["max.message.bytes"].flatMap { Int($0) } ?? broker.messageMaxBytes
     }
 
     /// The value in effect for `key`, as a string.
