@@ -97,7 +97,6 @@ __all__ = [
 _raw_lib, library_path = _ffi.load()
 """The path libkofka.so was loaded from."""
 _lib = _ffi.bind(_raw_lib, library_path)
-_produce_in = _ffi.produce_in(_raw_lib)
 
 __version__: str = _lib.kofka_version().decode("utf-8", "replace")
 """The version of the loaded libkofka.so (``kofka_version()``)."""
@@ -445,23 +444,26 @@ class _RecordBuilder:
         rec.offset = -1
         rec.err = 0
         if headers:
-            pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
-            arr = (_ffi.kofka_header * len(pairs))()
-            for i, pair in enumerate(pairs):
-                name, hv = pair
-                hb = _data(hv, "header value")
-                nb = _enc(name)
-                self.keep.append(nb)
-                self.keep.append(hb)
-                arr[i].name = nb
-                arr[i].value = _ptr(hb)
-                arr[i].value_len = 0 if hb is None else len(hb)
-            self.keep.append(arr)
-            rec.headers = ctypes.cast(arr, ctypes.POINTER(_ffi.kofka_header))
-            rec.header_count = len(pairs)
+            rec.headers, rec.header_count = self.header_array(headers)
         else:
             rec.headers = None
             rec.header_count = 0
+
+    def header_array(self, headers: Headers) -> Tuple[Any, int]:
+        """A ``kofka_header`` array of ``headers`` (kept alive here) and its length."""
+        pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
+        arr = (_ffi.kofka_header * len(pairs))()
+        for i, pair in enumerate(pairs):
+            name, hv = pair
+            hb = _data(hv, "header value")
+            nb = _enc(name)
+            self.keep.append(nb)
+            self.keep.append(hb)
+            arr[i].name = nb
+            arr[i].value = _ptr(hb)
+            arr[i].value_len = 0 if hb is None else len(hb)
+        self.keep.append(arr)
+        return ctypes.cast(arr, ctypes.POINTER(_ffi.kofka_header)), len(pairs)
 
 
 # ---------------------------------------------------------------------------
@@ -973,26 +975,24 @@ class Producer(_Closing):
             tb = _enc(topic)
             if len(self._topic_bytes) < 1024:
                 self._topic_bytes[topic] = tb
+        # key and value go as they are when bytes (the struct points straight at them).
+        k = key if key is None or type(key) is bytes else _data(key, "key")
+        v = value if value is None or type(value) is bytes else _data(value, "value")
+        rec = _ffi.kofka_record_in(_ffi.KOFKA_PARTITION_ANY if partition is None else int(partition),
+                                   k, 0 if k is None else len(k), v, 0 if v is None else len(v))
+        if timestamp_ms is not None:
+            rec.timestamp_ms = int(timestamp_ms)
+        if headers:
+            keep = _RecordBuilder()   # holds the header buffers until the call returns
+            rec.headers, rec.header_count = keep.header_array(headers)
         opaque = None
         if on_delivery is not None:
             opaque = next(self._ids)
             self._pending[opaque] = on_delivery
         try:
-            if (_produce_in is not None and headers is None and timestamp_ms is None
-                    and (value is None or type(value) is bytes) and (key is None or type(key) is bytes)):
-                # The common call, bytes or None and nothing else: one struct whose key and
-                # value point straight at the bytes objects (no per-buffer address in Python).
-                rec = _ffi.kofka_record_in(_ffi.KOFKA_PARTITION_ANY if partition is None else int(partition),
-                                           key, 0 if key is None else len(key),
-                                           value, 0 if value is None else len(value))
-                rc = _produce_in(h, tb, ctypes.byref(rec), opaque)
-                if rc != _ffi.KOFKA_OK:
-                    raise _error_for(rc, _last_error())
-            else:
-                rec = _ffi.kofka_record()
-                b = _RecordBuilder()
-                b.fill(rec, value, key, partition, timestamp_ms, headers)
-                _call(_lib.kofka_produce, h, tb, ctypes.byref(rec), opaque)
+            rc = _lib.kofka_produce(h, tb, ctypes.byref(rec), opaque)
+            if rc != _ffi.KOFKA_OK:
+                raise _error_for(rc, _last_error())
         except BaseException:
             if opaque is not None:
                 self._pending.pop(opaque, None)

@@ -139,14 +139,6 @@ class kofka_record_in(Structure):
     _fields_ = [(name, c_char_p if name in ("key", "value") else t) for name, t in kofka_record._fields_]
 
 
-def produce_in(lib: ctypes.CDLL) -> Any:
-    """``kofka_produce`` taking a :class:`kofka_record_in` (None if the library lacks it)."""
-    try:
-        fn = ctypes.CFUNCTYPE(kofka_err, ProducerP, c_char_p, POINTER(kofka_record_in), c_void_p)(("kofka_produce", lib))
-    except AttributeError:
-        return None
-    return fn
-
 
 class kofka_message(Structure):
     """``struct kofka_message``."""
@@ -298,7 +290,7 @@ SIGNATURES = {
     "kofka_send_batch": (kofka_err, [ProducerP, c_char_p, POINTER(kofka_record), c_size_t]),
     "kofka_send_packed": (kofka_err, [ProducerP, c_char_p, c_int32, c_void_p, c_void_p, c_char_p, c_void_p, c_size_t,
                                       c_void_p, c_void_p, c_void_p]),
-    "kofka_produce": (kofka_err, [ProducerP, c_char_p, POINTER(kofka_record), c_void_p]),
+    "kofka_produce": (kofka_err, [ProducerP, c_char_p, POINTER(kofka_record_in), c_void_p]),
     "kofka_producer_set_delivery_cb": (kofka_err, [ProducerP, kofka_delivery_cb, c_void_p]),
     "kofka_producer_poll": (c_int, [ProducerP, c_int]),
     "kofka_flush": (kofka_err, [ProducerP, c_int]),
