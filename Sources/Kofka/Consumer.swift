@@ -372,9 +372,7 @@ public final class Consumer: Sendable {
         do {
             _ = try s.prefetched.peek(limit) { tp, view in
                 items.append(try make(tp.topic, tp.partition, view))
-                if let last = handed.indices.last, handed[last].tp == tp {
-                    handed[last].next = view.offset + 1
-                } else if let i = handed.firstIndex(where: { $0.tp == tp }) {
+                if let i = handed.lastIndex(where: { $0.tp == tp }) {
                     handed[i].next = view.offset + 1
                 } else {
                     handed.append((tp, view.offset + 1))
