@@ -726,7 +726,49 @@ kofka_err kofka_poll(kofka_consumer *c, int timeout_ms, kofka_message **out);
 kofka_err kofka_poll_batch(kofka_consumer *c, int timeout_ms, kofka_message **out, size_t max, size_t *count);
 
 /**
- * Frees a message returned by kofka_poll / kofka_poll_batch. NULL is a no-op.
+ * Lends up to max records (at most max.poll.records) into out[0 .. *count-1],
+ * blocking up to timeout_ms for the first, after settling the previous lend.
+ * Lent records are made like kofka_poll_batch's (free each with
+ * kofka_message_free) but are not yet *returned*: kofka_commit, kofka_position,
+ * kofka_consumer_close, kofka_send_offsets_to_transaction and automatic commits
+ * do not count them. The next kofka_poll_lend on this consumer settles them:
+ * the first `settle` records of the previous lend count as returned then
+ * (positions move past them, commits cover them); the others are taken back and
+ * made again by the next poll or lend. So a binding can cross into the library
+ * once per batch, hand the batch out one record at a time, and say at its next
+ * call how many it handed out; a process that dies first loses nothing it had
+ * not handed out.
+ *   - settle: how many of the previous lend's records were handed out
+ *     (0 .. its *count); pass 0 on the first call.
+ *   - max: the size of out; 0 only settles (out may then be NULL) and returns
+ *     at once.
+ *   - window_ns (may be NULL): set to how long, in nanoseconds from now, the
+ *     lent records may be handed out before the next call is due — a group
+ *     member's heartbeat and an automatic commit run only inside calls, so a
+ *     binding that holds lent records past this calls again (settling what it
+ *     handed out; the rest is lent again). UINT64_MAX when nothing is due
+ *     (manual assignment, no automatic commits).
+ *     With auto.commit.interval.ms=0 (commit at every poll) a lend makes at
+ *     most one record.
+ * At-most-once with a group (it commits before it returns) and a consumer
+ * whose broker has an on_consume interceptor (it sees what is returned): a lend
+ * makes at most one record, returned at once (committed first in at-most-once);
+ * settling it changes nothing more.
+ * Any other call that moves what is read ahead (kofka_poll, kofka_poll_batch,
+ * kofka_seek, kofka_seek_to_committed, an assignment change, a rebalance inside
+ * a poll) takes lent records back; settling them afterwards is
+ * KOFKA_ERR_INVALID_ARG and changes nothing (settle 0 then).
+ * Threads: as kofka_poll; one thread should own the lend/settle sequence.
+ * @return KOFKA_OK; KOFKA_ERR_INVALID_ARG c, count or (max > 0) out NULL, or
+ *         settle above what is lent -> fix the call; other errors and next
+ *         steps as kofka_poll (on an error nothing is lent; the settle took
+ *         effect unless it was the error).
+ */
+kofka_err kofka_poll_lend(kofka_consumer *c, size_t settle, int timeout_ms, kofka_message **out, size_t max,
+                          size_t *count, uint64_t *window_ns);
+
+/**
+ * Frees a message returned by kofka_poll / kofka_poll_batch / kofka_poll_lend. NULL is a no-op.
  * The library keeps the set of messages it handed out and not yet freed: a
  * second free of the same message, or a pointer it never returned, is ignored
  * and sets kofka_last_error() (the heap is not touched). Not detected: a

@@ -63,6 +63,9 @@ public final class Consumer: Sendable {
         var lastAutoCommitNs: UInt64 = 0
         /// Round robin of the partition fetched first.
         var rotate = 0
+        /// Records the last `lend` handed out as returned at once (at-most-once, or a consume
+        /// interceptor): settling them changes nothing more.
+        var lentReturned = 0
     }
 
     private let state = Locked(State())
@@ -248,11 +251,18 @@ public final class Consumer: Sendable {
     /// Returns up to `max` records (at most `max.poll.records`), waiting up to `timeout`
     /// (nil = forever) for the first; empty when nothing arrived. Wakes as soon as a record is written.
     public func pollBatch(max: Int, timeout: Duration?) throws -> [Message] {
-        try poll(max: max, timeout: timeout, discard: { _ in }) { topic, partition, r in
-            Message(topic: topic, partition: partition, offset: r.offset, timestampMs: r.timestampMs,
-                    key: r.key.map { Array($0) }, value: r.value.map { Array($0) },
-                    headers: try HeaderCodec.decode(r.headers.map { Array($0) }))
-        }
+        try poll(max: max, timeout: timeout, discard: { _ in }, make: Self.message)
+    }
+
+    /// `lend` with `Message` results (see `lend(settling:max:timeout:discard:make:)`).
+    public func lendBatch(settling: Int, max: Int, timeout: Duration?) throws -> [Message] {
+        try lend(settling: settling, max: max, timeout: timeout, discard: { _ in }, make: Self.message)
+    }
+
+    static func message(_ topic: String, _ partition: Int32, _ r: RecordView) throws -> Message {
+        Message(topic: topic, partition: partition, offset: r.offset, timestampMs: r.timestampMs,
+                key: r.key.map { Array($0) }, value: r.value.map { Array($0) },
+                headers: try HeaderCodec.decode(r.headers.map { Array($0) }))
     }
 
     /// `pollBatch` that builds each result straight from the stored bytes with `make` (the view
@@ -263,8 +273,79 @@ public final class Consumer: Sendable {
     public func poll<T>(max: Int, timeout: Duration?, discard: ([T]) -> Void,
                         make: (String, Int32, RecordView) throws -> T) throws -> [T] {
         try checkOpen()
-        let limit = Swift.max(1, Swift.min(max, config.maxPollRecords))
-        if let items = try pollFromReadAhead(limit: limit, discard: discard, make: make) { return items }
+        return try pollRounds(limit: Swift.max(1, Swift.min(max, config.maxPollRecords)), timeout: timeout,
+                              lend: false, discard: discard, make: make)
+    }
+
+    /// Lends up to `max` records (at most `max.poll.records`), waiting up to `timeout` for the
+    /// first, after settling the previous lend: of the records that lend made, the first
+    /// `settling` count as returned now (positions move past them, commits cover them), and the
+    /// rest are taken back — the next poll or lend makes them again. Lent records are not
+    /// returned: a commit, `position`, a close or a transaction's offsets do not count them
+    /// until they are settled, so a binding can make a batch in one call, hand it out one
+    /// record at a time and say at its next call how many it handed out.
+    ///
+    /// Lent records may be handed out for `lendWindowNs()` after the lend: a group member's
+    /// heartbeat and an automatic commit are due then, and only a call into the consumer runs
+    /// them. With `auto.commit.interval.ms=0` (commit at every poll) a lend makes one record.
+    ///
+    /// In at-most-once mode (which commits before it returns) and with a consume interceptor
+    /// (which sees what is returned), a lend makes at most one record and returns it at once;
+    /// settling it then changes nothing. `max` 0 only settles. Any other operation that moves
+    /// the read-ahead (a poll, a seek, an assignment change, a rebalance) takes lent records
+    /// back: settling more than the last lend made, or than is still lent, is
+    /// `.invalidArg` and changes nothing.
+    public func lend<T>(settling: Int, max: Int, timeout: Duration?, discard: ([T]) -> Void,
+                        make: (String, Int32, RecordView) throws -> T) throws -> [T] {
+        try checkOpen()
+        try whileOpen { s in try settleLent(&s, settling) }
+        if max <= 0 { return [] }
+        if (autoCommit && config.deliveryMode == .atMostOnce) || interceptors.has(.consume) {
+            let items = try pollRounds(limit: 1, timeout: timeout, lend: false, discard: discard, make: make)
+            state.withLock { $0.lentReturned = items.count }
+            return items
+        }
+        let limit = autoCommit && config.autoCommitIntervalMs == 0 ? 1 : Swift.min(max, config.maxPollRecords)
+        return try pollRounds(limit: limit, timeout: timeout, lend: true, discard: discard, make: make)
+    }
+
+    /// How long (ns, from now) records lent now may be handed out before this consumer needs a
+    /// call: until a group member's next heartbeat, or the next automatic commit, is due.
+    /// `UInt64.max` when neither applies (a manual assignment without automatic commits).
+    public func lendWindowNs() -> UInt64 {
+        let now = broker.clock.monotonicNs()
+        return state.withLock { s in
+            func until(_ due: UInt64) -> UInt64 { due > now ? due - now : 0 }
+            var w = UInt64.max
+            if case .group = s.subscription { w = until(s.lastSyncNs &+ heartbeatIntervalNs) }
+            if autoCommit && config.deliveryMode != .atMostOnce {
+                w = Swift.min(w, until(s.lastAutoCommitNs &+ UInt64(config.autoCommitIntervalMs) * 1_000_000))
+            }
+            return w
+        }
+    }
+
+    /// The first `k` records of the last lend count as returned; the rest are taken back.
+    private func settleLent(_ s: inout State, _ k: Int) throws {
+        let lent = s.lentReturned + s.prefetched.lent
+        guard k >= 0 && k <= lent else {
+            throw KofkaError(.invalidArg, "cannot settle \(k) lent record(s): \(lent) are lent (a poll, seek, assignment change or rebalance since the lend takes lent records back)")
+        }
+        let n = k - s.lentReturned
+        s.lentReturned = 0
+        s.prefetched.lent = 0
+        guard n > 0 else { return }
+        var handed: [(tp: TopicPartition, next: Int64)] = []
+        _ = s.prefetched.peek(n) { tp, view in
+            if let i = handed.lastIndex(where: { $0.tp == tp }) { handed[i].next = view.offset + 1 } else { handed.append((tp, view.offset + 1)) }
+        }
+        handOut(&s, n, handed)
+    }
+
+    /// The rounds of a poll or a lend (`lend`: the records made stay read ahead, lent).
+    private func pollRounds<T>(limit: Int, timeout: Duration?, lend: Bool, discard: ([T]) -> Void,
+                               make: (String, Int32, RecordView) throws -> T) throws -> [T] {
+        if let items = try pollFromReadAhead(limit: limit, lend: lend, discard: discard, make: make) { return items }
         let clock = broker.clock
         let deadline = clock.deadline(after: timeout)
         // The storage's change token, taken before a round whose finding nothing leads to a wait
@@ -276,7 +357,7 @@ public final class Consumer: Sendable {
             let found: Fetched<T>? = try withOps { s in
                 if isClosed { return nil }
                 try broker.checkOpen()
-                return try pollStep(&s, limit: limit, discard: discard, make: make)
+                return try pollStep(&s, limit: limit, lend: lend, discard: discard, make: make)
             }
             guard let f = found else { return [] }
             if !f.items.isEmpty { return f.items }
@@ -317,7 +398,7 @@ public final class Consumer: Sendable {
     /// returned, a read-ahead from storage when nothing is read ahead, then up to `limit`
     /// records handed out from the read-ahead queue — after the at-most-once commit, which
     /// covers exactly what is handed out.
-    private func pollStep<T>(_ s: inout State, limit: Int, discard: ([T]) -> Void,
+    private func pollStep<T>(_ s: inout State, limit: Int, lend: Bool, discard: ([T]) -> Void,
                              make: (String, Int32, RecordView) throws -> T) throws -> Fetched<T> {
         let clock = broker.clock
         // Group maintenance when there is nothing read ahead to hand out, or the heartbeat is
@@ -338,6 +419,10 @@ public final class Consumer: Sendable {
             }
             let handed = try peekReadAhead(s, limit: limit, into: &out.items, discard: discard, make: make)
             let n = out.items.count
+            if lend {   // never at-most-once, never with a consume interceptor (see `lend`)
+                s.prefetched.lent = n
+                return out
+            }
             if n > 0 && autoCommit && config.deliveryMode == .atMostOnce {
                 let next = Dictionary(handed, uniquingKeysWith: { _, b in b })
                 // Commit before handing the records out. If the commit fails, hand out nothing
@@ -411,7 +496,7 @@ public final class Consumer: Sendable {
     /// no heartbeat, no automatic commit, no at-most-once commit before the hand-out — and no
     /// consume interceptor would run (application code never runs under the state's lock).
     /// nil: take the full round.
-    private func pollFromReadAhead<T>(limit: Int, discard: ([T]) -> Void,
+    private func pollFromReadAhead<T>(limit: Int, lend: Bool, discard: ([T]) -> Void,
                                       make: (String, Int32, RecordView) throws -> T) throws -> [T]? {
         if autoCommit && config.deliveryMode == .atMostOnce { return nil }
         if interceptors.has(.consume) { return nil }
@@ -424,6 +509,10 @@ public final class Consumer: Sendable {
                 if heartbeatDue(s, now) || autoCommitDue(s, now) { return nil }
                 var items: [T] = []
                 let handed = try peekReadAhead(s, limit: limit, into: &items, discard: discard, make: make)
+                if lend {
+                    s.prefetched.lent = items.count
+                    return items
+                }
                 // A partition positioned ahead with nothing read ahead (a read that skipped only
                 // aborted records) is settled as a full round would; otherwise only what empties.
                 handOut(&s, items.count, handed, settleAll: s.fetchPositions.count > s.prefetched.partitionCount)

@@ -122,4 +122,10 @@ extension Consumer {
                              make: (String, Int32, RecordView) throws -> UnsafeMutableRawPointer) throws -> [UnsafeMutableRawPointer] {
         try poll(max: max, timeout: timeout, discard: discard, make: make)
     }
+
+    /// `lend(settling:max:timeout:discard:make:)` for raw-pointer results, non-generic as above.
+    public func lendPointers(settling: Int, max: Int, timeout: Duration?, discard: ([UnsafeMutableRawPointer]) -> Void,
+                             make: (String, Int32, RecordView) throws -> UnsafeMutableRawPointer) throws -> [UnsafeMutableRawPointer] {
+        try lend(settling: settling, max: max, timeout: timeout, discard: discard, make: make)
+    }
 }

@@ -31,6 +31,9 @@ struct PrefetchQueue: Sendable {
     private(set) var bytes = 0
     /// Records held per partition.
     private var perPartition: [TopicPartition: Int] = [:]
+    /// How many records at the front are lent out (`Consumer.lend`): made into results the
+    /// caller may hand out, not yet returned. Any change to the front takes them back (0).
+    var lent = 0
 
     var isEmpty: Bool { count == 0 }
 
@@ -71,6 +74,7 @@ struct PrefetchQueue: Sendable {
     /// Removes the first `n` records; returns the partitions of which nothing is left now.
     @discardableResult
     mutating func removeFirst(_ n: Int) -> [TopicPartition] {
+        lent = 0
         var emptied: [TopicPartition] = []
         var left = n
         while left > 0 && head < chunks.count {
@@ -122,6 +126,7 @@ struct PrefetchQueue: Sendable {
         count = 0
         bytes = 0
         perPartition = [:]
+        lent = 0
     }
 }
 

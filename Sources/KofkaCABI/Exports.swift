@@ -422,6 +422,27 @@ public func kofka_poll_batch(_ c: OpaquePointer?, _ timeout_ms: Int32, _ out: Un
     }
 }
 
+@c @implementation
+public func kofka_poll_lend(_ c: OpaquePointer?, _ settle: Int, _ timeout_ms: Int32,
+                            _ out: UnsafeMutablePointer<UnsafeMutablePointer<kofka_message>?>?,
+                            _ max: Int, _ count: UnsafeMutablePointer<Int>?, _ window_ns: UnsafeMutablePointer<UInt64>?) -> kofka_err {
+    run {
+        let consumer = try consumerHandle(c, "kofka_poll_lend")
+        let n = try need(count, "count", "kofka_poll_lend")
+        n.pointee = 0
+        window_ns?.pointee = 0
+        let settling = Int(clamping: unsigned(settle)), limit = Int(clamping: unsigned(max))
+        if limit > 0 { _ = try need(out, "out", "kofka_poll_lend") }
+        let msgs = try consumer.lendPointers(settling: settling, max: limit, timeout: duration(timeout_ms),
+                                             discard: freeMessages, make: makeMessagePointer)
+        guard let out else { return }
+        liveMessages.add(msgs)
+        for (i, m) in msgs.enumerated() { out[i] = m.assumingMemoryBound(to: kofka_message.self) }
+        n.pointee = msgs.count
+        window_ns?.pointee = consumer.lendWindowNs()
+    }
+}
+
 /// Frees messages made for a poll that cannot hand them out (never registered as live).
 func freeMessages(_ ms: [UnsafeMutableRawPointer]) { for m in ms { free(m) } }
 

@@ -261,6 +261,34 @@ extension LabWorld {
         }
     }
 
+    /// A poll as a binding does it (`Consumer.lend`, as Python's poll): alo and eo hand records
+    /// out from the last lend and cross into the library only when it is used up, settling
+    /// what they handed out; amo (one record per lend) polls plainly.
+    private func take(_ p: LabPipe, _ c: Consumer, max: Int) throws -> [Message] {
+        guard p.kind == .alo || p.kind == .eo else { return try c.pollBatch(max: max, timeout: .zero) }
+        if p.handed == p.lent.count || broker.clock.monotonicNs() >= p.lentUntil {
+            let k = p.handed
+            p.lent = []
+            p.handed = 0
+            p.lent = try c.lendBatch(settling: k, max: 500, timeout: .zero)
+            let window = c.lendWindowNs()
+            p.lentUntil = broker.clock.monotonicNs() &+ Swift.min(window, UInt64.max / 2)
+        }
+        let out = Array(p.lent[p.handed ..< Swift.min(p.lent.count, p.handed + max)])
+        p.handed += out.count
+        return out
+    }
+
+    /// What polls handed out of the last lend counts as returned; the rest is taken back. Every
+    /// call on the consumer but a poll (and a crash) comes after it, as in the Python binding.
+    func settle(_ p: LabPipe) {
+        guard let c = p.consumer, !p.lent.isEmpty else { return }
+        let k = p.handed
+        p.lent = []
+        p.handed = 0
+        do { _ = try c.lendBatch(settling: k, max: 0, timeout: .zero) } catch { note("   \(p.name) settle: \(errText(error))") }
+    }
+
     /// A poll as the kind's application does it; returns how many records it got.
     @discardableResult
     func poll(_ p: LabPipe, max: Int) -> Int {
@@ -280,7 +308,7 @@ extension LabWorld {
             && c.assigned.contains { ((try? broker.committedOffset(group: p.kind.group, $0)) ?? 0) > 0 }
         let msgs: [Message]
         do {
-            msgs = try busy { try c.pollBatch(max: max, timeout: .zero) }
+            msgs = try busy { try take(p, c, max: max) }
         } catch {
             note("   \(p.name) poll: \(errText(error))")
             // a rebalance inside a transaction: the transaction cannot commit these records
@@ -309,6 +337,7 @@ extension LabWorld {
             p.buffer += msgs
             if let m = msgs.last, sabotage == .skipRecord,
                ((try? broker.watermarks(m.topic, m.partition).high) ?? 0) > m.offset + 2, sabotaging(.skipRecord) {
+                settle(p)
                 try? c.seek(m.topic, m.partition, m.offset + 2)
             }
         case .alo, .late:
@@ -318,8 +347,10 @@ extension LabWorld {
             if let e {
                 // not written: must not be committed by the next poll
                 note("   \(p.name) rewinds after \(errText(e))")
+                settle(p)
                 try? c.seekToCommitted()
             } else if backwards, sabotaging(.commitBackwards) {
+                settle(p)
                 for tp in c.assigned { try? c.seek(tp.topic, tp.partition, 0) }
                 try? c.commit()
             }
@@ -439,6 +470,7 @@ extension LabWorld {
         p.processed = []
         p.polledMax = [:]
         guard let c = p.consumer else { return }
+        settle(p)
         do { try busy { try c.seekToCommitted() } } catch { note("   \(p.name) seek_to_committed: \(errText(error))") }
         note("   \(p.name) rewound to its committed offsets")
     }
@@ -469,6 +501,7 @@ extension LabWorld {
         }
         guard let label = p.label else { return }
         do {
+            settle(p)
             try busy { try prod.sendOffsetsToTransaction(c) }
         } catch {
             note("   \(p.name) send_offsets: \(errText(error))")
@@ -538,6 +571,7 @@ extension LabWorld {
     /// Closes consumer and producer as they are (an open transaction included).
     func closeNow(_ p: LabPipe) {
         guard let c = p.consumer else { return }
+        settle(p)
         do { try busy { try c.close() } } catch { note("   \(p.name) consumer close: \(errText(error))") }
         if let prod = p.producer {
             do { try prod.close(timeout: nil) { self.report($0, plain: false) } } catch { note("   \(p.name) producer close: \(errText(error))") }
@@ -551,6 +585,7 @@ extension LabWorld {
     func crash(_ p: LabPipe, afterOffsets: Bool) {
         guard let c = p.consumer else { return }
         if afterOffsets, p.kind == .eo, p.label != nil, let prod = p.producer {
+            settle(p)
             do { try prod.sendOffsetsToTransaction(c); note("   \(p.name) sent offsets") } catch { note("   \(p.name) send_offsets: \(errText(error))") }
         }
         c.destroy()
@@ -562,6 +597,7 @@ extension LabWorld {
     /// A fenced instance exits (it is a zombie).
     func die(_ p: LabPipe) {
         note("   \(p.clientId) is fenced and exits")
+        settle(p)
         try? p.consumer?.close()
         if let l = p.label { model.abandoned(l) }
         clear(p)
@@ -569,6 +605,8 @@ extension LabWorld {
 
     func clear(_ p: LabPipe) {
         p.consumer = nil
+        p.lent = []
+        p.handed = 0
         p.producer = nil
         p.label = nil
         p.buffer = []

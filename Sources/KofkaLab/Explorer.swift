@@ -112,6 +112,12 @@ final class LabPipe {
     var incarnation = 0
     var consumer: Consumer?
     var producer: Producer?
+    /// alo, eo: records the last `lend` made, as a binding holds them (Python's poll), and how
+    /// many polls handed out; settled before every other call on the consumer.
+    var lent: [Message] = []
+    var handed = 0
+    /// The broker clock's monotonic ns until which `lent` may be handed out.
+    var lentUntil: UInt64 = 0
     var clientId = ""
     var txnSeq = 0
     /// eo: label of the open transaction.

@@ -33,6 +33,7 @@ import ctypes
 import itertools
 import math
 import os
+import threading
 import time
 import weakref
 from contextlib import contextmanager
@@ -1057,7 +1058,7 @@ class Producer(_Closing):
         They become the consumer group's committed offsets if and only if the
         transaction commits.
         """
-        _call(_lib.kofka_send_offsets_to_transaction, self._h(), consumer._h(), _ms(timeout))
+        consumer._settled(lambda: _call(_lib.kofka_send_offsets_to_transaction, self._h(), consumer._h(), _ms(timeout)))
 
     def commit_transaction(self, timeout: Optional[float] = None) -> None:
         """Commit the open transaction: its records and offsets become visible atomically."""
@@ -1138,6 +1139,13 @@ class Consumer(_Closing):
     then :meth:`poll` / :meth:`poll_batch` / iterate. The library serialises
     calls on one consumer; :meth:`close` or :meth:`destroy` from another thread
     ends an iteration, and a call racing with them raises :class:`ClosedError`.
+
+    :meth:`poll` crosses into the library once per batch: the library *lends*
+    up to ``max.poll.records`` records (``kofka_poll_lend``), poll() hands them
+    out one at a time, and the next call into the library says how many were
+    handed out. Only those count as returned — for commits, :meth:`position`,
+    :meth:`close` and a transaction's offsets — so a process that dies loses
+    nothing it had not handed out.
     """
 
     def __init__(self, broker: Broker, config: Optional[Mapping[str, Any]] = None, **kw: Any) -> None:
@@ -1148,6 +1156,17 @@ class Consumer(_Closing):
             self._max_poll = max(1, int(self._config.get("max.poll.records", "500")))
         except ValueError:
             self._max_poll = 500  # the library rejects the value below
+        # Records the library lent (see the class docstring) and how many poll() handed out.
+        # The lock is held by poll() (also while it waits inside the library with nothing
+        # lent: `_waiting`) and by every call that settles first.
+        self._lent: List[Message] = []
+        self._handed = 0
+        self._lent_until = 0   # time.monotonic_ns() past which the library must be called again
+        self._window = ctypes.c_uint64(0)
+        self._lend_lock = threading.RLock()
+        self._waiting = False
+        self._lend_out = (ctypes.POINTER(_ffi.kofka_message) * self._max_poll)()
+        self._lend_count = ctypes.c_size_t(0)
         cfg = _config_array(self._config)
         out = _ffi.ConsumerP()
         _call(_lib.kofka_consumer_new, broker._h(), cfg.pointer(), ctypes.byref(out))
@@ -1159,19 +1178,79 @@ class Consumer(_Closing):
         return self._broker
 
 
+    def _lend(self, ms: int) -> List[Message]:
+        """Settles what poll() handed out of the last lend and lends the next records (waiting
+        up to ``ms`` for the first); with ``_lend_lock`` held."""
+        settle, self._lent, self._handed = self._handed, [], 0
+        arr, count = self._lend_out, self._lend_count
+        rc = _lib.kofka_poll_lend(self._h(), settle, ms, arr, len(arr) if ms >= 0 else 0, ctypes.byref(count),
+                                  ctypes.byref(self._window))
+        if rc != _ffi.KOFKA_OK:
+            raise _error_for(rc, _last_error())
+        n = count.value
+        # hand the lend out until a heartbeat or an automatic commit is due (the library says when)
+        self._lent_until = time.monotonic_ns() + min(self._window.value, 1 << 62)
+        msgs: List[Message] = []
+        try:
+            for i in range(n):
+                msgs.append(_message_from(arr[i].contents))
+        finally:
+            for i in range(n):
+                _lib.kofka_message_free(arr[i])
+        self._lent = msgs
+        return msgs
+
+    def _settled(self, call: Callable[..., Any], *args: Any) -> Any:
+        """Runs ``call(*args)`` once what poll() handed out is settled with the library."""
+        lock = self._lend_lock
+        while not lock.acquire(timeout=0.002):
+            if self._waiting:
+                # A poll waits inside the library with nothing lent: nothing to settle, and a
+                # call on this thread (a close above all) must not wait for that poll.
+                return call(*args)
+        try:
+            if self._lent and self._handle:
+                self._lend(-1)   # settle only
+            return call(*args)
+        finally:
+            lock.release()
+
     def subscribe(self, topics: Union[str, Iterable[str]]) -> None:
         """Join ``group.id`` for these topics; the group assigns partitions."""
         names = [topics] if isinstance(topics, str) else list(topics)
         arr = _CStrings(names)
-        _call(_lib.kofka_subscribe, self._h(), arr.pointer(), arr.count)
+        self._settled(lambda: _call(_lib.kofka_subscribe, self._h(), arr.pointer(), arr.count))
 
     def assign(self, topic: str, partitions: Union[int, Iterable[int]]) -> None:
         """Assign partitions of ``topic`` manually (no group membership); adds to earlier assignments."""
         parts = [partitions] if isinstance(partitions, int) else [int(p) for p in partitions]
         arr = (ctypes.c_int32 * max(len(parts), 1))(*parts)
-        _call(_lib.kofka_assign, self._h(), _enc(topic), arr, len(parts))
+        self._settled(lambda: _call(_lib.kofka_assign, self._h(), _enc(topic), arr, len(parts)))
 
     def _poll_once(self, ms: int) -> Tuple[bool, Optional[Message]]:
+        lock = self._lend_lock
+        lock.acquire()
+        try:
+            i = self._handed
+            if i < len(self._lent) and time.monotonic_ns() < self._lent_until:
+                self._handed = i + 1
+                return True, self._lent[i]
+            msgs = self._lend(0)
+            if msgs:
+                self._handed = 1
+                return True, msgs[0]
+            if ms == 0:
+                return False, None
+            # Nothing to lend now: wait for one record, returned at once.
+            self._waiting = True
+            try:
+                return self._poll_one(ms)
+            finally:
+                self._waiting = False
+        finally:
+            lock.release()
+
+    def _poll_one(self, ms: int) -> Tuple[bool, Optional[Message]]:
         out = ctypes.POINTER(_ffi.kofka_message)()
         rc = _lib.kofka_poll(self._h(), ms, ctypes.byref(out))
         if rc != _ffi.KOFKA_OK:
@@ -1193,6 +1272,16 @@ class Consumer(_Closing):
         return _wait_sliced(timeout, self._poll_once)
 
     def _poll_batch_once(self, ms: int, n: int) -> Tuple[bool, List[Message]]:
+        with self._lend_lock:
+            if self._lent:
+                self._lend(-1)   # settle what poll() handed out; the rest comes again, in order
+            self._waiting = True
+            try:
+                return self._poll_batch_raw(ms, n)
+            finally:
+                self._waiting = False
+
+    def _poll_batch_raw(self, ms: int, n: int) -> Tuple[bool, List[Message]]:
         arr = (ctypes.POINTER(_ffi.kofka_message) * n)()
         count = ctypes.c_size_t(0)
         _call(_lib.kofka_poll_batch, self._h(), ms, arr, n, ctypes.byref(count))
@@ -1230,7 +1319,7 @@ class Consumer(_Closing):
 
     def commit(self) -> None:
         """Commit the position after every message returned so far, for every assigned partition."""
-        _call(_lib.kofka_commit, self._h())
+        self._settled(lambda: _call(_lib.kofka_commit, self._h()))
 
     def commit_message(self, msg: Message) -> None:
         """Commit ``msg.offset + 1`` for the message's partition."""
@@ -1251,25 +1340,32 @@ class Consumer(_Closing):
     def position(self, topic: str, partition: int) -> int:
         """The next offset this consumer will return for an assigned partition (-1 if not fetched yet)."""
         off = ctypes.c_int64()
-        _call(_lib.kofka_position, self._h(), _enc(topic), int(partition), ctypes.byref(off))
+        self._settled(lambda: _call(_lib.kofka_position, self._h(), _enc(topic), int(partition), ctypes.byref(off)))
         return off.value
 
     def seek(self, topic: str, partition: int, offset: int) -> None:
         """Set the position of an assigned partition (may equal the high watermark)."""
-        _call(_lib.kofka_seek, self._h(), _enc(topic), int(partition), int(offset))
+        self._settled(lambda: _call(_lib.kofka_seek, self._h(), _enc(topic), int(partition), int(offset)))
 
     def seek_to_committed(self) -> None:
         """Rewind every assigned partition to the group's committed offset."""
-        _call(_lib.kofka_seek_to_committed, self._h())
+        self._settled(lambda: _call(_lib.kofka_seek_to_committed, self._h()))
 
     def close(self) -> None:
         """Graceful close: the delivery mode's final commit, leave the group, free.
 
         Closing twice (or after :meth:`destroy`) is harmless.
         """
-        h, self._handle = self._handle, None
-        if h:
-            _call(_lib.kofka_consumer_close, h)
+        def close() -> None:
+            if self._lent and self._handle:
+                try:
+                    self._lend(-1)   # what poll() handed out counts for the final commit
+                except KofkaError:
+                    pass             # the close below reports what is wrong
+            h, self._handle = self._handle, None
+            if h:
+                _call(_lib.kofka_consumer_close, h)
+        self._settled(close)
 
     def destroy(self) -> None:
         """Free the consumer as if its process died: no commit, no leave.

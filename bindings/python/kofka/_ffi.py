@@ -309,6 +309,10 @@ SIGNATURES = {
         kofka_err,
         [ConsumerP, c_int, POINTER(POINTER(kofka_message)), c_size_t, POINTER(c_size_t)],
     ),
+    "kofka_poll_lend": (
+        kofka_err,
+        [ConsumerP, c_size_t, c_int, POINTER(POINTER(kofka_message)), c_size_t, POINTER(c_size_t), POINTER(c_uint64)],
+    ),
     "kofka_message_free": (None, [POINTER(kofka_message)]),
     "kofka_commit": (kofka_err, [ConsumerP]),
     "kofka_commit_message": (kofka_err, [ConsumerP, POINTER(kofka_message)]),
