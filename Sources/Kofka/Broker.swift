@@ -1,3 +1,4 @@
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -137,6 +138,7 @@ public final class Broker: Sendable {
             return !s.closed
         }
         guard first else { return }
+        closedFlag.store(true, ordering: .releasing)
         let (cleaner, interceptors) = state.withLock { ($0.cleaner, $0.interceptors) }
         cleaner?.interrupt()
         for ic in interceptors where ic.interceptor.hooks.contains(.close) { ic.interceptor.onClose() }
@@ -146,9 +148,13 @@ public final class Broker: Sendable {
 
     /// Whether `close()` was called.
     public var closed: Bool { state.withLock { $0.closed } }
+    /// `closed`, readable without the lock: every produce and poll checks it (set after
+    /// `state.closed`, so a call that sees it unset may still find the storage closing — as
+    /// one that read `closed` just before the close would).
+    private let closedFlag = Atomic<Bool>(false)
 
     func checkOpen() throws {
-        if closed { throw KofkaError(.closed, "the broker on '\(Self.redacted(storageString))' is closed") }
+        if closedFlag.load(ordering: .acquiring) { throw KofkaError(.closed, "the broker on '\(Self.redacted(storageString))' is closed") }
     }
 
     /// Draws a storage fault for one write: nil, or whether it strikes after the commit.

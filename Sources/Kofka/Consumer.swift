@@ -42,10 +42,10 @@ public final class Consumer: Sendable {
         /// Partitions whose position an automatic commit has still to write: records were
         /// returned from them, or their position was set by `auto.offset.reset` (Kafka commits
         /// every consumed position, so the next member starts where this one stood).
-        var uncommitted: Set<TopicPartition> = []
+        var uncommitted: PartitionSet = []
         /// Partitions records were returned from since their offsets were last committed or
         /// handed to a transaction.
-        var returned: Set<TopicPartition> = []
+        var returned: PartitionSet = []
         /// Partitions the group took away while they were in `returned`: the records returned
         /// from them cannot be committed by this member any more, so a transaction that
         /// processed them must abort (cleared by `seekToCommitted` and by a new subscription).
@@ -475,7 +475,7 @@ public final class Consumer: Sendable {
     /// past them and (unless at-most-once already committed them) they await a commit.
     /// `settleAll` false: every partition in `fetchPositions` had records read ahead before
     /// (a full round settled the rest), so only those this hand-out emptied are settled.
-    private func handOut(_ s: inout State, _ n: Int, _ handed: [(tp: TopicPartition, next: Int64)], settleAll: Bool = true) {
+    private func handOut(_ s: inout State, _ n: Int, _ handed: some Collection<(tp: TopicPartition, next: Int64)>, settleAll: Bool = true) {
         let emptied = s.prefetched.removeFirst(n)
         for h in handed { s.positions[h.tp] = h.next }
         if settleAll {
@@ -498,27 +498,55 @@ public final class Consumer: Sendable {
     /// nil: take the full round.
     private func pollFromReadAhead<T>(limit: Int, lend: Bool, discard: ([T]) -> Void,
                                       make: (String, Int32, RecordView) throws -> T) throws -> [T]? {
-        if autoCommit && config.deliveryMode == .atMostOnce { return nil }
-        if interceptors.has(.consume) { return nil }
-        let clock = broker.clock
-        return try ops.locked {
-            try broker.checkOpen()
-            return try state.withLock { s -> [T]? in
-                if s.closed || s.prefetched.isEmpty { return nil }
-                let now = clock.monotonicNs()
-                if heartbeatDue(s, now) || autoCommitDue(s, now) { return nil }
+        try inPlace { s in
                 var items: [T] = []
                 let handed = try peekReadAhead(s, limit: limit, into: &items, discard: discard, make: make)
                 if lend {
                     s.prefetched.lent = items.count
                     return items
                 }
-                // A partition positioned ahead with nothing read ahead (a read that skipped only
-                // aborted records) is settled as a full round would; otherwise only what empties.
                 handOut(&s, items.count, handed, settleAll: s.fetchPositions.count > s.prefetched.partitionCount)
                 return items
+        }
+    }
+
+    /// Runs `body` on the shared state in place when a poll may be served from the read-ahead
+    /// queue alone (see `pollFromReadAhead`); nil without running it otherwise. A partition
+    /// positioned ahead with nothing read ahead (a read that skipped only aborted records) is
+    /// settled by the hand-out as a full round would (`settleAll` when there is one).
+    private func inPlace<R>(_ body: (inout State) throws -> R?) throws -> R? {
+        if autoCommit && config.deliveryMode == .atMostOnce { return nil }
+        if interceptors.has(.consume) { return nil }
+        let clock = broker.clock
+        return try ops.locked {
+            try broker.checkOpen()
+            return try state.withLock { s -> R? in
+                if s.closed { throw KofkaError(.closed, "the consumer is closed") }
+                if s.prefetched.isEmpty { return nil }
+                let now = clock.monotonicNs()
+                if heartbeatDue(s, now) || autoCommitDue(s, now) { return nil }
+                return try body(&s)
             }
         }
+    }
+
+    /// `poll(max: 1, …)` without arrays: a poll the read-ahead can serve makes its one result
+    /// in place (a per-record poll loop, the C face's kofka_poll).
+    func pollOne<T>(timeout: Duration?, discard: ([T]) -> Void, make: (String, Int32, RecordView) throws -> T) throws -> T? {
+        let served: T? = try inPlace { s in
+            var made: T?
+            var next: (tp: TopicPartition, next: Int64)?
+            _ = try s.prefetched.peek(1) { tp, view in
+                made = try make(tp.topic, tp.partition, view)
+                next = (tp, view.offset + 1)
+            }
+            guard let handed = next else { return nil }
+            handOut(&s, 1, CollectionOfOne(handed), settleAll: s.fetchPositions.count > s.prefetched.partitionCount)
+            return made
+        }
+        if let served { return served }
+        try checkOpen()
+        return try pollRounds(limit: 1, timeout: timeout, lend: false, discard: discard, make: make).first
     }
 
     /// A partition with nothing left read ahead is positioned where reading stopped (past

@@ -123,6 +123,12 @@ extension Consumer {
         try poll(max: max, timeout: timeout, discard: discard, make: make)
     }
 
+    /// `poll(max: 1, …)` for one raw-pointer result, without arrays, non-generic as above.
+    public func pollOnePointer(timeout: Duration?, discard: ([UnsafeMutableRawPointer]) -> Void,
+                               make: (String, Int32, RecordView) throws -> UnsafeMutableRawPointer) throws -> UnsafeMutableRawPointer? {
+        try pollOne(timeout: timeout, discard: discard, make: make)
+    }
+
     /// `lend(settling:max:timeout:discard:make:)` for raw-pointer results, non-generic as above.
     public func lendPointers(settling: Int, max: Int, timeout: Duration?, discard: ([UnsafeMutableRawPointer]) -> Void,
                              make: (String, Int32, RecordView) throws -> UnsafeMutableRawPointer) throws -> [UnsafeMutableRawPointer] {

@@ -56,12 +56,13 @@ struct PrefetchQueue: Sendable {
     func peek(_ limit: Int, _ body: (TopicPartition, RecordView) throws -> Void) rethrows -> Int {
         var seen = 0
         var ci = head
+        // The chunk is read in place (`chunks[ci]…`, not a copy of it: a copy retains and
+        // releases its four arrays on every poll).
         while seen < limit && ci < chunks.count {
-            let c = chunks[ci]
-            try c.batch.buffer.withUnsafeBytes { buf in
-                var i = c.next
-                while i < c.owner.count && seen < limit {
-                    try body(c.partitions[Int(c.owner[i])], c.batch.view(i, buf, offset: c.offsets[i]))
+            try chunks[ci].batch.buffer.withUnsafeBytes { buf in
+                var i = chunks[ci].next
+                while i < chunks[ci].owner.count && seen < limit {
+                    try body(chunks[ci].partitions[Int(chunks[ci].owner[i])], chunks[ci].batch.view(i, buf, offset: chunks[ci].offsets[i]))
                     seen += 1
                     i += 1
                 }
@@ -79,10 +80,10 @@ struct PrefetchQueue: Sendable {
         var left = n
         while left > 0 && head < chunks.count {
             let take = min(left, chunks[head].count)
-            let c = chunks[head]
-            for i in c.next..<c.next + take {
+            let first = chunks[head].next
+            for i in first..<first + take {
                 // One lookup per record; a partition's entry goes when its last record does.
-                if let at = perPartition.index(forKey: c.partitions[Int(c.owner[i])]) {
+                if let at = perPartition.index(forKey: chunks[head].partitions[Int(chunks[head].owner[i])]) {
                     if perPartition.values[at] <= 1 {
                         emptied.append(perPartition.remove(at: at).key)
                     } else {
@@ -139,5 +140,33 @@ extension RecordBatch {
         }
         return RecordView(offset: offset, txn: 0, timestampMs: e.timestampMs, key: part(e.start, e.keyLen),
                           value: part(e.valueStart, e.valueLen), headers: part(e.headersStart, e.headersLen))
+    }
+}
+
+/// A set of partitions that remembers the last one inserted: a consumer's every poll marks the
+/// partitions it returned from, and for a consumer reading one partition inserting it again
+/// then costs a comparison instead of a hash. Every change but an insertion forgets it.
+struct PartitionSet: Sendable, Sequence, ExpressibleByArrayLiteral {
+    private(set) var members: Set<TopicPartition> = []
+    private var last: TopicPartition?
+
+    init(arrayLiteral elements: TopicPartition...) { members = Set(elements) }
+
+    var isEmpty: Bool { members.isEmpty }
+    func contains(_ tp: TopicPartition) -> Bool { members.contains(tp) }
+    func makeIterator() -> Set<TopicPartition>.Iterator { members.makeIterator() }
+
+    mutating func insert(_ tp: TopicPartition) {
+        if last == tp { return }
+        members.insert(tp)
+        last = tp
+    }
+
+    mutating func formUnion(_ other: some Sequence<TopicPartition>) { members.formUnion(other) }
+
+    @discardableResult
+    mutating func remove(_ tp: TopicPartition) -> TopicPartition? {
+        last = nil
+        return members.remove(tp)
     }
 }

@@ -398,9 +398,10 @@ public func kofka_poll(_ c: OpaquePointer?, _ timeout_ms: Int32, _ out: UnsafeMu
     run {
         let consumer = try consumerHandle(c, "kofka_poll")
         let out = try need(out, "out", "kofka_poll")
-        let ms = try consumer.pollPointers(max: 1, timeout: duration(timeout_ms), discard: freeMessages, make: makeMessagePointer)
-        liveMessages.add(ms)
-        out.pointee = ms.first?.assumingMemoryBound(to: kofka_message.self)
+        out.pointee = nil
+        guard let m = try consumer.pollOnePointer(timeout: duration(timeout_ms), discard: freeMessages, make: makeMessagePointer) else { return }
+        liveMessages.add(CollectionOfOne(m))
+        out.pointee = m.assumingMemoryBound(to: kofka_message.self)
     }
 }
 

@@ -231,7 +231,7 @@ final class LiveMessages: Sendable {
     private let live = Locked(WordTable<Void>())
 
     /// Records a poll's messages, about to be handed out.
-    func add(_ ms: [UnsafeMutableRawPointer]) {
+    func add(_ ms: some Sequence<UnsafeMutableRawPointer>) {
         live.withLock { table in for m in ms { table.insert(UInt64(UInt(bitPattern: m)), ()) } }
     }
 

@@ -74,11 +74,15 @@ final class Monitor: @unchecked Sendable {
 /// `NIOLockedValueBox`). Built on a pthread mutex, which ThreadSanitizer understands; never
 /// held while waiting (use a `Monitor` where a thread must wait).
 package final class Locked<Value>: @unchecked Sendable {
-    private var value: Value
+    /// The value, out of line: the mutex already makes every access exclusive, so a pointer
+    /// spares each access the runtime's exclusivity check that a stored property of a class
+    /// costs (a begin and an end access per call, on every poll and produce).
+    private let value: UnsafeMutablePointer<Value>
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
 
     package init(_ value: Value) {
-        self.value = value
+        self.value = .allocate(capacity: 1)
+        self.value.initialize(to: value)
         mutex = .allocate(capacity: 1)
         mutex.initialize(to: pthread_mutex_t())
         pthread_mutex_init(mutex, nil)
@@ -87,6 +91,8 @@ package final class Locked<Value>: @unchecked Sendable {
     deinit {
         pthread_mutex_destroy(mutex)
         mutex.deallocate()
+        value.deinitialize(count: 1)
+        value.deallocate()
     }
 
     /// Runs `body` on the value with the lock held.
@@ -94,6 +100,6 @@ package final class Locked<Value>: @unchecked Sendable {
     package func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
-        return try body(&value)
+        return try body(&value.pointee)
     }
 }
