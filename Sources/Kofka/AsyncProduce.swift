@@ -109,7 +109,13 @@ final class ProduceQueue: @unchecked Sendable {
         lingerNs = UInt64(lingerMs) * 1_000_000
         batchSize = batch
         let before = pending.count - head
-        pending.append(contentsOf: items)
+        if before == 0 {
+            // The writer took everything: the array becomes the queue, its items not copied.
+            pending = items
+            head = 0
+        } else {
+            pending.append(contentsOf: items)
+        }
         outstandingCount += items.count
         startWriterIfNeeded()
         let now = pending.count - head
