@@ -787,6 +787,7 @@ class _HoldTimer:
         self._cv = threading.Condition()
         self._due: Dict[int, Tuple[Any, float]] = {}   # id(producer) -> (weak ref, when)
         self._thread: Optional[threading.Thread] = None
+        self._wakes = math.inf   # when the thread wakes next (inf: when notified)
 
     def watch(self, producer: "Producer", when: float) -> None:
         with self._cv:
@@ -794,17 +795,18 @@ class _HoldTimer:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="kofka-hold-timer", daemon=True)
                 self._thread.start()
-            self._cv.notify()
+            if when < self._wakes:   # else it wakes in time anyway: no wake-up per lease
+                self._cv.notify()
 
     def _run(self) -> None:
         while True:
             with self._cv:
-                while not self._due:
-                    self._cv.wait()
                 now = time.monotonic()
                 ready = [k for k, (_, when) in self._due.items() if when <= now]
                 if not ready:
-                    self._cv.wait(min(when for _, when in self._due.values()) - now)
+                    self._wakes = min((when for _, when in self._due.values()), default=math.inf)
+                    self._cv.wait(None if self._wakes == math.inf else self._wakes - now)
+                    self._wakes = -math.inf   # awake: it reads _due again before it sleeps
                     continue
                 refs = [self._due.pop(k)[0] for k in ready]
             for ref in refs:
