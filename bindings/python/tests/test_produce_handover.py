@@ -295,3 +295,35 @@ def test_a_callback_that_produces_from_inside_poll_is_served_in_turn(broker):
         while len(seen) < 50:
             p.poll(1.0)
     assert seen == list(range(50))
+
+
+def test_close_from_another_thread_while_producing_reports_every_accepted_record_once(broker):
+    broker.create_topic("race")
+    reports = []
+    accepted = []
+    stopped = []
+    p = broker.producer()
+    started = threading.Event()
+
+    def produce():
+        i = 0
+        try:
+            while True:
+                try:
+                    p.produce("race", b"%d" % i, on_delivery=lambda e, md, i=i: reports.append(i))
+                except kofka.QueueFullError:
+                    continue
+                accepted.append(i)
+                i += 1
+                if i == 2000:
+                    started.set()
+        except kofka.ClosedError:
+            stopped.append(True)
+
+    t = threading.Thread(target=produce)
+    t.start()
+    started.wait(30)
+    p.close(timeout=30)
+    t.join(30)
+    assert stopped == [True] and not t.is_alive()
+    assert sorted(reports) == accepted   # every accepted record reported once, none twice
