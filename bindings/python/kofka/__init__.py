@@ -1302,19 +1302,22 @@ class Producer(_Closing):
         aborted. Closing twice is harmless. Raises TimedOutError when records
         were still queued (their reports carry TimedOutError).
         """
+        refused: Optional[BaseException] = None
         with self._plock:
             # What is held is handed over first; no produce() can hold more after this.
             try:
                 self._handover()
+            except BaseException as e:   # the producer is closed all the same, then this raised
+                refused = e
+            h, self._handle = self._handle, None
+        if h:
+            try:
+                _call(_lib.kofka_producer_close, h, _ms(timeout))
             finally:
-                h, self._handle = self._handle, None
-        if not h:
-            return
-        try:
-            _call(_lib.kofka_producer_close, h, _ms(timeout))
-        finally:
-            self._pending.clear()
-            self._raise_callback_error()
+                self._pending.clear()
+                self._raise_callback_error()
+        if refused is not None:
+            raise refused
 
     def __del__(self) -> None:
         h = getattr(self, "_handle", None)
