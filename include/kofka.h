@@ -582,6 +582,9 @@ kofka_err kofka_produce_lease(kofka_producer *p, const char *topic, size_t max, 
  *                                NULL buffer with a non-zero length, a partition below -1
  *                                -> fix the call; nothing was queued;
  *         KOFKA_ERR_MSG_TOO_LARGE a length above 2^31-1 -> nothing was queued;
+ *         KOFKA_ERR_QUEUE_FULL   credits named more slots than were reserved and the queue has
+ *                                no room for the records beyond them -> nothing was queued;
+ *                                pass the lease's own credits;
  *         KOFKA_ERR_CLOSED       the producer was closed -> stop; nothing was queued.
  * Threads: any thread.
  */
