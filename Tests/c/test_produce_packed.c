@@ -11,7 +11,8 @@
  *    unused slots;
  *  - every refused call (count above credits, a length below -1, a NULL buffer with a length,
  *    a partition below -1, a length above 2^31-1, NULL topic) returns its code, queues
- *    nothing and still releases the lease: all 10 slots are free afterwards;
+ *    nothing and still releases the lease: all 10 slots are free afterwards; credits that
+ *    overstate the lease are QUEUE_FULL when the queue has no room for the rest;
  *  - a record kofka_produce would refuse fails in its own report with kofka_produce's code
  *    (UNKNOWN_PARTITION, MSG_TOO_LARGE), in its place; a NULL opaque gets no callback but is
  *    counted by kofka_producer_poll;
@@ -173,6 +174,15 @@ static void refused_calls_release_the_lease(kofka_broker *b) {
         CHECK_EQ(10, fill_queue(p, 100));       /* nothing queued, both reserved slots free */
         CHECK_OK(kofka_flush(p, 30000));
     }
+    /* credits overstating the lease: the records beyond the reserved slots need room */
+    CHECK_EQ(7, fill_queue(p, 7));
+    kofka_lease small;
+    CHECK_OK(kofka_produce_lease(p, TOPIC, 3, &small));
+    CHECK_EQ(3, small.credits);
+    int64_t seven[7] = {1, 1, 1, 1, 1, 1, 1};
+    CHECK_ERR(KOFKA_ERR_QUEUE_FULL, kofka_produce_packed(p, TOPIC, 7, NULL, NULL, "abcdefg", seven, NULL, NULL, 7));
+    CHECK_EQ(3, fill_queue(p, 100));            /* nothing queued, the 3 reserved slots free */
+    CHECK_OK(kofka_flush(p, 30000));
     /* credits larger than what is reserved never free more than that */
     kofka_lease lease;
     CHECK_OK(kofka_produce_lease(p, TOPIC, 3, &lease));
