@@ -535,6 +535,8 @@ typedef struct kofka_lease {
                                 most this passes kofka_produce's size check (the topic's max.message.bytes) */
     int32_t hold_ms;       /**< out: the producer's linger.ms: a caller holding records hands them over
                                 within this many ms of the first, as the writer would have sent them */
+    int64_t txn;           /**< out: the transaction open when the lease was granted (0: none); the
+                                lease's records belong to it, and fail if it ended before the handover */
 } kofka_lease;
 
 /**
@@ -561,10 +563,12 @@ kofka_err kofka_produce_lease(kofka_producer *p, const char *topic, size_t max, 
 
 /**
  * Queues count records in order, as count calls of kofka_produce would at this moment
- * (same partitioner: murmur2 of the key, else the spread produce uses; same transaction;
- * same background writer and delivery reports), in the slots of a lease, then releases the
- * lease's unused slots: credits is the lease's credits, released on every path, success or
- * error. Record i's key is the next key_lens[i] bytes of keys (-1 = a NULL key), its value
+ * (same partitioner: murmur2 of the key, else the spread produce uses; same background
+ * writer and delivery reports), in the slots of a lease, then releases the lease's unused
+ * slots: lease->credits are released on every path, success or error. The records belong to
+ * the lease's transaction (lease->txn): if it was committed or aborted since the lease was
+ * granted, every record fails in its report with KOFKA_ERR_INVALID_STATE — records held
+ * across the end of a transaction never join the next one. Record i's key is the next key_lens[i] bytes of keys (-1 = a NULL key), its value
  * the next value_lens[i] bytes of values (-1 = NULL), as in kofka_send_packed; no headers;
  * timestamp now. The bytes are copied before the call returns.
  * A record kofka_produce would refuse now (the producer's broker closed, no transaction to
@@ -572,23 +576,24 @@ kofka_err kofka_produce_lease(kofka_producer *p, const char *topic, size_t max, 
  * written: its delivery report carries the error kofka_produce would have returned, in its
  * place among the reports. A record whose opaque is NULL has no delivery callback (its
  * report is counted by kofka_producer_poll, not handed to the callback).
- * @param[in] credits     out->credits of the lease the records fill; count must not exceed it.
+ * @param[in] lease       the lease the records fill (as kofka_produce_lease set it); count must
+ *                        not exceed lease->credits.
  * @param[in] keys, key_lens  both NULL when no record has a key.
  * @param[in] values, value_lens  value_lens must not be NULL when count > 0.
  * @param[in] partitions  NULL, or count entries: a partition or KOFKA_PARTITION_ANY.
  * @param[in] opaques     NULL (all NULL), or count msg_opaque values for the reports.
  * @return KOFKA_OK (every record is queued; failures come in delivery reports);
- *         KOFKA_ERR_INVALID_ARG  NULL p or topic, count > credits, a length below -1, a
+ *         KOFKA_ERR_INVALID_ARG  NULL p, topic or lease, count > lease->credits, a length below -1, a
  *                                NULL buffer with a non-zero length, a partition below -1
  *                                -> fix the call; nothing was queued;
  *         KOFKA_ERR_MSG_TOO_LARGE a length above 2^31-1 -> nothing was queued;
- *         KOFKA_ERR_QUEUE_FULL   credits named more slots than were reserved and the queue has
- *                                no room for the records beyond them -> nothing was queued;
- *                                pass the lease's own credits;
+ *         KOFKA_ERR_QUEUE_FULL   lease->credits named more slots than were reserved and the queue
+ *                                has no room for the records beyond them -> nothing was queued;
+ *                                pass the lease as it was granted;
  *         KOFKA_ERR_CLOSED       the producer was closed -> stop; nothing was queued.
  * Threads: any thread.
  */
-kofka_err kofka_produce_packed(kofka_producer *p, const char *topic, size_t credits,
+kofka_err kofka_produce_packed(kofka_producer *p, const char *topic, const kofka_lease *lease,
                                const void *keys, const int64_t *key_lens,
                                const void *values, const int64_t *value_lens,
                                const int32_t *partitions, void *const *opaques, size_t count);

@@ -520,6 +520,9 @@ public final class Producer: Sendable {
         public var maxKeyValueBytes: Int
         /// The producer's `linger.ms`: records a caller holds should reach the queue within it.
         public var holdMs: Int
+        /// The transaction open when the lease was granted (0 = not transactional): records
+        /// handed over in the lease belong to it, or fail if it has ended.
+        public var txn: Int64
     }
 
     /// Performs every check of `produce` that does not depend on the record (the producer is
@@ -539,23 +542,26 @@ public final class Producer: Sendable {
         if interceptors.has(.send) || interceptors.has(.acknowledgement) {
             throw KofkaError(.unsupported, "producer has send or acknowledgement interceptors: records must be produced one by one")
         }
-        _ = try produceTxn()
+        let txn = try produceTxn()
         let meta = try broker.topicMeta(topic, autoCreate: true)
         let credits = try queue.reserve(max)
         // Record.size of a record without headers is key + value bytes, checked against this.
-        return ProduceLease(credits: credits, partitions: meta.partitions, maxKeyValueBytes: broker.maxMessageBytes(meta), holdMs: config.lingerMs)
+        return ProduceLease(credits: credits, partitions: meta.partitions, maxKeyValueBytes: broker.maxMessageBytes(meta),
+                            holdMs: config.lingerMs, txn: txn)
     }
 
     /// Queues `records`, in order, in the slots of a lease (`credits`, the lease's unused
     /// slots: all are released, the unused ones freed). Each record is checked and partitioned
-    /// as `produce` does it now, and belongs to the transaction open now; a record `produce`
-    /// would refuse (the producer or its broker closed, no transaction to take it, an explicit
-    /// partition out of range, too large) is not queued and fails in its delivery report with
-    /// the error `produce` would have thrown. A record whose opaque is 0 has a quiet report:
+    /// as `produce` does it now, and belongs to the lease's transaction (`txn`); a record
+    /// `produce` would refuse (the producer or its broker closed, no transaction to take it,
+    /// an explicit partition out of range, too large) is not queued and fails in its delivery
+    /// report with the error `produce` would have thrown — and so does every record when the
+    /// lease's transaction has ended (committed or aborted while the caller held them: they
+    /// never join a later transaction). A record whose opaque is 0 has a quiet report:
     /// `poll` and `flush` count it without calling the handler.
     /// Throws `.invalidArg` when `opaques` does not match `records` (nothing queued), `.closed`
     /// once `close` stopped the queue, and `.queueFull` if records beyond `credits` find no slot.
-    public func produce(_ topic: String, leased records: [Record], opaques: [UInt], credits: Int) throws {
+    public func produce(_ topic: String, leased records: [Record], opaques: [UInt], credits: Int, txn leaseTxn: Int64 = 0) throws {
         let linger = config.lingerMs, batch = config.batchNumMessages
         guard opaques.count == records.count else {
             releaseLease(credits)
@@ -567,6 +573,9 @@ public final class Producer: Sendable {
         do {
             try checkOpen()
             let txn = try produceTxn()
+            if txn != leaseTxn {
+                throw KofkaError(.invalidState, "the transaction these records were produced in ended before they were handed over; they are not written")
+            }
             let meta = try broker.topicMeta(topic, autoCreate: true)
             let maxBytes = broker.maxMessageBytes(meta)
             let spread = UInt64(nextSpreads(meta.partitions, count: records.count))

@@ -79,12 +79,12 @@ public func kofka_produce_lease(_ p: OpaquePointer?, _ topic: UnsafePointer<CCha
         // kofka_produce also refuses keys and values above the broker's message.max.bytes.
         let bound = Swift.min(lease.maxKeyValueBytes, box.producer.broker.config.messageMaxBytes)
         out.pointee = kofka_lease(credits: lease.credits, partitions: lease.partitions, max_kv_bytes: bound,
-                                 hold_ms: Int32(clamping: lease.holdMs))
+                                 hold_ms: Int32(clamping: lease.holdMs), txn: lease.txn)
     }
 }
 
 @c @implementation
-public func kofka_produce_packed(_ p: OpaquePointer?, _ topic: UnsafePointer<CChar>?, _ credits: Int,
+public func kofka_produce_packed(_ p: OpaquePointer?, _ topic: UnsafePointer<CChar>?, _ lease: UnsafePointer<kofka_lease>?,
                                  _ keys: UnsafeRawPointer?, _ key_lens: UnsafePointer<Int64>?,
                                  _ values: UnsafeRawPointer?, _ value_lens: UnsafePointer<Int64>?,
                                  _ partitions: UnsafePointer<Int32>?, _ opaques: UnsafePointer<UnsafeMutableRawPointer?>?,
@@ -92,7 +92,8 @@ public func kofka_produce_packed(_ p: OpaquePointer?, _ topic: UnsafePointer<CCh
     run {
         let box = try producerHandle(p, "kofka_produce_packed")
         let producer = box.producer
-        let credits = Int(clamping: unsigned(credits))
+        let lease = try need(lease, "lease", "kofka_produce_packed").pointee
+        let credits = Int(clamping: unsigned(lease.credits))
         var records: [Record] = []
         var ids: [UInt] = []
         let t: String
@@ -117,6 +118,6 @@ public func kofka_produce_packed(_ p: OpaquePointer?, _ topic: UnsafePointer<CCh
             producer.releaseLease(credits)   // nothing is queued: the lease's slots go back all the same
             throw error
         }
-        try producer.produce(t, leased: records, opaques: ids, credits: credits)
+        try producer.produce(t, leased: records, opaques: ids, credits: credits, txn: lease.txn)
     }
 }

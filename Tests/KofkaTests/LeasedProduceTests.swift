@@ -97,6 +97,34 @@ struct LeasedProduceTests {
         #expect(try f.broker.watermarks("t", 0).high == 0)
         try p.close()
     }
+
+    /// Records held across the end of their lease's transaction fail; they never join the
+    /// transaction open at the handover (a thread producing while another commits).
+    @Test(arguments: backends)
+    func recordsOfALeaseNeverJoinALaterTransaction(kind: String) throws {
+        let f = try BrokerFixture(kind)
+        let p = try f.broker.producer(try ProducerConfig([("delivery.mode", "exactly-once"), ("transactional.id", "lt2")]))
+        try p.initTransactions()
+        try p.beginTransaction()
+        let first = try p.lease("t", max: 2)
+        #expect(first.txn != 0)
+        try p.commitTransaction()
+        try p.beginTransaction()   // a later transaction is open at the handover
+        try p.produce("t", leased: [Record(value: bytes("late"))], opaques: [7], credits: first.credits, txn: first.txn)
+        let second = try p.lease("t", max: 2)
+        #expect(second.txn != first.txn)
+        try p.produce("t", leased: [Record(value: bytes("ok"))], opaques: [8], credits: second.credits, txn: second.txn)
+        var results: [UInt: ErrorCode?] = [:]
+        try p.flush { r in results[r.opaque] = r.result.failureCode }
+        #expect(results[7] == .some(.invalidState), "held across a commit: refused, in its report")
+        #expect(results[8] == .some(nil))
+        try p.commitTransaction()
+        let c = try f.broker.consumer(try ccfg([("delivery.mode", "exactly-once")]))
+        try c.assign("t", partitions: [0])
+        #expect(try c.pollBatch(max: 10, timeout: .seconds(1)).map { string($0.value) } == ["ok"])
+        c.destroy()
+        try p.close()
+    }
 }
 
 private extension Result where Failure == KofkaError {

@@ -87,7 +87,7 @@ static void ordering_and_opaques(kofka_broker *b) {
             parts[j] = i % 5 == 0 ? (int32_t)(i % PARTITIONS) : KOFKA_PARTITION_ANY;   /* some explicit */
             ops[j] = (void *)(uintptr_t)(i + 1);
         }
-        CHECK_OK(kofka_produce_packed(p, TOPIC, lease.credits, keys, klens, values, vlens, parts, ops, 500));
+        CHECK_OK(kofka_produce_packed(p, TOPIC, &lease, keys, klens, values, vlens, parts, ops, 500));
     }
     CHECK_OK(kofka_flush(p, 30000));
     int once = 0, ok = 0, right_partition = 0;
@@ -134,7 +134,7 @@ static void queue_full_counts_reserved_slots(kofka_broker *b) {
     CHECK_ERR(KOFKA_ERR_QUEUE_FULL, kofka_produce_lease(p, TOPIC, 1, &none));
     CHECK_EQ(77, none.credits);                 /* untouched on failure */
     int64_t vl[2] = {1, 1};
-    CHECK_OK(kofka_produce_packed(p, TOPIC, lease.credits, NULL, NULL, "ab", vl, NULL, NULL, 2));
+    CHECK_OK(kofka_produce_packed(p, TOPIC, &lease, NULL, NULL, "ab", vl, NULL, NULL, 2));
     CHECK_EQ(2, fill_queue(p, 100));            /* the 2 unused slots came back */
     CHECK_OK(kofka_flush(p, 30000));
     CHECK_EQ(8, rep.total);                     /* kofka_produce's 8, NULL opaque or not; the 2 */
@@ -144,7 +144,7 @@ static void queue_full_counts_reserved_slots(kofka_broker *b) {
     /* a lease larger than the free slots gets what is free */
     CHECK_OK(kofka_produce_lease(p, TOPIC, 1000, &lease));
     CHECK_EQ(10, lease.credits);
-    CHECK_OK(kofka_produce_packed(p, TOPIC, lease.credits, NULL, NULL, NULL, NULL, NULL, NULL, 0));
+    CHECK_OK(kofka_produce_packed(p, TOPIC, &lease, NULL, NULL, NULL, NULL, NULL, NULL, 0));
     CHECK_EQ(10, fill_queue(p, 100));
     CHECK_OK(kofka_producer_close(p, 30000));
 }
@@ -168,7 +168,7 @@ static void refused_calls_release_the_lease(kofka_broker *b) {
         kofka_lease lease;
         if (!CHECK_OK(kofka_produce_lease(p, TOPIC, 2, &lease))) break;
         CHECK_EQ(2, lease.credits);
-        CHECK_ERR(cases[c].want, kofka_produce_packed(p, cases[c].topic, lease.credits, NULL, NULL, cases[c].values,
+        CHECK_ERR(cases[c].want, kofka_produce_packed(p, cases[c].topic, &lease, NULL, NULL, cases[c].values,
                                                       cases[c].lens, cases[c].parts, NULL, cases[c].count));
         CHECK_HAS_MESSAGE();
         CHECK_EQ(10, fill_queue(p, 100));       /* nothing queued, both reserved slots free */
@@ -180,13 +180,16 @@ static void refused_calls_release_the_lease(kofka_broker *b) {
     CHECK_OK(kofka_produce_lease(p, TOPIC, 3, &small));
     CHECK_EQ(3, small.credits);
     int64_t seven[7] = {1, 1, 1, 1, 1, 1, 1};
-    CHECK_ERR(KOFKA_ERR_QUEUE_FULL, kofka_produce_packed(p, TOPIC, 7, NULL, NULL, "abcdefg", seven, NULL, NULL, 7));
+    kofka_lease over = small;
+    over.credits = 7;
+    CHECK_ERR(KOFKA_ERR_QUEUE_FULL, kofka_produce_packed(p, TOPIC, &over, NULL, NULL, "abcdefg", seven, NULL, NULL, 7));
     CHECK_EQ(3, fill_queue(p, 100));            /* nothing queued, the 3 reserved slots free */
     CHECK_OK(kofka_flush(p, 30000));
     /* credits larger than what is reserved never free more than that */
     kofka_lease lease;
     CHECK_OK(kofka_produce_lease(p, TOPIC, 3, &lease));
-    CHECK_OK(kofka_produce_packed(p, TOPIC, (size_t)-1, NULL, NULL, NULL, NULL, NULL, NULL, 0));
+    lease.credits = (size_t)-1;
+    CHECK_OK(kofka_produce_packed(p, TOPIC, &lease, NULL, NULL, NULL, NULL, NULL, NULL, 0));
     CHECK_EQ(10, fill_queue(p, 100));
     CHECK_OK(kofka_flush(p, 30000));
     CHECK_OK(kofka_producer_close(p, 30000));
@@ -208,7 +211,7 @@ static void refused_records_fail_in_their_reports(kofka_broker *b) {
     int64_t vl[5] = {1, 1, 9, 1, 8};
     int32_t parts[5] = {-1, 7, -1, -1, 0};
     void *ops[5] = {(void *)1, (void *)2, (void *)3, NULL, (void *)5};
-    CHECK_OK(kofka_produce_packed(p, "small", lease.credits, NULL, NULL, values, vl, parts, ops, 5));
+    CHECK_OK(kofka_produce_packed(p, "small", &lease, NULL, NULL, values, vl, parts, ops, 5));
     int served = 0;
     for (int i = 0; i < 100 && served < 5; i++) {
         int n = kofka_producer_poll(p, 100);
@@ -247,12 +250,15 @@ static void bad_handles_and_interceptors(const test_backend *be) {
     CHECK_ERR(KOFKA_ERR_INVALID_ARG, kofka_produce_lease(NULL, TOPIC, 1, &lease));
     CHECK_ERR(KOFKA_ERR_INVALID_ARG, kofka_produce_lease(p, NULL, 1, &lease));
     CHECK_ERR(KOFKA_ERR_INVALID_ARG, kofka_produce_lease(p, TOPIC, 1, NULL));
-    CHECK_ERR(KOFKA_ERR_INVALID_ARG, kofka_produce_packed(NULL, TOPIC, 1, NULL, NULL, NULL, NULL, NULL, NULL, 0));
+    CHECK_ERR(KOFKA_ERR_INVALID_ARG, kofka_produce_packed(NULL, TOPIC, &lease, NULL, NULL, NULL, NULL, NULL, NULL, 0));
+    CHECK_ERR(KOFKA_ERR_INVALID_ARG, kofka_produce_packed(p, TOPIC, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0));
+    CHECK_CONTAINS(kofka_last_error(), "lease");
     CHECK_EQ(99, lease.credits);
     CHECK_EQ(99, lease.partitions);
     CHECK_OK(kofka_producer_close(p, 1000));
     CHECK_ERR(KOFKA_ERR_CLOSED, kofka_produce_lease(p, TOPIC, 1, &lease));
-    CHECK_ERR(KOFKA_ERR_CLOSED, kofka_produce_packed(p, TOPIC, 1, NULL, NULL, "v", (int64_t[]){1}, NULL, NULL, 1));
+    kofka_lease one = {.credits = 1};
+    CHECK_ERR(KOFKA_ERR_CLOSED, kofka_produce_packed(p, TOPIC, &one, NULL, NULL, "v", (int64_t[]){1}, NULL, NULL, 1));
     CHECK_EQ(99, lease.credits);
     kofka_interceptors ic = {.struct_size = sizeof ic, .on_send = on_send};
     CHECK_OK(kofka_interceptors_add(b, "noop", &ic));

@@ -148,6 +148,7 @@ class kofka_lease(Structure):
         ("partitions", c_int32),
         ("max_kv_bytes", c_size_t),
         ("hold_ms", c_int32),
+        ("txn", c_int64),
     ]
 
 
@@ -303,7 +304,7 @@ SIGNATURES = {
                                       c_void_p, c_void_p, c_void_p]),
     "kofka_produce": (kofka_err, [ProducerP, c_char_p, POINTER(kofka_record_in), c_void_p]),
     "kofka_produce_lease": (kofka_err, [ProducerP, c_char_p, c_size_t, POINTER(kofka_lease)]),
-    "kofka_produce_packed": (kofka_err, [ProducerP, c_char_p, c_size_t, c_char_p, c_void_p, c_char_p, c_void_p,
+    "kofka_produce_packed": (kofka_err, [ProducerP, c_char_p, POINTER(kofka_lease), c_char_p, c_void_p, c_char_p, c_void_p,
                                          c_void_p, c_void_p, c_size_t]),
     "kofka_producer_set_delivery_cb": (kofka_err, [ProducerP, kofka_delivery_cb, c_void_p]),
     "kofka_producer_poll": (c_int, [ProducerP, c_int]),
