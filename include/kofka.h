@@ -527,6 +527,77 @@ kofka_err kofka_send_packed(kofka_producer *p, const char *topic, int32_t partit
  */
 kofka_err kofka_produce(kofka_producer *p, const char *topic, const kofka_record *record, void *msg_opaque);
 
+/** What kofka_produce_lease() grants. */
+typedef struct kofka_lease {
+    size_t  credits;       /**< out: queue slots reserved for the next kofka_produce_packed() (>= 1) */
+    int32_t partitions;    /**< out: the topic's partition count (an explicit partition must be below it) */
+    size_t  max_kv_bytes;  /**< out: a record without headers or timestamp whose key_len + value_len is at
+                                most this passes kofka_produce's size check (the topic's max.message.bytes) */
+    int32_t hold_ms;       /**< out: the producer's linger.ms: a caller holding records hands them over
+                                within this many ms of the first, as the writer would have sent them */
+    int64_t txn;           /**< out: the transaction open when the lease was granted (0: none); the
+                                lease's records belong to it, and fail if it ended before the handover */
+} kofka_lease;
+
+/**
+ * Reserves up to max slots of the produce queue for one later kofka_produce_packed(),
+ * so that a caller (a binding) can collect records itself and hand them over many at a
+ * time. Performs every check of kofka_produce that does not depend on the record: the
+ * producer is open, a transaction can take records, the topic exists (or is created).
+ * Reserved slots count against queue.buffering.max.messages exactly as queued records do
+ * until kofka_produce_packed() fills or releases them (it always releases them all), or
+ * the producer is closed.
+ * @param[in]  topic  the topic the records will go to.
+ * @param[in]  max    slots wanted; 0 is taken as 1. Fewer may be granted.
+ * @param[out] out    the lease; untouched on failure.
+ * @return KOFKA_OK (out->credits >= 1);
+ *         KOFKA_ERR_QUEUE_FULL   no slot is free -> call kofka_producer_poll, retry (as kofka_produce);
+ *         KOFKA_ERR_UNSUPPORTED  the producer has send or acknowledgement interceptors, which
+ *                                see records one by one -> use kofka_produce;
+ *         KOFKA_ERR_INVALID_ARG  p, topic or out is NULL, or p is not a producer -> fix the call;
+ *         the other codes of kofka_produce that do not depend on the record (UNKNOWN_TOPIC,
+ *         INVALID_STATE, PRODUCER_FENCED, TXN_TIMED_OUT, BUSY, STORAGE, CLOSED), same next steps.
+ * Threads: any thread; each lease belongs to the caller that took it.
+ */
+kofka_err kofka_produce_lease(kofka_producer *p, const char *topic, size_t max, kofka_lease *out);
+
+/**
+ * Queues count records in order, as count calls of kofka_produce would at this moment
+ * (same partitioner: murmur2 of the key, else the spread produce uses; same background
+ * writer and delivery reports), in the slots of a lease, then releases the lease's unused
+ * slots: lease->credits are released on every path, success or error. The records belong to
+ * the lease's transaction (lease->txn): if it was committed or aborted since the lease was
+ * granted, every record fails in its report with KOFKA_ERR_INVALID_STATE — records held
+ * across the end of a transaction never join the next one. Record i's key is the next key_lens[i] bytes of keys (-1 = a NULL key), its value
+ * the next value_lens[i] bytes of values (-1 = NULL), as in kofka_send_packed; no headers;
+ * timestamp now. The bytes are copied before the call returns.
+ * A record kofka_produce would refuse now (the producer's broker closed, no transaction to
+ * take it, fenced, an explicit partition out of range, too large for the topic) is not
+ * written: its delivery report carries the error kofka_produce would have returned, in its
+ * place among the reports. A record whose opaque is NULL has no delivery callback (its
+ * report is counted by kofka_producer_poll, not handed to the callback).
+ * @param[in] lease       the lease the records fill (as kofka_produce_lease set it); count must
+ *                        not exceed lease->credits.
+ * @param[in] keys, key_lens  both NULL when no record has a key.
+ * @param[in] values, value_lens  value_lens must not be NULL when count > 0.
+ * @param[in] partitions  NULL, or count entries: a partition or KOFKA_PARTITION_ANY.
+ * @param[in] opaques     NULL (all NULL), or count msg_opaque values for the reports.
+ * @return KOFKA_OK (every record is queued; failures come in delivery reports);
+ *         KOFKA_ERR_INVALID_ARG  NULL p, topic or lease, count > lease->credits, a length below -1, a
+ *                                NULL buffer with a non-zero length, a partition below -1
+ *                                -> fix the call; nothing was queued;
+ *         KOFKA_ERR_MSG_TOO_LARGE a length above 2^31-1 -> nothing was queued;
+ *         KOFKA_ERR_QUEUE_FULL   lease->credits named more slots than were reserved and the queue
+ *                                has no room for the records beyond them -> nothing was queued;
+ *                                pass the lease as it was granted;
+ *         KOFKA_ERR_CLOSED       the producer was closed -> stop; nothing was queued.
+ * Threads: any thread.
+ */
+kofka_err kofka_produce_packed(kofka_producer *p, const char *topic, const kofka_lease *lease,
+                               const void *keys, const int64_t *key_lens,
+                               const void *values, const int64_t *value_lens,
+                               const int32_t *partitions, void *const *opaques, size_t count);
+
 /**
  * A delivery report. record->err, record->partition and record->offset are
  * set; record->key/value point at the library's copy, valid only during the

@@ -9,6 +9,9 @@ public struct DeliveryReport: Sendable {
     public var result: Result<RecordMetadata, KofkaError>
     /// The value passed to `produce(_:_:opaque:)`.
     public var opaque: UInt
+    /// True for a record handed over by `produce(_:leased:opaques:credits:)` with opaque 0:
+    /// nobody asked for its report, so `poll` / `flush` count it without calling the handler.
+    var quiet = false
 }
 
 /// librdkafka's model of asynchronous produce: a bounded queue, a background writer that
@@ -28,6 +31,11 @@ final class ProduceQueue: @unchecked Sendable {
         var enqueuedNs: UInt64
         /// The transaction it was produced in (0 = none).
         var txn: Int64
+        /// Its report goes to no handler (see `DeliveryReport.quiet`).
+        var quiet = false
+        /// Set when the record was refused as it was handed over (`Producer.produce(_:leased:...)`):
+        /// the writer writes nothing and reports this error, in the record's place in the queue.
+        var refused: KofkaError? = nil
     }
 
     private let m = Monitor()
@@ -48,6 +56,9 @@ final class ProduceQueue: @unchecked Sendable {
     private var reports: [DeliveryReport] = []
     /// Records produced whose report has not been served yet.
     private var outstandingCount = 0
+    /// Slots promised by `reserve` and not yet filled or released; they count against
+    /// `capacity` exactly as outstanding records do.
+    private var reserved = 0
     private var flushers = 0
     private var stopped = false
     private var lingerNs: UInt64 = 5_000_000
@@ -81,17 +92,77 @@ final class ProduceQueue: @unchecked Sendable {
     func enqueue(_ item: Item, lingerMs: Int, batch: Int) throws {
         try m.locked {
             if stopped { throw KofkaError(.closed, "the producer is closed") }
-            if outstandingCount >= capacity {
-                throw KofkaError(.queueFull, "producer queue is full: \(outstandingCount) records await delivery reports (queue.buffering.max.messages=\(capacity)); call poll and retry", retriable: true)
-            }
-            lingerNs = UInt64(lingerMs) * 1_000_000
-            batchSize = batch
-            pending.append(item)
-            outstandingCount += 1
-            startWriterIfNeeded()
-            if pending.count - head == 1 || pending.count - head >= batchSize { m.broadcast() }
+            if outstandingCount + reserved >= capacity { throw queueFull() }
+            append([item], lingerMs: lingerMs, batch: batch)
         }
     }
+
+    /// The error of a queue with no free slot (called with `m` held).
+    private func queueFull() -> KofkaError {
+        let held = reserved == 0 ? "" : " and \(reserved) slot\(reserved == 1 ? " is" : "s are") reserved"
+        return KofkaError(.queueFull, "producer queue is full: \(outstandingCount) records await delivery reports\(held) (queue.buffering.max.messages=\(capacity)); call poll and retry", retriable: true)
+    }
+
+    /// Queues `items` (called with `m` held).
+    private func append(_ items: [Item], lingerMs: Int, batch: Int) {
+        guard !items.isEmpty else { return }
+        lingerNs = UInt64(lingerMs) * 1_000_000
+        batchSize = batch
+        let before = pending.count - head
+        if before == 0 {
+            // The writer took everything: the array becomes the queue, its items not copied.
+            pending = items
+            head = 0
+        } else {
+            pending.append(contentsOf: items)
+        }
+        outstandingCount += items.count
+        startWriterIfNeeded()
+        let now = pending.count - head
+        if before == 0 || now >= batchSize { m.broadcast() }
+    }
+
+    /// Reserves up to `max` slots (at least 1) for a later `enqueueReserved`; throws
+    /// `.queueFull` when none is free, as `enqueue` would, and `.closed` once stopped.
+    func reserve(_ max: Int) throws -> Int {
+        try m.locked {
+            if stopped { throw KofkaError(.closed, "the producer is closed") }
+            let free = capacity - outstandingCount - reserved
+            if free <= 0 { throw queueFull() }
+            let n = Swift.min(Swift.max(max, 1), free)
+            reserved += n
+            return n
+        }
+    }
+
+    /// Releases `credits` reserved slots (never more than are reserved), then queues `items`
+    /// in their place, in order. Items beyond the released slots need free slots of their own,
+    /// or nothing is queued (`.queueFull`). Throws `.closed` once stopped (the slots are
+    /// released all the same).
+    func enqueueReserved(_ items: [Item], credits: Int, lingerMs: Int, batch: Int) throws {
+        try m.locked {
+            let released = releaseLocked(credits)
+            if stopped { throw KofkaError(.closed, "the producer is closed") }
+            let extra = items.count - released
+            if extra > 0 && outstandingCount + reserved + extra > capacity { throw queueFull() }
+            append(items, lingerMs: lingerMs, batch: batch)
+        }
+    }
+
+    /// Releases up to `credits` reserved slots (never more than are reserved).
+    func release(_ credits: Int) {
+        m.locked { _ = releaseLocked(credits) }
+    }
+
+    /// `release` with `m` held; returns how many slots it released.
+    private func releaseLocked(_ credits: Int) -> Int {
+        let n = Swift.min(Swift.max(credits, 0), reserved)
+        reserved -= n
+        return n
+    }
+
+    /// Slots reserved and not yet filled or released (for tests).
+    var reservedSlots: Int { m.locked { reserved } }
 
     private func startWriterIfNeeded() {
         // called with m held
@@ -188,26 +259,30 @@ final class ProduceQueue: @unchecked Sendable {
         struct Key: Hashable { var pnum: Int64; var txn: Int64 }
         var groups: [Key: [Int]] = [:]
         var order: [Key] = []
+        var results = [Result<Int64, KofkaError>?](repeating: nil, count: batch.count)
         for (i, it) in batch.enumerated() {
+            if let e = it.refused {
+                results[i] = .failure(e)   // nothing to write
+                continue
+            }
             let key = Key(pnum: it.topic.firstPnum + Int64(it.partition), txn: it.txn)
             if groups[key] == nil { order.append(key) }
             groups[key, default: []].append(i)
         }
-        var out: [DeliveryReport] = []
-        out.reserveCapacity(batch.count)
         for key in order {
             guard let idx = groups[key], let first = idx.first else { continue }
             let it0 = batch[first]
-            let results = p?.deliverQueued(it0.topic, it0.partition, idx.map { batch[$0].record }, txn: key.txn)
-                ?? idx.map { _ in .failure(KofkaError(.closed, "the producer is closed")) }
-            for (j, i) in idx.enumerated() {
-                let it = batch[i]
-                out.append(DeliveryReport(topic: it.topic.name, record: it.record,
-                                          result: results[j].map { RecordMetadata(topic: it.topic.name, partition: it.partition, offset: $0) },
-                                          opaque: it.opaque))
-            }
+            guard let r = p?.deliverQueued(it0.topic, it0.partition, idx.map { batch[$0].record }, txn: key.txn) else { continue }
+            for (j, i) in idx.enumerated() { results[i] = r[j] }
         }
-        return out
+        // Reports in the order the records were queued.
+        return batch.indices.map { i in
+            let it = batch[i]
+            let result = results[i] ?? .failure(KofkaError(.closed, "the producer is closed"))
+            return DeliveryReport(topic: it.topic.name, record: it.record,
+                                  result: result.map { RecordMetadata(topic: it.topic.name, partition: it.partition, offset: $0) },
+                                  opaque: it.opaque, quiet: it.quiet)
+        }
     }
 
     /// Serves the reports ready now (waiting until `deadline` for the first; nil = forever).
@@ -231,7 +306,7 @@ final class ProduceQueue: @unchecked Sendable {
             m.broadcast()
             return r
         }
-        for r in ready { handler(r) }
+        for r in ready where !r.quiet { handler(r) }
         return ready.count
     }
 
@@ -260,7 +335,7 @@ final class ProduceQueue: @unchecked Sendable {
             kept.reserveCapacity(pending.count - head)
             for it in pending[head...] {
                 if it.txn == txn {
-                    reports.append(DeliveryReport(topic: it.topic.name, record: it.record, result: .failure(error), opaque: it.opaque))
+                    reports.append(DeliveryReport(topic: it.topic.name, record: it.record, result: .failure(it.refused ?? error), opaque: it.opaque, quiet: it.quiet))
                 } else {
                     kept.append(it)
                 }
@@ -276,7 +351,7 @@ final class ProduceQueue: @unchecked Sendable {
     func failAll(_ e: KofkaError) {
         m.locked {
             for it in pending[head...] {
-                reports.append(DeliveryReport(topic: it.topic.name, record: it.record, result: .failure(e), opaque: it.opaque))
+                reports.append(DeliveryReport(topic: it.topic.name, record: it.record, result: .failure(it.refused ?? e), opaque: it.opaque, quiet: it.quiet))
             }
             pending = []
             head = 0
@@ -288,6 +363,7 @@ final class ProduceQueue: @unchecked Sendable {
     func stop() {
         m.locked {
             stopped = true
+            reserved = 0
             m.broadcast()
         }
     }
@@ -296,6 +372,7 @@ final class ProduceQueue: @unchecked Sendable {
     func stopAndWait() {
         m.locked {
             stopped = true
+            reserved = 0
             m.broadcast()
             while writerRunning { m.wait(timeoutNs: nil) }
         }

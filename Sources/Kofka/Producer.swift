@@ -299,9 +299,16 @@ public final class Producer: Sendable {
 
     /// The partition unkeyed records of the next batch go to (round robin over batches).
     func nextSpread(_ partitions: Int32) -> Int32 {
+        nextSpreads(partitions, count: 1)
+    }
+
+    /// The partitions `count` calls of `nextSpread` in a row would return: the first of them;
+    /// the i-th is (first + i) % partitions.
+    func nextSpreads(_ partitions: Int32, count: Int) -> Int32 {
         state.withLock { s in
-            s.spread &+= 1
-            return Int32(s.spread % UInt32(partitions))
+            let first = s.spread &+ 1
+            s.spread &+= UInt32(truncatingIfNeeded: count)
+            return Int32(first % UInt32(partitions))
         }
     }
 
@@ -475,18 +482,7 @@ public final class Producer: Sendable {
     }
 
     private func enqueue(_ topic: String, _ record: Record, opaque: UInt) throws {
-        var txn: Int64 = 0
-        if let tid = config.transactionalId {
-            txn = try state.withLock { s in
-                if s.txnEnding { throw KofkaError(.invalidState, "produce while the transaction of '\(tid)' is being committed or aborted") }
-                switch s.txn {
-                case .open(let t): return t
-                case .abortable(_, let e), .fenced(let e): throw e
-                case .uninitialized, .ready:
-                    throw KofkaError(.invalidState, "produce on a transactional producer needs an open transaction")
-                }
-            }
-        }
+        let txn = try produceTxn()
         let meta = try broker.topicMeta(topic, autoCreate: true)
         let p = try choosePartition(meta, record, sticky: nextSpread(meta.partitions))
         try check(record, meta, maxBytes: broker.maxMessageBytes(meta))
@@ -494,6 +490,129 @@ public final class Producer: Sendable {
                                 enqueuedNs: broker.clock.monotonicNs(), txn: txn),
                           lingerMs: config.lingerMs, batch: config.batchNumMessages)
     }
+
+    /// The transaction a record produced now belongs to (0 = not transactional), or the error
+    /// `produce` gives when none can take it.
+    private func produceTxn() throws -> Int64 {
+        guard let tid = config.transactionalId else { return 0 }
+        return try state.withLock { s in
+            if s.txnEnding { throw KofkaError(.invalidState, "produce while the transaction of '\(tid)' is being committed or aborted") }
+            switch s.txn {
+            case .open(let t): return t
+            case .abortable(_, let e), .fenced(let e): throw e
+            case .uninitialized, .ready:
+                throw KofkaError(.invalidState, "produce on a transactional producer needs an open transaction")
+            }
+        }
+    }
+
+    // MARK: Leased produce (many records per call)
+
+    /// What `lease` granted: queue slots, and what a caller needs to know to hand over only
+    /// records that pass the record checks of `produce`.
+    public struct ProduceLease: Sendable, Equatable {
+        /// Queue slots reserved for the next `produce(_:leased:opaques:credits:)` (at least 1).
+        public var credits: Int
+        /// The topic's partition count: an explicit partition must be below it.
+        public var partitions: Int32
+        /// A record with no headers whose key and value bytes add up to at most this passes
+        /// the size check (`Record.size` against the topic's `max.message.bytes`).
+        public var maxKeyValueBytes: Int
+        /// The producer's `linger.ms`: records a caller holds should reach the queue within it.
+        public var holdMs: Int
+        /// The transaction open when the lease was granted (0 = not transactional): records
+        /// handed over in the lease belong to it, or fail if it has ended.
+        public var txn: Int64
+    }
+
+    /// Performs every check of `produce` that does not depend on the record (the producer is
+    /// open, a transaction can take records, the topic exists or is created) and reserves up
+    /// to `max` slots of the queue; reserved slots count against
+    /// `queue.buffering.max.messages` as queued records do, until `produce(_:leased:...)`
+    /// fills or releases them. Throws what `produce` would throw for these reasons,
+    /// `.queueFull` when no slot is free, and `.unsupported` when send or acknowledgement
+    /// interceptors are installed (they see every record one by one: use `produce`).
+    ///
+    /// ```swift
+    /// let lease = try p.lease("events", max: 512)
+    /// try p.produce("events", leased: records, opaques: ids, credits: lease.credits)
+    /// ```
+    public func lease(_ topic: String, max: Int) throws -> ProduceLease {
+        try checkOpen()
+        if interceptors.has(.send) || interceptors.has(.acknowledgement) {
+            throw KofkaError(.unsupported, "producer has send or acknowledgement interceptors: records must be produced one by one")
+        }
+        let txn = try produceTxn()
+        let meta = try broker.topicMeta(topic, autoCreate: true)
+        let credits = try queue.reserve(max)
+        // Record.size of a record without headers is key + value bytes, checked against this.
+        return ProduceLease(credits: credits, partitions: meta.partitions, maxKeyValueBytes: broker.maxMessageBytes(meta),
+                            holdMs: config.lingerMs, txn: txn)
+    }
+
+    /// Queues `records`, in order, in the slots of a lease (`credits`, the lease's unused
+    /// slots: all are released, the unused ones freed). Each record is checked and partitioned
+    /// as `produce` does it now, and belongs to the lease's transaction (`txn`); a record
+    /// `produce` would refuse (the producer or its broker closed, no transaction to take it,
+    /// an explicit partition out of range, too large) is not queued and fails in its delivery
+    /// report with the error `produce` would have thrown — and so does every record when the
+    /// lease's transaction has ended (committed or aborted while the caller held them: they
+    /// never join a later transaction). A record whose opaque is 0 has a quiet report:
+    /// `poll` and `flush` count it without calling the handler.
+    /// Throws `.invalidArg` when `opaques` does not match `records` (nothing queued), `.closed`
+    /// once `close` stopped the queue, and `.queueFull` if records beyond `credits` find no slot.
+    public func produce(_ topic: String, leased records: [Record], opaques: [UInt], credits: Int, txn leaseTxn: Int64 = 0) throws {
+        let linger = config.lingerMs, batch = config.batchNumMessages
+        guard opaques.count == records.count else {
+            releaseLease(credits)
+            throw KofkaError(.invalidArg, "\(records.count) records but \(opaques.count) opaques")
+        }
+        let now = broker.clock.monotonicNs()
+        var items: [ProduceQueue.Item] = []
+        items.reserveCapacity(records.count)
+        do {
+            try checkOpen()
+            let txn = try produceTxn()
+            if txn != leaseTxn {
+                throw KofkaError(.invalidState, "the transaction these records were produced in ended before they were handed over; they are not written")
+            }
+            let meta = try broker.topicMeta(topic, autoCreate: true)
+            let maxBytes = broker.maxMessageBytes(meta)
+            let spread = UInt64(nextSpreads(meta.partitions, count: records.count))
+            for (i, r) in records.enumerated() {
+                var it = ProduceQueue.Item(topic: meta, partition: r.partition ?? -1, record: r, opaque: opaques[i],
+                                           enqueuedNs: now, txn: txn, quiet: opaques[i] == 0)
+                do {
+                    // the i-th record gets the spread the i-th call of `produce` would have
+                    it.partition = try choosePartition(meta, r, sticky: Int32((spread + UInt64(i)) % UInt64(meta.partitions)))
+                    try check(r, meta, maxBytes: maxBytes)
+                } catch {
+                    it.refused = Self.kofkaError(error)
+                }
+                items.append(it)
+            }
+        } catch {
+            // Refused as a whole: every record reports the error, in its place in the queue.
+            let e = Self.kofkaError(error)
+            let meta = TopicMeta(name: topic, partitions: 0, firstPnum: -1)
+            items = records.enumerated().map { i, r in
+                ProduceQueue.Item(topic: meta, partition: r.partition ?? -1, record: r, opaque: opaques[i],
+                                  enqueuedNs: now, txn: 0, quiet: opaques[i] == 0, refused: e)
+            }
+        }
+        try queue.enqueueReserved(items, credits: credits, lingerMs: linger, batch: batch)
+    }
+
+    private static func kofkaError(_ error: any Error) -> KofkaError {
+        error as? KofkaError ?? KofkaError(.storage, "\(error)")
+    }
+
+    /// Releases `credits` unused slots of a lease without queueing anything (never more slots
+    /// than are reserved).
+    public func releaseLease(_ credits: Int) { queue.release(credits) }
+
+    /// Slots reserved by leases and not yet filled or released.
+    public var leasedSlots: Int { queue.reservedSlots }
 
     /// Serves delivery reports on the calling thread, waiting up to `timeout` for the first
     /// (nil = until one arrives). Returns how many were served.

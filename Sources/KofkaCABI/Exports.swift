@@ -205,45 +205,12 @@ public func kofka_send_packed(_ p: OpaquePointer?, _ topic: UnsafePointer<CChar>
         let count = try checkedCount(count, "kofka_send_packed: count", limit: Int.max / MemoryLayout<Int64>.stride)
         guard partition >= -1 else { throw invalidArg("kofka_send_packed: invalid partition \(partition)") }
         if count == 0 { return }
-        let vlens = try need(value_lens, "value_lens", "kofka_send_packed")
-        if keys == nil && key_lens != nil { throw invalidArg("kofka_send_packed: keys is NULL but key_lens is not") }
-        // Every length is checked before any byte is read: -1 (NULL) or 0 ... 2^31-1. A record
-        // above message.max.bytes fails alone, in the core; a length no message.max.bytes can
-        // allow (at most 1 GiB) fails the call.
-        func length(_ len: Int64, _ what: String, _ i: Int) throws -> Int {
-            if len == -1 { return -1 }
-            guard len >= 0 else { throw invalidArg("kofka_send_packed: \(what)_lens[\(i)] is \(len); expected -1 or a length") }
-            guard len <= Int64(Int32.max) else {
-                throw KofkaError(.msgTooLarge, "kofka_send_packed: \(what)_lens[\(i)] \(len) exceeds any message.max.bytes")
-            }
-            return Int(len)
-        }
-        var bytes = 0
-        for i in 0..<count {
-            let v = try length(vlens[i], "value", i)
-            if v > 0 && values == nil { throw invalidArg("kofka_send_packed: values is NULL but value_lens[\(i)] is \(v)") }
-            var k = -1
-            if let key_lens {
-                k = try length(key_lens[i], "key", i)
-                if k > 0 && keys == nil { throw invalidArg("kofka_send_packed: keys is NULL but key_lens[\(i)] is \(k)") }
-            }
-            let (sum, overflow) = bytes.addingReportingOverflow(max(0, v) + max(0, k))
-            if overflow { throw invalidArg("kofka_send_packed: the lengths add up to more than the address space") }
-            bytes = sum
-        }
-        var batch = RecordBatch(reservingRecords: min(count, 1 << 16), bytes: min(bytes, 1 << 31))
-        var koff = 0, voff = 0
-        func take(_ base: UnsafeRawPointer?, _ len: Int, _ off: inout Int) -> UnsafeRawBufferPointer? {
-            if len == -1 { return nil }
-            guard let base else { return UnsafeRawBufferPointer(start: nil, count: 0) }   // len is 0: checked above
-            defer { off += len }
-            return UnsafeRawBufferPointer(start: base + off, count: len)
-        }
-        for i in 0..<count {
-            let k = key_lens.map { take(keys, Int($0[i]), &koff) } ?? nil
-            let v = take(values, Int(vlens[i]), &voff)
-            batch.append(timestampMs: 0, key: k, value: v, headers: nil)
-        }
+        // A record above message.max.bytes fails alone, in the core; a length no
+        // message.max.bytes can allow fails the call (PackedBuffers).
+        let packed = try PackedBuffers("kofka_send_packed", keys: keys, keyLens: key_lens,
+                                       values: values, valueLens: value_lens, count: count)
+        var batch = RecordBatch(reservingRecords: min(count, 1 << 16), bytes: min(packed.bytes, 1 << 31))
+        packed.forEach { _, k, v in batch.append(timestampMs: 0, key: k, value: v, headers: nil) }
         let parts = partition == -1 ? nil : [Int32](repeating: partition, count: count)
         let o = try box.producer.send(t, batch, partitions: parts)
         for i in 0..<count {

@@ -773,6 +773,57 @@ class Server(_Closing):
 DeliveryCallback = Callable[[Optional[KofkaError], RecordMetadata], Any]
 
 
+class _HoldTimer:
+    """One daemon thread for every producer: hands over records a producer has held for its
+    lease's ``hold_ms`` (the producer's ``linger.ms``) when no call of that producer did it
+    first, so a record produced and never followed by another call is still written, as the
+    library's writer would have written it."""
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        """Fresh state (also in a forked child, where the thread does not exist)."""
+        self._cv = threading.Condition()
+        self._due: Dict[int, Tuple[Any, float]] = {}   # id(producer) -> (weak ref, when)
+        self._thread: Optional[threading.Thread] = None
+        self._wakes = math.inf   # when the thread wakes next (inf: when notified)
+
+    def watch(self, producer: "Producer", when: float) -> None:
+        with self._cv:
+            self._due[id(producer)] = (weakref.ref(producer), when)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="kofka-hold-timer", daemon=True)
+                self._thread.start()
+            if when < self._wakes:   # else it wakes in time anyway: no wake-up per lease
+                self._cv.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                now = time.monotonic()
+                ready = [k for k, (_, when) in self._due.items() if when <= now]
+                if not ready:
+                    self._wakes = min((when for _, when in self._due.values()), default=math.inf)
+                    self._cv.wait(None if self._wakes == math.inf else self._wakes - now)
+                    self._wakes = -math.inf   # awake: it reads _due again before it sleeps
+                    continue
+                refs = [self._due.pop(k)[0] for k in ready]
+            for ref in refs:
+                p = ref()
+                if p is not None:
+                    p._hand_over_due()
+
+
+_hold_timer = _HoldTimer()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_hold_timer._reset)
+
+
+# array.array typecode of a C pointer (the opaques kofka_produce_packed reads).
+_OPAQUE_TYPECODE = next(c for c in "LQ" if array.array(c).itemsize == ctypes.sizeof(ctypes.c_void_p))
+
+
 def _make_delivery_trampoline(ref: "weakref.ReferenceType[Producer]") -> Any:
     def trampoline(_p: Any, topic: Optional[int], record: Optional[int], msg_opaque: Optional[int], _cb: Any) -> None:
         if not msg_opaque:
@@ -821,6 +872,20 @@ class Producer(_Closing):
         self._callback_error: Optional[BaseException] = None
         # Topic names produced to, encoded once (produce() is called per record).
         self._topic_bytes: Dict[str, bytes] = {}
+        # Records produce() holds until they are handed to the library many at a time
+        # (kofka_produce_packed), in the slots of a lease the library granted
+        # (kofka_produce_lease): (key, value, partition, opaque) tuples, in produce() order.
+        # All of it is guarded by _plock, which is never held across a call that waits.
+        self._plock = threading.RLock()
+        self._held: List[Tuple[Optional[bytes], Optional[bytes], Optional[int], Optional[int]]] = []
+        self._lease_topic: Optional[str] = None   # the leased topic (None: no lease)
+        self._lease_tb = b""                      # ... encoded
+        self._lease_credits = 0                   # slots granted; len(_held) of them are used
+        self._lease_partitions = 0                # the topic's partition count
+        self._lease_bound = 0                     # key + value bytes a record may have
+        self._lease_hold = 0.0                    # seconds a record may be held (linger.ms)
+        self._held_since = 0.0                    # time.monotonic() of the first held record
+        self._leasing = True                      # False once the library refuses leases (interceptors)
         self._config = _merge_config(config, kw)
         cfg = _config_array(self._config)
         out = _ffi.ProducerP()
@@ -862,6 +927,7 @@ class Producer(_Closing):
         None means now; ``partition`` None lets the partitioner choose
         (keyed records go to ``murmur2(key) % partitions``).
         """
+        self._settle()
         rec = _ffi.kofka_record()
         b = _RecordBuilder()
         b.fill(rec, value, key, partition, timestamp_ms, headers)
@@ -881,6 +947,7 @@ class Producer(_Closing):
         record, a RecordMetadata or the KofkaError for that record.
         """
         items = records if isinstance(records, list) else list(records)
+        self._settle()
         fast = self._send_packed(topic, items)
         if fast is not None:
             return fast
@@ -969,16 +1036,144 @@ class Producer(_Closing):
         An exception raised by the callback is re-raised from that call.
         Raises QueueFullError (also a BufferError) when the queue is full:
         call :meth:`poll` and retry.
+
+        Records without headers or a timestamp are held by the producer and
+        handed to the library many at a time (in slots it reserved for them,
+        which count against ``queue.buffering.max.messages`` as queued records
+        do); every other call of the producer (:meth:`poll`, :meth:`flush`,
+        :meth:`close`, the transaction calls, ``len()``...) hands them over
+        first, so it sees them queued. Errors that do not depend on the record
+        (queue full, no open transaction, unknown topic, closed) and errors of
+        the record itself (too large, partition out of range) are raised here,
+        as before. What changes after a record was accepted but before it was
+        handed over (the transaction became abort-only, the topic's
+        ``max.message.bytes`` was lowered) fails the record in its delivery
+        report with the error ``produce`` would then have raised.
         """
-        h = self._h()
-        tb = self._topic_bytes.get(topic) if type(topic) is str else None
-        if tb is None:
-            tb = _enc(topic)
-            if len(self._topic_bytes) < 1024:
-                self._topic_bytes[topic] = tb
         # key and value go as they are when bytes (the struct points straight at them).
         k = key if key is None or type(key) is bytes else _data(key, "key")
         v = value if value is None or type(value) is bytes else _data(value, "value")
+        plain = timestamp_ms is None and not headers and (partition is None or type(partition) is int)
+        with self._plock:
+            fresh = False   # True once a lease was taken for this record
+            # Held when a lease has a slot and the record passes the checks the lease stands for.
+            while not (plain and topic == self._lease_topic and len(self._held) < self._lease_credits
+                       and (partition is None or 0 <= partition < self._lease_partitions)
+                       and (0 if k is None else len(k)) + (0 if v is None else len(v)) <= self._lease_bound):
+                # Order: what is held goes first (this also ends a fresh lease the record does
+                # not fit, so that kofka_produce sees every slot free); then the record is held
+                # under a new lease, or goes alone through kofka_produce, which raises what it
+                # raises today.
+                self._handover()
+                h = self._h()
+                tb = self._topic_bytes.get(topic) if type(topic) is str else None
+                if tb is None:
+                    tb = _enc(topic)
+                    if len(self._topic_bytes) < 1024:
+                        self._topic_bytes[topic] = tb
+                if fresh or not (plain and self._leasing and self._lease(h, topic, tb)):
+                    self._produce_one(h, tb, k, v, partition, timestamp_ms, headers, on_delivery)
+                    return
+                fresh = True
+            opaque = None
+            if on_delivery is not None:
+                opaque = next(self._ids)
+                self._pending[opaque] = on_delivery
+            if not self._held:
+                self._start_holding()
+            self._held.append((k, v, partition, opaque))
+
+    # Records per lease: enough that a crossing costs little per record, few enough that a
+    # lease does not hold a large share of queue.buffering.max.messages.
+    _LEASE_RECORDS = 512
+
+    def _lease(self, h: Any, topic: str, tb: bytes) -> bool:
+        """Takes a lease for ``topic`` (lock held, nothing held). False when the library grants
+        none: the record then goes through kofka_produce, which raises the same error."""
+        lease = _ffi.kofka_lease()
+        rc = _lib.kofka_produce_lease(h, tb, self._LEASE_RECORDS, ctypes.byref(lease))
+        if rc != _ffi.KOFKA_OK:
+            if rc == _ffi.KOFKA_ERR_UNSUPPORTED:
+                self._leasing = False   # interceptors: every record goes alone, for good
+            return False
+        self._lease_topic, self._lease_tb = topic, tb
+        self._lease = lease                       # passed back with the records it covers
+        self._lease_credits = lease.credits
+        self._lease_partitions = lease.partitions
+        self._lease_bound = lease.max_kv_bytes
+        self._lease_hold = max(0, lease.hold_ms) / 1000.0
+        return True
+
+    def _start_holding(self) -> None:
+        """The first record is held (lock held): it must be handed over within the hold time."""
+        self._held_since = time.monotonic()
+        _hold_timer.watch(self, self._held_since + self._lease_hold)
+
+    def _hand_over_due(self) -> None:
+        """Called by the hold timer: hands over records held for the hold time (or asks to be
+        called again when the first of them will be). An error is raised from the next poll,
+        flush or close, as a callback's is."""
+        with self._plock:
+            if not self._held:
+                return
+            due = self._held_since + self._lease_hold
+            if time.monotonic() < due:
+                _hold_timer.watch(self, due)
+                return
+            try:
+                self._handover()
+            except BaseException as e:
+                if self._callback_error is None:
+                    self._callback_error = e
+
+    def _handover(self) -> None:
+        """Hands the held records to the library in one call and ends the lease, releasing
+        its unused slots (lock held). Raises the library's error if it refused the call."""
+        credits = self._lease_credits
+        if not credits:
+            return
+        held, self._held = self._held, []
+        self._lease_topic, self._lease_credits = None, 0
+        n = len(held)
+        kptr = klens = vlens = parts = ops = None
+        vdata = b""
+        if n:
+            ks, vs, ps, os_ = zip(*held)
+            if None in vs:
+                vl = array.array("q", [-1 if v is None else len(v) for v in vs])
+                vdata = b"".join([v for v in vs if v is not None])
+            else:
+                vl = array.array("q", map(len, vs))
+                vdata = b"".join(vs)
+            vlens = vl.buffer_info()[0]
+            if ks.count(None) != n:
+                kl = array.array("q", [-1 if k is None else len(k) for k in ks])
+                kptr = b"".join([k for k in ks if k is not None])
+                klens = kl.buffer_info()[0]
+            if ps.count(None) != n:
+                pa = array.array("i", [-1 if p is None else p for p in ps])
+                parts = pa.buffer_info()[0]
+            if os_.count(None) != n:
+                oa = array.array(_OPAQUE_TYPECODE, [0 if o is None else o for o in os_])
+                ops = oa.buffer_info()[0]
+        rc = _lib.kofka_produce_packed(self._handle, self._lease_tb, ctypes.byref(self._lease), kptr, klens, vdata, vlens, parts, ops, n)
+        if rc != _ffi.KOFKA_OK:
+            err = _error_for(rc, _last_error())
+            for r in held:   # not queued: no report will come for them
+                if r[3] is not None:
+                    self._pending.pop(r[3], None)
+            raise err
+
+    def _settle(self) -> None:
+        """Hands the held records over before any other call, so that it sees them queued."""
+        if self._lease_credits:
+            with self._plock:
+                self._handover()
+
+    def _produce_one(self, h: Any, tb: bytes, k: Optional[bytes], v: Optional[bytes], partition: Optional[int],
+                     timestamp_ms: Optional[int], headers: Optional[Headers],
+                     on_delivery: Optional[DeliveryCallback]) -> None:
+        """One record through kofka_produce (lock held, no lease)."""
         rec = _ffi.kofka_record_in(_ffi.KOFKA_PARTITION_ANY if partition is None else int(partition),
                                    k, 0 if k is None else len(k), v, 0 if v is None else len(v))
         if timestamp_ms is not None:
@@ -1005,6 +1200,7 @@ class Producer(_Closing):
         Waits up to ``timeout`` seconds for the first report (0: do not wait;
         None: until one arrives).
         """
+        self._settle()
         h = self._h()
 
         def attempt(ms: int) -> Tuple[bool, int]:
@@ -1026,6 +1222,7 @@ class Producer(_Closing):
         Raises TimedOutError if records are still queued after ``timeout``
         seconds (None: wait forever).
         """
+        self._settle()
         h = self._h()
 
         def attempt(ms: int) -> Tuple[bool, int]:
@@ -1042,14 +1239,17 @@ class Producer(_Closing):
 
     def __len__(self) -> int:
         """How many produce() calls with a callback still await their report."""
+        self._settle()
         return len(self._pending)
 
     def init_transactions(self, timeout: Optional[float] = None) -> None:
         """Register ``transactional.id``: fences older producers with the same id."""
+        self._settle()
         _call(_lib.kofka_init_transactions, self._h(), _ms(timeout))
 
     def begin_transaction(self) -> None:
         """Open a transaction."""
+        self._settle()
         _call(_lib.kofka_begin_transaction, self._h())
 
     def send_offsets_to_transaction(self, consumer: "Consumer", timeout: Optional[float] = None) -> None:
@@ -1058,19 +1258,23 @@ class Producer(_Closing):
         They become the consumer group's committed offsets if and only if the
         transaction commits.
         """
+        self._settle()
         consumer._settled(lambda: _call(_lib.kofka_send_offsets_to_transaction, self._h(), consumer._h(), _ms(timeout)))
 
     def commit_transaction(self, timeout: Optional[float] = None) -> None:
         """Commit the open transaction: its records and offsets become visible atomically."""
+        self._settle()
         _call(_lib.kofka_commit_transaction, self._h(), _ms(timeout))
 
     def abort_transaction(self, timeout: Optional[float] = None) -> None:
         """Abort the open transaction: read_committed consumers never see its records."""
+        self._settle()
         _call(_lib.kofka_abort_transaction, self._h(), _ms(timeout))
 
     def txn_requires_abort(self) -> bool:
         """True when the open transaction can only be aborted (librdkafka's
         ``txn_requires_abort``): call :meth:`abort_transaction`, then start over."""
+        self._settle()
         h = self._h()
         r = bool(_raw(_lib.kofka_txn_requires_abort, h))
         if not r and _last_error():
@@ -1099,18 +1303,31 @@ class Producer(_Closing):
         aborted. Closing twice is harmless. Raises TimedOutError when records
         were still queued (their reports carry TimedOutError).
         """
-        h, self._handle = self._handle, None
-        if not h:
-            return
-        try:
-            _call(_lib.kofka_producer_close, h, _ms(timeout))
-        finally:
-            self._pending.clear()
-            self._raise_callback_error()
+        refused: Optional[BaseException] = None
+        with self._plock:
+            # What is held is handed over first; no produce() can hold more after this.
+            try:
+                self._handover()
+            except BaseException as e:   # the producer is closed all the same, then this raised
+                refused = e
+            h, self._handle = self._handle, None
+        if h:
+            try:
+                _call(_lib.kofka_producer_close, h, _ms(timeout))
+            finally:
+                self._pending.clear()
+                self._raise_callback_error()
+        if refused is not None:
+            raise refused
 
     def __del__(self) -> None:
-        h, self._handle = getattr(self, "_handle", None), None
+        h = getattr(self, "_handle", None)
         if h:
+            try:
+                self._handover()   # held records are queued, then closed like any queued record
+            except Exception:
+                pass
+            self._handle = None
             try:
                 _raw(_lib.kofka_producer_set_delivery_cb, h, _ffi.kofka_delivery_cb(), None)
                 _raw(_lib.kofka_producer_close, h, 0)

@@ -140,6 +140,18 @@ class kofka_record_in(Structure):
 
 
 
+class kofka_lease(Structure):
+    """``struct kofka_lease``: what ``kofka_produce_lease`` grants."""
+
+    _fields_ = [
+        ("credits", c_size_t),
+        ("partitions", c_int32),
+        ("max_kv_bytes", c_size_t),
+        ("hold_ms", c_int32),
+        ("txn", c_int64),
+    ]
+
+
 class kofka_message(Structure):
     """``struct kofka_message``."""
 
@@ -291,6 +303,9 @@ SIGNATURES = {
     "kofka_send_packed": (kofka_err, [ProducerP, c_char_p, c_int32, c_void_p, c_void_p, c_char_p, c_void_p, c_size_t,
                                       c_void_p, c_void_p, c_void_p]),
     "kofka_produce": (kofka_err, [ProducerP, c_char_p, POINTER(kofka_record_in), c_void_p]),
+    "kofka_produce_lease": (kofka_err, [ProducerP, c_char_p, c_size_t, POINTER(kofka_lease)]),
+    "kofka_produce_packed": (kofka_err, [ProducerP, c_char_p, POINTER(kofka_lease), c_char_p, c_void_p, c_char_p, c_void_p,
+                                         c_void_p, c_void_p, c_size_t]),
     "kofka_producer_set_delivery_cb": (kofka_err, [ProducerP, kofka_delivery_cb, c_void_p]),
     "kofka_producer_poll": (c_int, [ProducerP, c_int]),
     "kofka_flush": (kofka_err, [ProducerP, c_int]),
