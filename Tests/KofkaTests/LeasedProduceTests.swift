@@ -24,7 +24,7 @@ struct LeasedProduceTests {
         try f.broker.createTopic("t", partitions: 2)
         let p = try producer(f)
         let lease = try p.lease("t", max: 4)
-        #expect(lease == Producer.ProduceLease(credits: 4, partitions: 2, maxKeyValueBytes: 1_048_576, holdMs: 60_000))
+        #expect(lease == Producer.ProduceLease(credits: 4, partitions: 2, maxKeyValueBytes: 1_048_576, holdMs: 60_000, txn: 0))
         #expect(p.leasedSlots == 4)
         #expect(try fill(p, "t") == 6)
         #expect(errorCode { _ = try p.lease("t", max: 1) } == .queueFull)

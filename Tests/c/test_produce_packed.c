@@ -239,6 +239,38 @@ static void refused_records_fail_in_their_reports(kofka_broker *b) {
     CHECK_OK(kofka_producer_close(p, 5000));
 }
 
+/* A lease belongs to the transaction open when it was granted: records handed over after
+ * that transaction committed fail (INVALID_STATE, in their reports) instead of joining the
+ * transaction open at the handover. */
+static void a_lease_never_spans_two_transactions(kofka_broker *b) {
+    memset(&rep, 0, sizeof rep);
+    const char *cfg[] = {"delivery.mode", "exactly-once", "transactional.id", "packed-txn", NULL};
+    kofka_producer *p = NULL;
+    if (!CHECK_OK(kofka_producer_new(b, cfg, &p))) return;
+    CHECK_OK(kofka_producer_set_delivery_cb(p, on_delivery, NULL));
+    CHECK_OK(kofka_init_transactions(p, 10000));
+    CHECK_OK(kofka_begin_transaction(p));
+    kofka_lease early;
+    CHECK_OK(kofka_produce_lease(p, "txn-out", 4, &early));
+    CHECK(early.txn != 0);
+    CHECK_OK(kofka_commit_transaction(p, 10000));
+    CHECK_OK(kofka_begin_transaction(p));
+    int64_t one[1] = {4};
+    void *op1[1] = {(void *)(uintptr_t)1}, *op2[1] = {(void *)(uintptr_t)2};
+    CHECK_OK(kofka_produce_packed(p, "txn-out", &early, NULL, NULL, "late", one, NULL, op1, 1));
+    kofka_lease now;
+    CHECK_OK(kofka_produce_lease(p, "txn-out", 4, &now));
+    CHECK(now.txn != early.txn);
+    CHECK_OK(kofka_produce_packed(p, "txn-out", &now, NULL, NULL, "good", one, NULL, op2, 1));
+    CHECK_OK(kofka_commit_transaction(p, 10000));
+    CHECK_EQ(KOFKA_ERR_INVALID_STATE, rep.err[1]);
+    CHECK_EQ(KOFKA_OK, rep.err[2]);
+    int64_t low = -1, high = -1;
+    CHECK_OK(kofka_watermarks(b, "txn-out", 0, &low, &high));
+    CHECK_EQ(1, high); /* "good" alone: "late" was never written */
+    CHECK_OK(kofka_producer_close(p, 10000));
+}
+
 static void on_send(void *opaque, const char *topic, kofka_record *record) { (void)opaque; (void)topic; (void)record; }
 
 static void bad_handles_and_interceptors(const test_backend *be) {
@@ -277,6 +309,7 @@ static void run(const test_backend *be) {
     queue_full_counts_reserved_slots(b);
     refused_calls_release_the_lease(b);
     refused_records_fail_in_their_reports(b);
+    a_lease_never_spans_two_transactions(b);
     CHECK_OK(kofka_broker_close(b));
     bad_handles_and_interceptors(be);
 }

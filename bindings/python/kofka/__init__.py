@@ -1097,7 +1097,7 @@ class Producer(_Closing):
                 self._leasing = False   # interceptors: every record goes alone, for good
             return False
         self._lease_topic, self._lease_tb = topic, tb
-        self._lease = lease                       # passed back with the records it covers
+        self._granted = lease                       # passed back with the records it covers
         self._lease_credits = lease.credits
         self._lease_partitions = lease.partitions
         self._lease_bound = lease.max_kv_bytes
@@ -1156,7 +1156,7 @@ class Producer(_Closing):
             if os_.count(None) != n:
                 oa = array.array(_OPAQUE_TYPECODE, [0 if o is None else o for o in os_])
                 ops = oa.buffer_info()[0]
-        rc = _lib.kofka_produce_packed(self._handle, self._lease_tb, ctypes.byref(self._lease), kptr, klens, vdata, vlens, parts, ops, n)
+        rc = _lib.kofka_produce_packed(self._handle, self._lease_tb, ctypes.byref(self._granted), kptr, klens, vdata, vlens, parts, ops, n)
         if rc != _ffi.KOFKA_OK:
             err = _error_for(rc, _last_error())
             for r in held:   # not queued: no report will come for them
