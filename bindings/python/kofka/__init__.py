@@ -1198,9 +1198,15 @@ class Producer(_Closing):
         """Serve delivery reports on this thread; return how many were served.
 
         Waits up to ``timeout`` seconds for the first report (0: do not wait;
-        None: until one arrives).
+        None: until one arrives). A poll that may wait hands the records
+        produce() holds over first; ``poll(0)`` does not (no report of a held
+        record can be ready, and ``produce(); poll(0)`` per record — the
+        confluent-kafka idiom — would otherwise end every lease after one
+        record): they go over when the lease is full, at the next other call,
+        or ``linger.ms`` after the first was held.
         """
-        self._settle()
+        if timeout is None or timeout > 0:
+            self._settle()
         h = self._h()
 
         def attempt(ms: int) -> Tuple[bool, int]:

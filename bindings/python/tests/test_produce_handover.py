@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import threading
+import time
 
 import pytest
 
@@ -327,3 +328,19 @@ def test_close_from_another_thread_while_producing_reports_every_accepted_record
     t.join(30)
     assert stopped == [True] and not t.is_alive()
     assert sorted(reports) == accepted   # every accepted record reported once, none twice
+
+
+def test_poll_0_after_each_produce_keeps_batching_and_every_report_still_arrives(broker):
+    """The confluent-kafka idiom produce(); poll(0): poll(0) does not end the lease, and each
+    callback still comes from a later poll(0) (the held records go over at linger.ms)."""
+    broker.create_topic("idiom")
+    got = []
+    with broker.producer(linger_ms=5) as p:
+        for i in range(2000):
+            p.produce("idiom", b"%d" % i, on_delivery=lambda err, md: got.append((err, md.offset)))
+            p.poll(0)
+        deadline = time.monotonic() + 10
+        while len(got) < 2000 and time.monotonic() < deadline:
+            p.poll(0)   # never a waiting poll: the hold timer hands the last records over
+        assert [e for e, _ in got] == [None] * 2000
+        assert [o for _, o in got] == list(range(2000)), "every report once, in order"
