@@ -7,7 +7,9 @@
  * and consumers with random config arrays (valid and invalid keys and values),
  * send / send_batch / send_packed / produce with random sizes (huge size_t
  * lengths whose pointers are NULL or point into a small real buffer, never
- * wild pointers), poll / poll_batch with random max, commit / commit_message
+ * wild pointers), leases and packed handovers (kept, forged and NULL leases,
+ * odd partitions and counts), poll / poll_batch / poll_lend with random max and
+ * settle counts (more than was lent, SIZE_MAX), commit / commit_message
  * with random offsets (INT64_MAX, negative), seek, position, committed,
  * transactions in random orders, double closes, use after close, handles of
  * the wrong kind and pointers the library never returned.
@@ -152,6 +154,7 @@ typedef struct state {
     int b_open[MAX_H], p_open[MAX_H], c_open[MAX_H];
     kofka_message *kept[8]; /* messages kept for commit_message, freed later */
     int reports;
+    kofka_lease lease;      /* the last lease granted (maybe to another producer, maybe used) */
 } state;
 
 /* A handle slot: open, closed (stale), or NULL; sometimes a pointer the library never returned. */
@@ -200,7 +203,7 @@ static void step(input *in, state *st) {
     kofka_header hs[MAX_BATCH][3];
     kofka_err e;
     int slot = pick(in, MAX_H);
-    switch (u8(in) % 30) {
+    switch (u8(in) % 33) {
     case 0: { /* open a broker */
         if (st->b_open[slot]) break;
         const char *bcfg[] = {"num.partitions", "2", "message.max.bytes", "1048576", NULL};
@@ -386,6 +389,66 @@ static void step(input *in, state *st) {
             if (!kofka_last_error()) __builtin_trap();
         }
         for (int i = 0; i < MAX_H; i++) if (st->c[i] == c) st->c_open[i] = 0;
+        break;
+    }
+    case 30: { /* lend, settling any count (the previous lend's, or more than was lent) */
+        static kofka_message *out[POLL_SLOTS];
+        static const size_t maxes[] = {0, 1, 2, 7, 100, POLL_SLOTS, SIZE_MAX, (size_t)INT64_MAX + 1};
+        static const size_t settles[] = {0, 1, 2, 7, 500, SIZE_MAX, (size_t)INT64_MAX + 1};
+        size_t max = maxes[pick(in, sizeof maxes / sizeof maxes[0])];
+        size_t settle = settles[pick(in, sizeof settles / sizeof settles[0])];
+        size_t n = 12345;
+        uint64_t window = 7;
+        uint8_t k = u8(in);
+        e = kofka_poll_lend(CONSUMER(in, st), settle, 0, k % 8 ? out : NULL, max, k % 16 == 1 ? NULL : &n,
+                            k % 2 ? &window : NULL);
+        check_err(e);
+        if (e == KOFKA_OK && k % 16 != 1) {
+            if (n > max || n > POLL_SLOTS || (n && k % 8 == 0)) __builtin_trap();
+            for (size_t i = 0; i < n; i++) { check_message(out[i]); kofka_message_free(out[i]); }
+        }
+        break;
+    }
+    case 31: { /* a lease: kept for a later packed handover */
+        static const size_t maxes[] = {0, 1, 3, 512, SIZE_MAX};
+        kofka_lease l;
+        memset(&l, 0x5A, sizeof l);
+        kofka_lease before = l;
+        e = kofka_produce_lease(PRODUCER(in, st), topic_name(in), maxes[pick(in, 5)], u8(in) % 8 ? &l : NULL);
+        check_err(e);
+        if (e == KOFKA_OK) {
+            if (l.credits < 1) __builtin_trap();
+            st->lease = l;
+        } else if (memcmp(&l, &before, sizeof l) != 0) {
+            __builtin_trap();   /* untouched on failure */
+        }
+        break;
+    }
+    case 32: { /* a packed handover: the kept lease, a forged one, or none */
+        int64_t klens[MAX_BATCH], vlens[MAX_BATCH];
+        int32_t parts[MAX_BATCH];
+        void *ops[MAX_BATCH];
+        static const int64_t odd[] = {-1, -2, INT64_MIN, INT64_MAX, (int64_t)1 << 40, 0};
+        static const int32_t oddp[] = {-1, -2, INT32_MIN, INT32_MAX, 0, 1};
+        size_t n = u8(in) % (MAX_BATCH + 1);
+        for (size_t i = 0; i < n; i++) {
+            uint8_t k = u8(in);
+            klens[i] = k < 200 ? (k % 5) - 1 : odd[k % 6];
+            k = u8(in);
+            vlens[i] = k < 200 ? (k % 5) - 1 : odd[k % 6];
+            parts[i] = oddp[pick(in, 6)];
+            ops[i] = (void *)(uintptr_t)u8(in);
+        }
+        kofka_lease forged = st->lease;
+        uint8_t k = u8(in);
+        if (k % 4 == 1) forged.credits = impossible_count(in);
+        if (k % 4 == 2) forged.txn = (int64_t)u32(in);
+        size_t count = k % 16 == 3 ? impossible_count(in) : n;
+        int keyed = u8(in) % 2;
+        e = kofka_produce_packed(PRODUCER(in, st), topic_name(in), k % 8 == 7 ? NULL : &forged,
+                                 keyed ? data : NULL, keyed ? klens : NULL, u8(in) % 6 ? data : NULL, vlens,
+                                 u8(in) % 2 ? parts : NULL, u8(in) % 2 ? ops : NULL, count);
+        check_err(e);
         break;
     }
     }
