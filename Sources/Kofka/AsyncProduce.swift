@@ -93,7 +93,9 @@ final class ProduceQueue: @unchecked Sendable {
         try m.locked {
             if stopped { throw KofkaError(.closed, "the producer is closed") }
             if outstandingCount + reserved >= capacity { throw queueFull() }
-            append([item], lingerMs: lingerMs, batch: batch)
+            let before = pending.count - head
+            pending.append(item)
+            queued(1, before: before, lingerMs: lingerMs, batch: batch)
         }
     }
 
@@ -106,8 +108,6 @@ final class ProduceQueue: @unchecked Sendable {
     /// Queues `items` (called with `m` held).
     private func append(_ items: [Item], lingerMs: Int, batch: Int) {
         guard !items.isEmpty else { return }
-        lingerNs = UInt64(lingerMs) * 1_000_000
-        batchSize = batch
         let before = pending.count - head
         if before == 0 {
             // The writer took everything: the array becomes the queue, its items not copied.
@@ -116,10 +116,17 @@ final class ProduceQueue: @unchecked Sendable {
         } else {
             pending.append(contentsOf: items)
         }
-        outstandingCount += items.count
+        queued(items.count, before: before, lingerMs: lingerMs, batch: batch)
+    }
+
+    /// `n` items were added behind `before` waiting ones (called with `m` held): counts them
+    /// and wakes the writer for the first item or a full batch.
+    private func queued(_ n: Int, before: Int, lingerMs: Int, batch: Int) {
+        lingerNs = UInt64(lingerMs) * 1_000_000
+        batchSize = batch
+        outstandingCount += n
         startWriterIfNeeded()
-        let now = pending.count - head
-        if before == 0 || now >= batchSize { m.broadcast() }
+        if before == 0 || pending.count - head >= batchSize { m.broadcast() }
     }
 
     /// Reserves up to `max` slots (at least 1) for a later `enqueueReserved`; throws

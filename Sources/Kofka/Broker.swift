@@ -147,14 +147,14 @@ public final class Broker: Sendable {
     }
 
     /// Whether `close()` was called.
-    public var closed: Bool { state.withLock { $0.closed } }
-    /// `closed`, readable without the lock: every produce and poll checks it (set after
-    /// `state.closed`, so a call that sees it unset may still find the storage closing — as
-    /// one that read `closed` just before the close would).
+    public var closed: Bool { closedFlag.load(ordering: .acquiring) }
+    /// `closed`, read without the lock (every produce and poll checks it); set after
+    /// `state.closed`, which only decides which `close` is the first, so a call that sees it
+    /// unset may still find the storage closing — as one that read it just before would.
     private let closedFlag = Atomic<Bool>(false)
 
     func checkOpen() throws {
-        if closedFlag.load(ordering: .acquiring) { throw KofkaError(.closed, "the broker on '\(Self.redacted(storageString))' is closed") }
+        if closed { throw KofkaError(.closed, "the broker on '\(Self.redacted(storageString))' is closed") }
     }
 
     /// Draws a storage fault for one write: nil, or whether it strikes after the commit.

@@ -315,13 +315,7 @@ public final class Consumer: Sendable {
     public func lendWindowNs() -> UInt64 {
         let now = broker.clock.monotonicNs()
         return state.withLock { s in
-            func until(_ due: UInt64) -> UInt64 { due > now ? due - now : 0 }
-            var w = UInt64.max
-            if case .group = s.subscription { w = until(s.lastSyncNs &+ heartbeatIntervalNs) }
-            if autoCommit && config.deliveryMode != .atMostOnce {
-                w = Swift.min(w, until(s.lastAutoCommitNs &+ UInt64(config.autoCommitIntervalMs) * 1_000_000))
-            }
-            return w
+            [heartbeatAt(s), autoCommitAt(s)].compactMap { $0 }.map { $0 > now ? $0 - now : 0 }.min() ?? .max
         }
     }
 
@@ -382,16 +376,28 @@ public final class Consumer: Sendable {
         }
     }
 
-    /// Whether a group member's heartbeat is due at `now` (a manual assignment sends none).
-    private func heartbeatDue(_ s: State, _ now: UInt64) -> Bool {
-        guard case .group = s.subscription else { return false }
-        return now &- s.lastSyncNs >= heartbeatIntervalNs
+    /// When a group member's next heartbeat is due (monotonic ns); nil for a manual assignment,
+    /// which sends none.
+    private func heartbeatAt(_ s: State) -> UInt64? {
+        guard case .group = s.subscription else { return nil }
+        return s.lastSyncNs &+ heartbeatIntervalNs
     }
 
-    /// At-least-once: whether the automatic commit of what earlier polls returned is due at `now`.
+    /// At-least-once: when the next automatic commit falls due (monotonic ns); nil when this
+    /// consumer makes none.
+    private func autoCommitAt(_ s: State) -> UInt64? {
+        guard autoCommit && config.deliveryMode != .atMostOnce else { return nil }
+        return s.lastAutoCommitNs &+ UInt64(config.autoCommitIntervalMs) * 1_000_000
+    }
+
+    /// Whether a group member's heartbeat is due at `now`.
+    private func heartbeatDue(_ s: State, _ now: UInt64) -> Bool {
+        heartbeatAt(s).map { now >= $0 } ?? false
+    }
+
+    /// Whether the automatic commit of what earlier polls returned is due at `now`.
     private func autoCommitDue(_ s: State, _ now: UInt64) -> Bool {
-        autoCommit && config.deliveryMode != .atMostOnce && !s.uncommitted.isEmpty
-            && now &- s.lastAutoCommitNs >= UInt64(config.autoCommitIntervalMs) * 1_000_000
+        !s.uncommitted.isEmpty && (autoCommitAt(s).map { now >= $0 } ?? false)
     }
 
     /// One round of a poll: group maintenance, the at-least-once commit of what earlier polls

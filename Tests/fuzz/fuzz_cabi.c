@@ -92,6 +92,14 @@ static size_t impossible_count(input *in) {
     return huge[pick(in, 4)];
 }
 
+/* A length in a packed buffer: mostly -1 (NULL) ... 3, sometimes one the library must refuse
+ * before reading (below -1, or far above message.max.bytes). */
+static int64_t packed_length(input *in) {
+    static const int64_t odd[] = {-1, -2, INT64_MIN, INT64_MAX, (int64_t)1 << 40, 0};
+    uint8_t k = u8(in);
+    return k < 200 ? (k % 5) - 1 : odd[k % 6];
+}
+
 /* A data pointer: the real buffer (offset so that len bytes fit when len <= BUF) or NULL. */
 static const void *pointer(input *in, size_t len) {
     if (u8(in) % 5 == 0) return NULL;
@@ -270,13 +278,10 @@ static void step(input *in, state *st) {
     }
     case 9: {
         int64_t klens[MAX_BATCH], vlens[MAX_BATCH];
-        static const int64_t odd[] = {-1, -2, INT64_MIN, INT64_MAX, (int64_t)1 << 40, 0};
         size_t n = u8(in) % (MAX_BATCH + 1);
         for (size_t i = 0; i < n; i++) {
-            uint8_t k = u8(in);
-            klens[i] = k < 200 ? (k % 5) - 1 : odd[k % 6];
-            k = u8(in);
-            vlens[i] = k < 200 ? (k % 5) - 1 : odd[k % 6];
+            klens[i] = packed_length(in);
+            vlens[i] = packed_length(in);
         }
         /* The packed buffers hold 4 * MAX_BATCH >= the sum of every real length (<= 3 each). */
         int32_t parts[MAX_BATCH]; int64_t offs[MAX_BATCH]; kofka_err errs[MAX_BATCH];
@@ -428,14 +433,11 @@ static void step(input *in, state *st) {
         int64_t klens[MAX_BATCH], vlens[MAX_BATCH];
         int32_t parts[MAX_BATCH];
         void *ops[MAX_BATCH];
-        static const int64_t odd[] = {-1, -2, INT64_MIN, INT64_MAX, (int64_t)1 << 40, 0};
         static const int32_t oddp[] = {-1, -2, INT32_MIN, INT32_MAX, 0, 1};
         size_t n = u8(in) % (MAX_BATCH + 1);
         for (size_t i = 0; i < n; i++) {
-            uint8_t k = u8(in);
-            klens[i] = k < 200 ? (k % 5) - 1 : odd[k % 6];
-            k = u8(in);
-            vlens[i] = k < 200 ? (k % 5) - 1 : odd[k % 6];
+            klens[i] = packed_length(in);
+            vlens[i] = packed_length(in);
             parts[i] = oddp[pick(in, 6)];
             ops[i] = (void *)(uintptr_t)u8(in);
         }
