@@ -94,7 +94,14 @@ public enum HeaderCodec {
 extension Int64 {
     /// Fixed-width hex, so that keys sort in numeric order.
     var hex16: String {
-        let s = String(UInt64(bitPattern: self), radix: 16)
-        return String(repeating: "0", count: 16 - s.count) + s
+        // Sixteen lower-case hex digits, written in place (storage keys are built on every fetch).
+        let v = UInt64(bitPattern: self)
+        return String(unsafeUninitializedCapacity: 16) { out in
+            let digits: StaticString = "0123456789abcdef"
+            for i in 0..<16 {
+                out[i] = digits.utf8Start[Int((v >> UInt64(60 - 4 * i)) & 0xf)]
+            }
+            return 16
+        }
     }
 }

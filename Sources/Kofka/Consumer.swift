@@ -272,9 +272,18 @@ public final class Consumer: Sendable {
     /// consumer is closed by another thread while this poll waits.
     public func poll<T>(max: Int, timeout: Duration?, discard: ([T]) -> Void,
                         make: (String, Int32, RecordView) throws -> T) throws -> [T] {
+        try poll(max: max, timeout: timeout, discard: discard, bulk: nil, make: make)
+    }
+
+    /// Results made a run of read-ahead records at a time (records `range` of one chunk), instead
+    /// of one `make` per record: a result that shares the chunk's buffers (`pollMessages`).
+    typealias Bulk<T> = (MessageBatch, Range<Int>) -> [T]
+
+    func poll<T>(max: Int, timeout: Duration?, discard: ([T]) -> Void, bulk: Bulk<T>?,
+                 make: (String, Int32, RecordView) throws -> T) throws -> [T] {
         try checkOpen()
         return try pollRounds(limit: Swift.max(1, Swift.min(max, config.maxPollRecords)), timeout: timeout,
-                              lend: false, discard: discard, make: make)
+                              lend: false, discard: discard, bulk: bulk, make: make)
     }
 
     /// Lends up to `max` records (at most `max.poll.records`), waiting up to `timeout` for the
@@ -337,9 +346,11 @@ public final class Consumer: Sendable {
     }
 
     /// The rounds of a poll or a lend (`lend`: the records made stay read ahead, lent).
+    /// `bulk`, when given, makes the results instead of `make` (see `Bulk`).
     private func pollRounds<T>(limit: Int, timeout: Duration?, lend: Bool, discard: ([T]) -> Void,
+                               bulk: Bulk<T>? = nil,
                                make: (String, Int32, RecordView) throws -> T) throws -> [T] {
-        if let items = try pollFromReadAhead(limit: limit, lend: lend, discard: discard, make: make) { return items }
+        if let items = try pollFromReadAhead(limit: limit, lend: lend, discard: discard, bulk: bulk, make: make) { return items }
         let clock = broker.clock
         let deadline = clock.deadline(after: timeout)
         // The storage's change token, taken before a round whose finding nothing leads to a wait
@@ -351,7 +362,7 @@ public final class Consumer: Sendable {
             let found: Fetched<T>? = try withOps { s in
                 if isClosed { return nil }
                 try broker.checkOpen()
-                return try pollStep(&s, limit: limit, lend: lend, discard: discard, make: make)
+                return try pollStep(&s, limit: limit, lend: lend, discard: discard, bulk: bulk, make: make)
             }
             guard let f = found else { return [] }
             if !f.items.isEmpty { return f.items }
@@ -404,7 +415,7 @@ public final class Consumer: Sendable {
     /// returned, a read-ahead from storage when nothing is read ahead, then up to `limit`
     /// records handed out from the read-ahead queue — after the at-most-once commit, which
     /// covers exactly what is handed out.
-    private func pollStep<T>(_ s: inout State, limit: Int, lend: Bool, discard: ([T]) -> Void,
+    private func pollStep<T>(_ s: inout State, limit: Int, lend: Bool, discard: ([T]) -> Void, bulk: Bulk<T>?,
                              make: (String, Int32, RecordView) throws -> T) throws -> Fetched<T> {
         let clock = broker.clock
         // Group maintenance when there is nothing read ahead to hand out, or the heartbeat is
@@ -423,7 +434,7 @@ public final class Consumer: Sendable {
                 out.blocked = f.blocked
                 if autoCommit { s.uncommitted.formUnion(f.reset) }
             }
-            let handed = try peekReadAhead(s, limit: limit, into: &out.items, discard: discard, make: make)
+            let handed = try peekReadAhead(s, limit: limit, into: &out.items, discard: discard, bulk: bulk, make: make)
             let n = out.items.count
             if lend {   // never at-most-once, never with a consume interceptor (see `lend`)
                 s.prefetched.lent = n
@@ -456,10 +467,20 @@ public final class Consumer: Sendable {
     /// it is; returns the position after the last record made, per partition (a poll spans few
     /// partitions: a list, not a dictionary built per poll). A `make` that throws discards what
     /// was made.
-    private func peekReadAhead<T>(_ s: State, limit: Int, into items: inout [T], discard: ([T]) -> Void,
+    private func peekReadAhead<T>(_ s: State, limit: Int, into items: inout [T], discard: ([T]) -> Void, bulk: Bulk<T>? = nil,
                                   make: (String, Int32, RecordView) throws -> T) throws -> [(tp: TopicPartition, next: Int64)] {
         var handed: [(tp: TopicPartition, next: Int64)] = []
         items.reserveCapacity(Swift.min(limit, s.prefetched.count))
+        if let bulk {
+            s.prefetched.peekRuns(limit) { records, range in
+                items.append(contentsOf: bulk(records, range))
+                records.forEachRun(range) { tp, run in
+                    let next = records.entries[run.upperBound - 1].offset + 1
+                    if let i = handed.lastIndex(where: { $0.tp == tp }) { handed[i].next = next } else { handed.append((tp, next)) }
+                }
+            }
+            return handed
+        }
         do {
             _ = try s.prefetched.peek(limit) { tp, view in
                 items.append(try make(tp.topic, tp.partition, view))
@@ -502,11 +523,11 @@ public final class Consumer: Sendable {
     /// no heartbeat, no automatic commit, no at-most-once commit before the hand-out — and no
     /// consume interceptor would run (application code never runs under the state's lock).
     /// nil: take the full round.
-    private func pollFromReadAhead<T>(limit: Int, lend: Bool, discard: ([T]) -> Void,
+    private func pollFromReadAhead<T>(limit: Int, lend: Bool, discard: ([T]) -> Void, bulk: Bulk<T>?,
                                       make: (String, Int32, RecordView) throws -> T) throws -> [T]? {
         try inPlace { s in
                 var items: [T] = []
-                let handed = try peekReadAhead(s, limit: limit, into: &items, discard: discard, make: make)
+                let handed = try peekReadAhead(s, limit: limit, into: &items, discard: discard, bulk: bulk, make: make)
                 if lend {
                     s.prefetched.lent = items.count
                     return items
@@ -617,12 +638,12 @@ public final class Consumer: Sendable {
         let order = (0..<assignment.count).map { assignment[($0 + s.rotate) % assignment.count] }
         s.rotate &+= 1
         let maxBytes = config.queuedMaxKBytes * 1024
-        var chunk = PrefetchQueue.Chunk()
+        var chunk = s.prefetched.freshChunk()
         var positions = s.positions
         var fetchPositions = s.fetchPositions
         try broker.storage.read { r in
             for tp in order {
-                guard chunk.owner.count < want, chunk.batch.buffer.count < maxBytes, let meta = metas[tp.topic] else { break }
+                guard chunk.records.count < want, chunk.bytes < maxBytes, let meta = metas[tp.topic] else { break }
                 let pnum = meta.firstPnum + Int64(tp.partition)
                 let hw = try r.highWatermark(pnum)
                 var pos: Int64
@@ -654,14 +675,25 @@ public final class Consumer: Sendable {
                     }
                 }
                 guard pos < end else { continue }
-                let index = chunk.partitions.count
-                chunk.partitions.append(tp)
+                let index = chunk.records.addPartition(tp)
                 var last: Int64 = -1
-                _ = try r.forEachRecord(pnum, from: pos, below: end, maxCount: want - chunk.owner.count) { rec in
-                    guard chunk.batch.buffer.count < maxBytes else { return }
-                    last = rec.offset
-                    if rec.txn != 0 && aborted.contains(rec.txn) { return }
-                    chunk.append(index, rec)
+                // Where the backend keeps records in arrays (memory), they are kept as slices of
+                // its buffers, a stored run at a time; otherwise each is copied once.
+                let runs = try r.forEachRun(pnum, from: pos, below: end, maxCount: want - chunk.records.count) { run in
+                    guard chunk.bytes < maxBytes else { return }
+                    if run.txn != 0 && aborted.contains(run.txn) {
+                        last = run.offset(run.entries.count - 1)
+                        return
+                    }
+                    if let l = chunk.records.append(run: run, partition: index, maxBytes: maxBytes) { last = l }
+                }
+                if runs == nil {
+                    _ = try r.forEachRecord(pnum, from: pos, below: end, maxCount: want - chunk.records.count) { rec in
+                        guard chunk.bytes < maxBytes else { return }
+                        last = rec.offset
+                        if rec.txn != 0 && aborted.contains(rec.txn) { return }
+                        chunk.records.append(partition: index, rec)
+                    }
                 }
                 guard last >= 0 else { continue }
                 fetchPositions[tp] = last + 1

@@ -2,25 +2,29 @@
 /// copies the records' bytes once, into one buffer, and later polls hand them out from memory
 /// without touching storage. Positions never count what is only read ahead.
 struct PrefetchQueue: Sendable {
-    /// The records of one fetch.
+    /// The records of one fetch: copied once into a buffer of the chunk's own, or, where the
+    /// backend shows the buffer a record lies in (the memory backend's log), kept as a slice of it.
     struct Chunk: Sendable {
-        var batch = RecordBatch()
-        /// The partitions its records come from.
-        var partitions: [TopicPartition] = []
-        /// Per record: the index of its partition in `partitions`, and its offset.
-        var owner: [Int32] = []
-        var offsets: [Int64] = []
+        var records = MessageBatch()
         /// The next record to hand out.
         var next = 0
 
-        var count: Int { owner.count - next }
+        var count: Int { records.count - next }
 
-        /// Adds a record seen in storage (copied).
-        mutating func append(_ partitionIndex: Int, _ r: RecordView) {
-            batch.append(timestampMs: r.timestampMs, key: r.key, value: r.value, headers: r.headers.map { Array($0) })
-            owner.append(Int32(partitionIndex))
-            offsets.append(r.offset)
+        /// Empties the chunk, keeping its storage.
+        mutating func clear() {
+            records.removeAll()
+            next = 0
         }
+
+        /// Calls `body` once per run of consecutive records of one partition among records
+        /// `range` (a dictionary update per run, not per record).
+        func forEachRun(_ range: Range<Int>, _ body: (TopicPartition, Int) -> Void) {
+            records.forEachRun(range) { tp, run in body(tp, run.count) }
+        }
+
+        /// Key, value and header bytes of the chunk's records.
+        var bytes: Int { records.byteCount }
     }
 
     private var chunks: [Chunk] = []
@@ -34,6 +38,10 @@ struct PrefetchQueue: Sendable {
     /// How many records at the front are lent out (`Consumer.lend`): made into results the
     /// caller may hand out, not yet returned. Any change to the front takes them back (0).
     var lent = 0
+    /// The last chunk handed out in full, emptied by the next fetch, which writes into it
+    /// (memory already mapped) instead of asking malloc for fresh pages on every fetch. The queue
+    /// fetches only when empty, so this never holds more than one chunk's worth besides it.
+    private var spare = Chunk()
 
     var isEmpty: Bool { count == 0 }
 
@@ -43,33 +51,50 @@ struct PrefetchQueue: Sendable {
     /// How many partitions have records held.
     var partitionCount: Int { perPartition.count }
 
+    /// An empty chunk for the next fetch, with the storage of the last one handed out.
+    mutating func freshChunk() -> Chunk {
+        var c = Chunk()
+        swap(&c, &spare)
+        c.clear()
+        return c
+    }
+
     mutating func append(_ c: Chunk) {
-        guard c.count > 0 else { return }
+        guard c.count > 0 else {
+            if c.records.isEmpty { spare = c }   // a fetch that found nothing: keep its storage
+            return
+        }
         chunks.append(c)
         count += c.count
-        bytes += c.batch.buffer.count
-        for i in c.next..<c.owner.count { perPartition[c.partitions[Int(c.owner[i])], default: 0] += 1 }
+        bytes += c.bytes
+        c.forEachRun(c.next..<c.records.count) { tp, n in perPartition[tp, default: 0] += n }
     }
 
     /// Visits up to `limit` records from the front, in place, without removing them; returns
     /// how many were visited.
     func peek(_ limit: Int, _ body: (TopicPartition, RecordView) throws -> Void) rethrows -> Int {
         var seen = 0
-        var ci = head
-        // The chunk is read in place (`chunks[ci]…`, not a copy of it: a copy retains and
-        // releases its four arrays on every poll).
-        while seen < limit && ci < chunks.count {
-            try chunks[ci].batch.buffer.withUnsafeBytes { buf in
-                var i = chunks[ci].next
-                while i < chunks[ci].owner.count && seen < limit {
-                    try body(chunks[ci].partitions[Int(chunks[ci].owner[i])], chunks[ci].batch.view(i, buf, offset: chunks[ci].offsets[i]))
-                    seen += 1
-                    i += 1
-                }
-            }
-            ci += 1
+        try peekRuns(limit) { records, range in
+            try records.visit(range, segment: { _, _ in }, body)
+            seen += range.count
         }
         return seen
+    }
+
+    /// Visits up to `limit` records from the front without removing them, a chunk's run at a
+    /// time: `body` gets the chunk's records and the run's range in them.
+    func peekRuns(_ limit: Int, _ body: (MessageBatch, Range<Int>) throws -> Void) rethrows {
+        var seen = 0
+        var ci = head
+        // The chunk is read in place (`chunks[ci]…`, not a copy of it: a copy retains and
+        // releases its arrays on every poll).
+        while seen < limit && ci < chunks.count {
+            let first = chunks[ci].next
+            let n = Swift.min(limit - seen, chunks[ci].count)
+            try body(chunks[ci].records, first..<first + n)
+            seen += n
+            ci += 1
+        }
     }
 
     /// Removes the first `n` records; returns the partitions of which nothing is left now.
@@ -81,13 +106,13 @@ struct PrefetchQueue: Sendable {
         while left > 0 && head < chunks.count {
             let take = min(left, chunks[head].count)
             let first = chunks[head].next
-            for i in first..<first + take {
-                // One lookup per record; a partition's entry goes when its last record does.
-                if let at = perPartition.index(forKey: chunks[head].partitions[Int(chunks[head].owner[i])]) {
-                    if perPartition.values[at] <= 1 {
+            chunks[head].forEachRun(first..<first + take) { tp, k in
+                // One lookup per run; a partition's entry goes when its last record does.
+                if let at = perPartition.index(forKey: tp) {
+                    if perPartition.values[at] <= k {
                         emptied.append(perPartition.remove(at: at).key)
                     } else {
-                        perPartition.values[at] -= 1
+                        perPartition.values[at] -= k
                     }
                 }
             }
@@ -95,8 +120,11 @@ struct PrefetchQueue: Sendable {
             count -= take
             left -= take
             if chunks[head].count == 0 {
-                bytes -= chunks[head].batch.buffer.count
-                chunks[head] = Chunk()
+                bytes -= chunks[head].bytes
+                // Emptied when the next fetch takes it: a result sharing its buffer
+                // (`pollMessages`) has usually been let go by then, and the storage is reused.
+                spare = Chunk()
+                swap(&spare, &chunks[head])
                 head += 1
             }
         }
@@ -111,11 +139,8 @@ struct PrefetchQueue: Sendable {
         removeAll()
         for c in old {
             var kept = Chunk()
-            kept.partitions = c.partitions
-            for i in c.next..<c.owner.count where !tps.contains(c.partitions[Int(c.owner[i])]) {
-                kept.batch.append(copyOf: i, from: c.batch)
-                kept.owner.append(c.owner[i])
-                kept.offsets.append(c.offsets[i])
+            c.records.visit(c.next..<c.records.count, segment: { kept.records.share($0, $1) }) { tp, view in
+                if !tps.contains(tp) { kept.records.append(tp, view) }
             }
             append(kept)
         }
@@ -128,18 +153,6 @@ struct PrefetchQueue: Sendable {
         bytes = 0
         perPartition = [:]
         lent = 0
-    }
-}
-
-extension RecordBatch {
-    /// Record `i` seen in place at `offset` (`buf` is this batch's buffer, valid during the call).
-    func view(_ i: Int, _ buf: UnsafeRawBufferPointer, offset: Int64) -> RecordView {
-        let e = entries[i]
-        func part(_ start: Int, _ len: Int32) -> UnsafeRawBufferPointer? {
-            len < 0 ? nil : UnsafeRawBufferPointer(rebasing: buf[start ..< start + Int(len)])
-        }
-        return RecordView(offset: offset, txn: 0, timestampMs: e.timestampMs, key: part(e.start, e.keyLen),
-                          value: part(e.valueStart, e.valueLen), headers: part(e.headersStart, e.headersLen))
     }
 }
 

@@ -109,4 +109,104 @@ struct ReadAheadTests {
         try c.close()
         #expect(try f.broker.committedOffset(group: "ac", TopicPartition("t", 0)) == 11, "close commits what was returned")
     }
+
+    /// A batch from `pollMessages` shares the read-ahead's buffers (on memory, the log's own):
+    /// what later happens to the log, the read-ahead or the consumer never changes it.
+    @Test(arguments: backends)
+    func aBatchKeptAfterLaterPollsDeletionsAndCloseKeepsItsBytes(kind: String) throws {
+        let f = try BrokerFixture(kind)
+        try Self.filled(f, n: 300)
+        let c = try f.broker.consumer(try ccfg([("queued.min.messages", "200"), ("max.poll.records", "50")]))
+        try c.assign("t", partitions: [0])
+        let kept = try c.pollMessages(max: 50, timeout: .seconds(1))
+        let copy = kept.messages
+        #expect(copy.map(\.offset) == Array(0..<50))
+        var rest: [Int64] = []
+        while true {
+            let b = try c.pollMessages(max: 50, timeout: .zero)
+            if b.isEmpty { break }
+            rest += b.map(\.offset)
+        }
+        #expect(rest == Array(50..<300), "every later record exactly once, in order")
+        _ = try f.broker.deleteRecords("t", 0, before: 300)
+        _ = try f.broker.producer().send("t", Record(value: bytes("after")))
+        try c.close()
+        #expect(kept.messages == copy)
+        #expect(kept.map { $0.value.map { String(decoding: $0, as: UTF8.self) } } == (0..<50).map { "v\($0)" })
+    }
+
+    /// `pollMessages` under read_committed skips aborted transactions' records, batch by batch
+    /// as the memory backend stores them, exactly as `pollBatch` does.
+    @Test(arguments: backends)
+    func pollMessagesSkipsAbortedTransactionsAsPollBatchDoes(kind: String) throws {
+        let f = try BrokerFixture(kind)
+        try f.broker.createTopic("t", partitions: 2)
+        let p = try f.broker.producer(try pcfg([("delivery.mode", "exactly-once"), ("transactional.id", "x"), ("retry.backoff.ms", "0")]))
+        try p.initTransactions()
+        let plain = try f.broker.producer()
+        var next = 0
+        func batch(_ n: Int, _ part: Int32) -> [Record] {
+            defer { next += n }
+            return (next..<next + n).map { Record(partition: part, key: bytes("k\($0)"), value: bytes("v\($0)")) }
+        }
+        for round in 0..<6 {
+            let part = Int32(round % 2)
+            try p.beginTransaction()
+            _ = try p.sendBatch("t", batch(7, part))
+            if round % 3 == 1 { try p.abortTransaction() } else { try p.commitTransaction() }
+            _ = try plain.sendBatch("t", batch(3, 1 - part))
+        }
+        func drain(_ shared: Bool) throws -> [Message] {
+            let c = try f.broker.consumer(try ccfg([("isolation.level", "read_committed"), ("queued.min.messages", "4"),
+                                                    ("max.poll.records", "5")]))
+            try c.assign("t", partitions: [0, 1])
+            var out: [Message] = []
+            while true {
+                let got = try shared ? c.pollMessages(max: 5, timeout: .zero).messages : c.pollBatch(max: 5, timeout: .zero)
+                if got.isEmpty { break }
+                out += got
+            }
+            return out
+        }
+        let expected = try drain(false)
+        #expect(expected.count == 6 * 3 + 4 * 7, "the two aborted transactions' 14 records are skipped")
+        #expect(try drain(true) == expected)
+        let aborted = Set((10..<17).map { "v\($0)" } + (40..<47).map { "v\($0)" })
+        #expect(!expected.contains { aborted.contains(string($0.value)) })
+        #expect(Set(expected.map { string($0.value) }) == Set((0..<60).map { "v\($0)" }).subtracting(aborted))
+    }
+
+    /// With `queued.max.messages.kbytes` small, a fetch stops at the byte bound inside a stored
+    /// batch; the rest is read by later fetches: every record once, in order, on every backend.
+    @Test(arguments: backends)
+    func aFetchStopsAtTheByteBoundInsideAStoredBatch(kind: String) throws {
+        let f = try BrokerFixture(kind)
+        try f.broker.createTopic("t", partitions: 1)
+        let big = [UInt8](repeating: 7, count: 300)
+        _ = try f.broker.producer().sendBatch("t", (0..<40).map { Record(partition: 0, key: bytes("\($0)"), value: big) })
+        let c = try f.broker.consumer(try ccfg([("queued.max.messages.kbytes", "1"), ("queued.min.messages", "1000")]))
+        try c.assign("t", partitions: [0])
+        var got: [Int64] = []
+        var polls = 0
+        while true {
+            let b = try c.pollMessages(max: 500, timeout: .zero)
+            if b.isEmpty { break }
+            polls += 1
+            #expect(b.count <= 4, "a 1 KiB read-ahead holds at most 4 records of 300 B (a fetch stops once 1 KiB is held)")
+            #expect(b.allSatisfy { $0.value.map { Array($0) } == big })
+            got += b.map(\.offset)
+        }
+        #expect(got == Array(0..<40))
+        #expect(polls >= 10)
+    }
+
+    /// Storage keys keep their format (sixteen zero-padded lower-case hex digits): a database
+    /// written before keeps working.
+    @Test
+    func storageKeyNumbersKeepTheirFormat() {
+        for v: Int64 in [0, 1, 15, 16, 0x1234_abcd, -1, .max, .min, 42_000_000_000] {
+            let s = String(UInt64(bitPattern: v), radix: 16)
+            #expect(v.hex16 == String(repeating: "0", count: 16 - s.count) + s)
+        }
+    }
 }

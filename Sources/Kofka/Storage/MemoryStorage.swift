@@ -194,6 +194,12 @@ public final class MemoryStorage: StorageBackend, @unchecked Sendable {
         return try log.visit(from: max(from, 0), below: below, maxCount: maxCount, body)
     }
 
+    fileprivate func forEachRun(_ pnum: Int64, from: Int64, below: Int64, maxCount: Int, _ body: (StoredRun) throws -> Void) throws -> Int {
+        try checkPartitionNumber(pnum)
+        guard let log = logs[pnum], maxCount > 0 else { return 0 }
+        return try log.visitRuns(from: max(from, 0), below: below, maxCount: maxCount, body)
+    }
+
     fileprivate func put(_ key: String, _ value: [UInt8]) {
         undo.append(.restore(key: key, old: values[key]))
         setValue(key, value)
@@ -256,6 +262,9 @@ public final class MemoryStorage: StorageBackend, @unchecked Sendable {
         func logBytes(_ pnum: Int64) throws -> Int64 { try live().logBytes(pnum) }
         func forEachRecord(_ pnum: Int64, from: Int64, below: Int64, maxCount: Int, _ body: (RecordView) throws -> Void) throws -> Int {
             try live().forEachRecord(pnum, from: from, below: below, maxCount: maxCount, body)
+        }
+        func forEachRun(_ pnum: Int64, from: Int64, below: Int64, maxCount: Int, _ body: (StoredRun) throws -> Void) throws -> Int? {
+            try live().forEachRun(pnum, from: from, below: below, maxCount: maxCount, body)
         }
 
         func readRecords(_ pnum: Int64, from: Int64, below: Int64, maxCount: Int) throws -> [StoredRecord] {
@@ -421,8 +430,18 @@ struct BatchLog {
         return a
     }
 
-    /// Visits, in place, up to `maxCount` records with `from <= offset < below`; returns how many.
-    func visit(from: Int64, below: Int64, maxCount: Int, _ body: (RecordView) throws -> Void) rethrows -> Int {
+    /// The first record of slot `s` at or after `from`.
+    private static func firstRecord(_ s: Stored, atOrAfter from: Int64) -> Int {
+        if s.listed == nil { return Int(max(0, from - s.base)) }
+        var j = 0
+        while j < s.batch.count && s.offset(j) < from { j += 1 }
+        return j
+    }
+
+    /// Visits up to `maxCount` records with `from <= offset < below` a slot's run at a time,
+    /// sharing each slot's buffer (a slot's batch never changes once stored: retention and
+    /// compaction replace slots); returns how many.
+    func visitRuns(from: Int64, below: Int64, maxCount: Int, _ body: (StoredRun) throws -> Void) rethrows -> Int {
         var visited = 0
         var i = firstSlot(atOrAfter: from)
         while i < slots.count && visited < maxCount {
@@ -430,29 +449,31 @@ struct BatchLog {
             if s.first >= below { break }
             i += 1
             guard s.batch.count > 0 else { continue }
-            try s.batch.buffer.withUnsafeBytes { buf in
-                // the first record of this slot at or after `from`
-                var j = 0
-                if s.listed == nil {
-                    j = Int(max(0, from - s.base))
-                } else {
-                    while j < s.batch.count && s.offset(j) < from { j += 1 }
+            let j = Self.firstRecord(s, atOrAfter: from)
+            var k = j
+            while k < s.batch.count && k - j < maxCount - visited && s.offset(k) < below { k += 1 }
+            guard k > j else { continue }
+            try body(StoredRun(buffer: s.batch.buffer, entries: s.batch.entries[j..<k], txn: s.txn,
+                               base: s.base + Int64(j), listed: s.listed?[j..<k]))
+            visited += k - j
+        }
+        return visited
+    }
+
+    /// Visits, in place, up to `maxCount` records with `from <= offset < below`; returns how many.
+    func visit(from: Int64, below: Int64, maxCount: Int, _ body: (RecordView) throws -> Void) rethrows -> Int {
+        try visitRuns(from: from, below: below, maxCount: maxCount) { run in
+            try run.buffer.withUnsafeBytes { buf in
+                // Entries lie inside the buffer by construction (`RecordBatch`).
+                func view(_ start: Int, _ len: Int32) -> UnsafeRawBufferPointer? {
+                    len < 0 ? nil : UnsafeRawBufferPointer(start: buf.baseAddress.map { $0 + start }, count: Int(len))
                 }
-                while j < s.batch.count && visited < maxCount {
-                    let off = s.offset(j)
-                    if off >= below { break }
-                    let e = s.batch.entries[j]
-                    func view(_ start: Int, _ len: Int32) -> UnsafeRawBufferPointer? {
-                        len < 0 ? nil : UnsafeRawBufferPointer(rebasing: buf[start ..< start + Int(len)])
-                    }
-                    try body(RecordView(offset: off, txn: s.txn, timestampMs: e.timestampMs,
+                for (k, e) in run.entries.enumerated() {
+                    try body(RecordView(offset: run.offset(k), txn: run.txn, timestampMs: e.timestampMs,
                                         key: view(e.start, e.keyLen), value: view(e.valueStart, e.valueLen),
                                         headers: view(e.headersStart, e.headersLen)))
-                    visited += 1
-                    j += 1
                 }
             }
         }
-        return visited
     }
 }

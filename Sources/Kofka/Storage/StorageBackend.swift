@@ -70,6 +70,47 @@ public protocol StorageReader {
     /// The same records as `readRecords`, visited in place without copying (each view is valid
     /// only during its call). Returns how many were visited.
     func forEachRecord(_ pnum: Int64, from: Int64, below: Int64, maxCount: Int, _ body: (RecordView) throws -> Void) throws -> Int
+    /// Records as the backend holds them, when it holds them in Swift arrays that never change
+    /// once written (the memory backend): the same records as `forEachRecord`, a run of one
+    /// stored batch at a time, so a reader can keep the batch's buffer (a reference) instead
+    /// of copying each record. Returns how many records were visited, or nil (having visited
+    /// none) when the backend does not keep records so (SQLite, plugins: the default).
+    func forEachRun(_ pnum: Int64, from: Int64, below: Int64, maxCount: Int, _ body: (StoredRun) throws -> Void) throws -> Int?
+}
+
+extension StorageReader {
+    public func forEachRun(_ pnum: Int64, from: Int64, below: Int64, maxCount: Int, _ body: (StoredRun) throws -> Void) throws -> Int? {
+        nil
+    }
+}
+
+/// Consecutive records of one stored batch (`StorageReader.forEachRun`): the batch's buffer,
+/// which never changes once stored, and the run's entries in it.
+public struct StoredRun {
+    /// The stored batch's bytes (its `RecordBatch.buffer`).
+    public let buffer: [UInt8]
+    /// The run's records, in order: where each one's bytes are in `buffer`.
+    public let entries: ArraySlice<RecordBatch.Entry>
+    /// The transaction that wrote them (0 = none).
+    public let txn: Int64
+    /// The offset of `entries.first` when the offsets are dense; else `listed` has them.
+    let base: Int64
+    /// Each record's offset, in step with `entries`, when they are not dense.
+    let listed: ArraySlice<Int64>?
+
+    public init(buffer: [UInt8], entries: ArraySlice<RecordBatch.Entry>, txn: Int64, base: Int64, listed: ArraySlice<Int64>?) {
+        self.buffer = buffer
+        self.entries = entries
+        self.txn = txn
+        self.base = base
+        self.listed = listed
+    }
+
+    /// The offset of the `k`-th record of the run.
+    @inline(__always) public func offset(_ k: Int) -> Int64 {
+        if let listed { return listed[listed.startIndex + k] }
+        return base + Int64(k)
+    }
 }
 
 /// A stored record seen in place, valid only during the `forEachRecord` call that shows it.
