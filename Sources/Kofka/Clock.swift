@@ -22,6 +22,13 @@ package protocol TimeSource: Sendable {
     func monotonicNs() -> UInt64
     /// Milliseconds since the Unix epoch.
     func wallMs() -> Int64
+    /// `monotonicNs`, read cheaply and up to a few milliseconds behind (the kernel's tick): for
+    /// checks whether a heartbeat or commit due in seconds has come, made once per record.
+    func coarseMonotonicNs() -> UInt64
+}
+
+extension TimeSource {
+    package func coarseMonotonicNs() -> UInt64 { monotonicNs() }
 }
 
 /// The system's clocks: `CLOCK_MONOTONIC` and `CLOCK_REALTIME`.
@@ -29,6 +36,15 @@ package struct SystemClock: TimeSource {
     package init() {}
     @inline(__always) package func monotonicNs() -> UInt64 { monoNs() }
     @inline(__always) package func wallMs() -> Int64 { nowMs() }
+    package func coarseMonotonicNs() -> UInt64 {
+        #if os(Linux)
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC_COARSE, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+        #else
+        return monoNs()
+        #endif
+    }
 }
 
 /// The system's clocks shifted forward by an offset that only grows: `advance(ms:)` makes time

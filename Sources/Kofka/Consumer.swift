@@ -203,7 +203,7 @@ public final class Consumer: Sendable {
         guard case .group = s.subscription, let group = config.groupId, let id = s.memberId else { return }
         let now = broker.clock.wallMs()
         if !force {
-            let due = heartbeatDue(s, broker.clock.monotonicNs())
+            let due = heartbeatDue(&s, broker.clock.monotonicNs())
             let generation = s.generation, holding = s.assignment.count
             let stale = try broker.storage.read { r in
                 try broker.groupNeedsSync(r, group, memberId: id, generation: generation, holding: holding, now: now)
@@ -324,7 +324,7 @@ public final class Consumer: Sendable {
     public func lendWindowNs() -> UInt64 {
         let now = broker.clock.monotonicNs()
         return state.withLock { s in
-            [heartbeatAt(s), autoCommitAt(s)].compactMap { $0 }.map { $0 > now ? $0 - now : 0 }.min() ?? .max
+            [heartbeatAt(&s), autoCommitAt(&s)].compactMap { $0 }.map { $0 > now ? $0 - now : 0 }.min() ?? .max
         }
     }
 
@@ -389,26 +389,26 @@ public final class Consumer: Sendable {
 
     /// When a group member's next heartbeat is due (monotonic ns); nil for a manual assignment,
     /// which sends none.
-    private func heartbeatAt(_ s: State) -> UInt64? {
+    private func heartbeatAt(_ s: inout State) -> UInt64? {
         guard case .group = s.subscription else { return nil }
         return s.lastSyncNs &+ heartbeatIntervalNs
     }
 
     /// At-least-once: when the next automatic commit falls due (monotonic ns); nil when this
     /// consumer makes none.
-    private func autoCommitAt(_ s: State) -> UInt64? {
+    private func autoCommitAt(_ s: inout State) -> UInt64? {
         guard autoCommit && config.deliveryMode != .atMostOnce else { return nil }
         return s.lastAutoCommitNs &+ UInt64(config.autoCommitIntervalMs) * 1_000_000
     }
 
     /// Whether a group member's heartbeat is due at `now`.
-    private func heartbeatDue(_ s: State, _ now: UInt64) -> Bool {
-        heartbeatAt(s).map { now >= $0 } ?? false
+    private func heartbeatDue(_ s: inout State, _ now: UInt64) -> Bool {
+        heartbeatAt(&s).map { now >= $0 } ?? false
     }
 
     /// Whether the automatic commit of what earlier polls returned is due at `now`.
-    private func autoCommitDue(_ s: State, _ now: UInt64) -> Bool {
-        !s.uncommitted.isEmpty && (autoCommitAt(s).map { now >= $0 } ?? false)
+    private func autoCommitDue(_ s: inout State, _ now: UInt64) -> Bool {
+        !s.uncommitted.isEmpty && (autoCommitAt(&s).map { now >= $0 } ?? false)
     }
 
     /// One round of a poll: group maintenance, the at-least-once commit of what earlier polls
@@ -420,9 +420,9 @@ public final class Consumer: Sendable {
         let clock = broker.clock
         // Group maintenance when there is nothing read ahead to hand out, or the heartbeat is
         // due: partitions the group takes away are released (their read-ahead dropped) first.
-        if s.prefetched.isEmpty || heartbeatDue(s, clock.monotonicNs()) { try sync(&s, force: false) }
+        if s.prefetched.isEmpty || heartbeatDue(&s, clock.monotonicNs()) { try sync(&s, force: false) }
         // at-least-once: what earlier polls returned counts as processed now.
-        if autoCommitDue(s, clock.monotonicNs()) {
+        if autoCommitDue(&s, clock.monotonicNs()) {
             try commitAuto(&s)
             s.lastAutoCommitNs = clock.monotonicNs()
         }
@@ -434,7 +434,7 @@ public final class Consumer: Sendable {
                 out.blocked = f.blocked
                 if autoCommit { s.uncommitted.formUnion(f.reset) }
             }
-            let handed = try peekReadAhead(s, limit: limit, into: &out.items, discard: discard, bulk: bulk, make: make)
+            let handed = try peekReadAhead(&s, limit: limit, into: &out.items, discard: discard, bulk: bulk, make: make)
             let n = out.items.count
             if lend {   // never at-most-once, never with a consume interceptor (see `lend`)
                 s.prefetched.lent = n
@@ -467,7 +467,7 @@ public final class Consumer: Sendable {
     /// it is; returns the position after the last record made, per partition (a poll spans few
     /// partitions: a list, not a dictionary built per poll). A `make` that throws discards what
     /// was made.
-    private func peekReadAhead<T>(_ s: State, limit: Int, into items: inout [T], discard: ([T]) -> Void, bulk: Bulk<T>? = nil,
+    private func peekReadAhead<T>(_ s: inout State, limit: Int, into items: inout [T], discard: ([T]) -> Void, bulk: Bulk<T>? = nil,
                                   make: (String, Int32, RecordView) throws -> T) throws -> [(tp: TopicPartition, next: Int64)] {
         var handed: [(tp: TopicPartition, next: Int64)] = []
         items.reserveCapacity(Swift.min(limit, s.prefetched.count))
@@ -527,7 +527,7 @@ public final class Consumer: Sendable {
                                       make: (String, Int32, RecordView) throws -> T) throws -> [T]? {
         try inPlace { s in
                 var items: [T] = []
-                let handed = try peekReadAhead(s, limit: limit, into: &items, discard: discard, bulk: bulk, make: make)
+                let handed = try peekReadAhead(&s, limit: limit, into: &items, discard: discard, bulk: bulk, make: make)
                 if lend {
                     s.prefetched.lent = items.count
                     return items
@@ -544,16 +544,19 @@ public final class Consumer: Sendable {
     private func inPlace<R>(_ body: (inout State) throws -> R?) throws -> R? {
         if autoCommit && config.deliveryMode == .atMostOnce { return nil }
         if interceptors.has(.consume) { return nil }
-        let clock = broker.clock
-        return try ops.locked {
-            try broker.checkOpen()
-            return try state.withLock { s -> R? in
-                if s.closed { throw KofkaError(.closed, "the consumer is closed") }
-                if s.prefetched.isEmpty { return nil }
-                let now = clock.monotonicNs()
-                if heartbeatDue(s, now) || autoCommitDue(s, now) { return nil }
-                return try body(&s)
-            }
+        // Only the state's lock, not the operations lock: an operation in flight (`withOps`)
+        // has moved the read-ahead queue out of the shared state, so this finds it empty and
+        // takes the full round, which waits for the operation; otherwise the hand-out below is
+        // one step under the state's lock. This runs once per record of a per-record poll loop.
+        if broker.closed { try broker.checkOpen() }
+        return try state.withLock { s -> R? in
+            if s.closed { throw KofkaError(.closed, "the consumer is closed") }
+            if s.prefetched.isEmpty { return nil }
+            // A heartbeat or automatic commit due at most a kernel tick ago is run by the next
+            // poll instead of this one (they fall due seconds apart).
+            let now = broker.clock.coarseMonotonicNs()
+            if heartbeatDue(&s, now) || autoCommitDue(&s, now) { return nil }
+            return try body(&s)
         }
     }
 

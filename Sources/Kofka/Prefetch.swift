@@ -17,39 +17,44 @@ struct PrefetchQueue: Sendable {
             next = 0
         }
 
-        /// Calls `body` once per run of consecutive records of one partition among records
-        /// `range` (a dictionary update per run, not per record).
-        func forEachRun(_ range: Range<Int>, _ body: (TopicPartition, Int) -> Void) {
-            records.forEachRun(range) { tp, run in body(tp, run.count) }
-        }
-
         /// Key, value and header bytes of the chunk's records.
         var bytes: Int { records.byteCount }
     }
 
-    private var chunks: [Chunk] = []
-    private var head = 0
+    /// The records held: a fetch happens only when the queue is empty, so one chunk (a drop
+    /// keeps what it keeps in one). Kept as a stored property, not in an array, so a poll
+    /// reads and changes it in place instead of copying it (and its arrays' references) out.
+    private var chunk = Chunk()
     /// Records held.
-    private(set) var count = 0
-    /// Bytes held (key + value + headers).
-    private(set) var bytes = 0
-    /// Records held per partition.
-    private var perPartition: [TopicPartition: Int] = [:]
+    var count: Int { chunk.count }
+    /// Bytes held (key + value + headers of the chunk, handed out or not).
+    var bytes: Int { chunk.bytes }
+    /// Records held per partition, by the partition's index in the chunk (`records.partitions`,
+    /// one entry per partition): a hand-out counts down without hashing a partition.
+    private var held: [Int] = []
+    /// How many partitions have records held.
+    private(set) var partitionCount = 0
     /// How many records at the front are lent out (`Consumer.lend`): made into results the
     /// caller may hand out, not yet returned. Any change to the front takes them back (0).
     var lent = 0
     /// The last chunk handed out in full, emptied by the next fetch, which writes into it
-    /// (memory already mapped) instead of asking malloc for fresh pages on every fetch. The queue
-    /// fetches only when empty, so this never holds more than one chunk's worth besides it.
+    /// (memory already mapped) instead of asking malloc for fresh pages on every fetch.
     private var spare = Chunk()
 
     var isEmpty: Bool { count == 0 }
 
     /// Records held for `tp`.
-    func remaining(_ tp: TopicPartition) -> Int { perPartition[tp] ?? 0 }
+    func remaining(_ tp: TopicPartition) -> Int {
+        guard let i = chunk.records.partitions.firstIndex(of: tp), i < held.count else { return 0 }
+        return held[i]
+    }
 
-    /// How many partitions have records held.
-    var partitionCount: Int { perPartition.count }
+    /// Counts the records held per partition afresh (after the chunk changed as a whole).
+    private mutating func recount() {
+        held = [Int](repeating: 0, count: chunk.records.partitions.count)
+        for e in chunk.records.entries[chunk.next...] { held[Int(e.partition)] += 1 }
+        partitionCount = held.reduce(0) { $0 + ($1 > 0 ? 1 : 0) }
+    }
 
     /// An empty chunk for the next fetch, with the storage of the last one handed out.
     mutating func freshChunk() -> Chunk {
@@ -59,99 +64,83 @@ struct PrefetchQueue: Sendable {
         return c
     }
 
+    /// Adds the records of `c` not yet handed out behind those held.
     mutating func append(_ c: Chunk) {
         guard c.count > 0 else {
             if c.records.isEmpty { spare = c }   // a fetch that found nothing: keep its storage
             return
         }
-        chunks.append(c)
-        count += c.count
-        bytes += c.bytes
-        c.forEachRun(c.next..<c.records.count) { tp, n in perPartition[tp, default: 0] += n }
+        if isEmpty {
+            if chunk.records.count > 0 { spare = chunk }
+            chunk = c
+        } else {
+            chunk.records.append(contentsOf: c.records, c.next..<c.records.count)
+        }
+        recount()
     }
 
     /// Visits up to `limit` records from the front, in place, without removing them; returns
     /// how many were visited.
     func peek(_ limit: Int, _ body: (TopicPartition, RecordView) throws -> Void) rethrows -> Int {
-        var seen = 0
-        try peekRuns(limit) { records, range in
-            try records.visit(range, segment: { _, _ in }, body)
-            seen += range.count
-        }
-        return seen
+        let n = Swift.min(limit, count)
+        guard n > 0 else { return 0 }
+        try chunk.records.visit(chunk.next..<chunk.next + n, segment: { _, _ in }, body)
+        return n
     }
 
-    /// Visits up to `limit` records from the front without removing them, a chunk's run at a
-    /// time: `body` gets the chunk's records and the run's range in them.
+    /// Visits up to `limit` records from the front without removing them: `body` gets the
+    /// chunk's records and the range of them (none when nothing is held).
     func peekRuns(_ limit: Int, _ body: (MessageBatch, Range<Int>) throws -> Void) rethrows {
-        var seen = 0
-        var ci = head
-        // The chunk is read in place (`chunks[ci]…`, not a copy of it: a copy retains and
-        // releases its arrays on every poll).
-        while seen < limit && ci < chunks.count {
-            let first = chunks[ci].next
-            let n = Swift.min(limit - seen, chunks[ci].count)
-            try body(chunks[ci].records, first..<first + n)
-            seen += n
-            ci += 1
-        }
+        let n = Swift.min(limit, count)
+        guard n > 0 else { return }
+        try body(chunk.records, chunk.next..<chunk.next + n)
     }
 
     /// Removes the first `n` records; returns the partitions of which nothing is left now.
     @discardableResult
     mutating func removeFirst(_ n: Int) -> [TopicPartition] {
         lent = 0
+        let take = Swift.min(n, count)
+        guard take > 0 else { return [] }
         var emptied: [TopicPartition] = []
-        var left = n
-        while left > 0 && head < chunks.count {
-            let take = min(left, chunks[head].count)
-            let first = chunks[head].next
-            chunks[head].forEachRun(first..<first + take) { tp, k in
-                // One lookup per run; a partition's entry goes when its last record does.
-                if let at = perPartition.index(forKey: tp) {
-                    if perPartition.values[at] <= k {
-                        emptied.append(perPartition.remove(at: at).key)
-                    } else {
-                        perPartition.values[at] -= k
-                    }
+        let first = chunk.next
+        chunk.records.entries.withUnsafeBufferPointer { entries in
+            for e in entries[first..<first + take] {
+                let i = Int(e.partition)
+                held[i] -= 1
+                if held[i] == 0 {
+                    emptied.append(chunk.records.partitions[i])
+                    partitionCount -= 1
                 }
             }
-            chunks[head].next += take
-            count -= take
-            left -= take
-            if chunks[head].count == 0 {
-                bytes -= chunks[head].bytes
-                // Emptied when the next fetch takes it: a result sharing its buffer
-                // (`pollMessages`) has usually been let go by then, and the storage is reused.
-                spare = Chunk()
-                swap(&spare, &chunks[head])
-                head += 1
-            }
         }
-        if head == chunks.count { chunks.removeAll(keepingCapacity: true); head = 0 }
+        chunk.next += take
+        if chunk.count == 0 {
+            // Emptied when the next fetch takes it: a result sharing its buffers
+            // (`pollMessages`) has usually been let go by then, and the storage is reused.
+            spare = Chunk()
+            swap(&spare, &chunk)
+            held.removeAll(keepingCapacity: true)
+        }
         return emptied
     }
 
     /// Drops every record of `tps` (a seek, or partitions the group took away).
     mutating func drop(_ tps: Set<TopicPartition>) {
         guard !tps.isEmpty, tps.contains(where: { remaining($0) > 0 }) else { return }
-        let old = chunks[head...]
+        let old = chunk
         removeAll()
-        for c in old {
-            var kept = Chunk()
-            c.records.visit(c.next..<c.records.count, segment: { kept.records.share($0, $1) }) { tp, view in
-                if !tps.contains(tp) { kept.records.append(tp, view) }
-            }
-            append(kept)
+        var kept = Chunk()
+        old.records.visit(old.next..<old.records.count, segment: { kept.records.share($0, $1) }) { tp, view in
+            if !tps.contains(tp) { kept.records.append(tp, view) }
         }
+        append(kept)
     }
 
     mutating func removeAll() {
-        chunks = []
-        head = 0
-        count = 0
-        bytes = 0
-        perPartition = [:]
+        chunk = Chunk()
+        held = []
+        partitionCount = 0
         lent = 0
     }
 }

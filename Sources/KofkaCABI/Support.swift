@@ -192,9 +192,9 @@ func code(_ e: KofkaError) -> kofka_err { kofka_err(rawValue: UInt32(bitPattern:
 func makeMessage(_ topic: String, _ partition: Int32, _ r: RecordView) throws -> UnsafeMutablePointer<kofka_message> {
     let headers = try r.headers.map { try HeaderCodec.decode(Array($0)) } ?? []
     let names = headers.map { Array($0.name.utf8) }
-    let topicBytes = Array(topic.utf8)
+    var topic = topic   // its UTF-8 read in place (`withUTF8`), not copied into an array per message
     var size = MemoryLayout<kofka_message>.stride + MemoryLayout<kofka_header>.stride * headers.count
-    size += topicBytes.count + 1 + (r.key?.count ?? 0) + (r.value?.count ?? 0)
+    size += topic.utf8.count + 1 + (r.key?.count ?? 0) + (r.value?.count ?? 0)
     for (i, h) in headers.enumerated() { size += names[i].count + 1 + (h.value?.count ?? 0) }
     guard let raw = malloc(size) else {
         throw KofkaError(.storage, "out of memory copying a message of \(size) bytes")
@@ -209,7 +209,7 @@ func makeMessage(_ topic: String, _ partition: Int32, _ r: RecordView) throws ->
         if nul { cursor.storeBytes(of: 0, as: UInt8.self); cursor += 1 }
         return UnsafeRawPointer(start)
     }
-    let topicPtr = topicBytes.withUnsafeBytes { put($0, nul: true) }.assumingMemoryBound(to: CChar.self)
+    let topicPtr = topic.withUTF8 { put(UnsafeRawBufferPointer($0), nul: true) }.assumingMemoryBound(to: CChar.self)
     let keyPtr = r.key.map { put($0, nul: false) }
     let valuePtr = r.value.map { put($0, nul: false) }
     for (i, h) in headers.enumerated() {

@@ -77,8 +77,8 @@ package final class Locked<Value>: @unchecked Sendable {
     /// The value, out of line: the mutex already makes every access exclusive, so a pointer
     /// spares each access the runtime's exclusivity check that a stored property of a class
     /// costs (a begin and an end access per call, on every poll and produce).
-    private let value: UnsafeMutablePointer<Value>
-    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    @usableFromInline let value: UnsafeMutablePointer<Value>
+    @usableFromInline let mutex: UnsafeMutablePointer<pthread_mutex_t>
 
     package init(_ value: Value) {
         self.value = .allocate(capacity: 1)
@@ -95,8 +95,9 @@ package final class Locked<Value>: @unchecked Sendable {
         value.deallocate()
     }
 
-    /// Runs `body` on the value with the lock held.
-    @inline(__always)
+    /// Runs `body` on the value with the lock held. Inlinable, so the other modules (the C
+    /// face's handle and message registries, on every call) get it specialised, not generic.
+    @inlinable @inline(__always)
     package func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
