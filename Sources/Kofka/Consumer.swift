@@ -38,7 +38,7 @@ public final class Consumer: Sendable {
         /// Partitions it may fetch: the manual assignment, or what it holds in its group.
         var assignment: [TopicPartition] = []
         /// Next offset to return per partition; absent until resolved (committed or reset).
-        var positions: [TopicPartition: Int64] = [:]
+        var positions: PositionMap = [:]
         /// Partitions whose position an automatic commit has still to write: records were
         /// returned from them, or their position was set by `auto.offset.reset` (Kafka commits
         /// every consumed position, so the next member starts where this one stood).
@@ -541,6 +541,7 @@ public final class Consumer: Sendable {
     /// queue alone (see `pollFromReadAhead`); nil without running it otherwise. A partition
     /// positioned ahead with nothing read ahead (a read that skipped only aborted records) is
     /// settled by the hand-out as a full round would (`settleAll` when there is one).
+    @inline(__always)
     private func inPlace<R>(_ body: (inout State) throws -> R?) throws -> R? {
         if autoCommit && config.deliveryMode == .atMostOnce { return nil }
         if interceptors.has(.consume) { return nil }
@@ -562,6 +563,7 @@ public final class Consumer: Sendable {
 
     /// `poll(max: 1, …)` without arrays: a poll the read-ahead can serve makes its one result
     /// in place (a per-record poll loop, the C face's kofka_poll).
+    @inline(__always)
     func pollOne<T>(timeout: Duration?, discard: ([T]) -> Void, make: (String, Int32, RecordView) throws -> T) throws -> T? {
         let served: T? = try inPlace { s in
             var made: T?
@@ -825,7 +827,7 @@ public final class Consumer: Sendable {
                 }
                 return out
             }
-            s.positions = fresh
+            s.positions = PositionMap(fresh)
             s.fetchPositions = [:]
             s.prefetched.removeAll()
             s.uncommitted = []

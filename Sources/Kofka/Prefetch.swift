@@ -172,3 +172,35 @@ struct PartitionSet: Sendable, Sequence, ExpressibleByArrayLiteral {
         return members.remove(tp)
     }
 }
+
+/// A consumer's positions: a dictionary that holds the last partition written aside, so a poll
+/// loop moving one partition's position per record compares instead of hashing. A write to
+/// another partition puts the held one into the dictionary first.
+struct PositionMap: Sendable, ExpressibleByDictionaryLiteral {
+    private var map: [TopicPartition: Int64] = [:]
+    /// The last partition written and its position (`map` may hold an older one for it).
+    private var last: (tp: TopicPartition, value: Int64)?
+
+    init(dictionaryLiteral elements: (TopicPartition, Int64)...) {
+        map = Dictionary(elements, uniquingKeysWith: { _, b in b })
+    }
+
+    init(_ positions: [TopicPartition: Int64]) { map = positions }
+
+    subscript(tp: TopicPartition) -> Int64? {
+        get {
+            if let last, last.tp == tp { return last.value }
+            return map[tp]
+        }
+        set {
+            if let held = last, held.tp != tp { map[held.tp] = held.value }
+            if let value = newValue {
+                last = (tp, value)
+            } else {
+                last = nil
+                map[tp] = nil
+            }
+        }
+    }
+}
+

@@ -189,6 +189,17 @@ func code(_ e: KofkaError) -> kofka_err { kofka_err(rawValue: UInt32(bitPattern:
 
 /// Packs a record into one malloc'd `kofka_message` block: the struct, the header array, then
 /// the bytes, copied once from storage. `kofka_message_free` frees the block.
+/// Copies `b` (and a NUL after it when `nul`) to `cursor`, moves the cursor past, and returns
+/// where the copy starts.
+@inline(__always)
+private func putBytes(_ b: UnsafeRawBufferPointer, nul: Bool, at cursor: inout UnsafeMutableRawPointer) -> UnsafeRawPointer {
+    let start = cursor
+    if let base = b.baseAddress, b.count > 0 { cursor.copyMemory(from: base, byteCount: b.count) }
+    cursor += b.count
+    if nul { cursor.storeBytes(of: 0, as: UInt8.self); cursor += 1 }
+    return UnsafeRawPointer(start)
+}
+
 func makeMessage(_ topic: String, _ partition: Int32, _ r: RecordView) throws -> UnsafeMutablePointer<kofka_message> {
     let headers = try r.headers.map { try HeaderCodec.decode(Array($0)) } ?? []
     let names = headers.map { Array($0.name.utf8) }
@@ -201,20 +212,16 @@ func makeMessage(_ topic: String, _ partition: Int32, _ r: RecordView) throws ->
     }
     let msg = raw.bindMemory(to: kofka_message.self, capacity: 1)
     let hdrs = (raw + MemoryLayout<kofka_message>.stride).bindMemory(to: kofka_header.self, capacity: max(1, headers.count))
+    // The bytes go after the headers array, one after another: each `put` returns where its
+    // bytes start and the cursor moves past them. A static function over an inout cursor, not a
+    // nested one capturing it (a captured variable pays the runtime's exclusivity checks).
     var cursor = UnsafeMutableRawPointer(hdrs + headers.count)
-    func put(_ b: UnsafeRawBufferPointer, nul: Bool) -> UnsafeRawPointer {
-        let start = cursor
-        if let base = b.baseAddress, b.count > 0 { cursor.copyMemory(from: base, byteCount: b.count) }
-        cursor += b.count
-        if nul { cursor.storeBytes(of: 0, as: UInt8.self); cursor += 1 }
-        return UnsafeRawPointer(start)
-    }
-    let topicPtr = topic.withUTF8 { put(UnsafeRawBufferPointer($0), nul: true) }.assumingMemoryBound(to: CChar.self)
-    let keyPtr = r.key.map { put($0, nul: false) }
-    let valuePtr = r.value.map { put($0, nul: false) }
+    let topicPtr = topic.withUTF8 { putBytes(UnsafeRawBufferPointer($0), nul: true, at: &cursor) }.assumingMemoryBound(to: CChar.self)
+    let keyPtr = r.key.map { putBytes($0, nul: false, at: &cursor) }
+    let valuePtr = r.value.map { putBytes($0, nul: false, at: &cursor) }
     for (i, h) in headers.enumerated() {
-        let n = names[i].withUnsafeBytes { put($0, nul: true) }.assumingMemoryBound(to: CChar.self)
-        let v = h.value.map { a in a.withUnsafeBytes { put($0, nul: false) } }
+        let n = names[i].withUnsafeBytes { putBytes($0, nul: true, at: &cursor) }.assumingMemoryBound(to: CChar.self)
+        let v = h.value.map { a in a.withUnsafeBytes { putBytes($0, nul: false, at: &cursor) } }
         (hdrs + i).initialize(to: kofka_header(name: n, value: v, value_len: h.value?.count ?? 0))
     }
     msg.initialize(to: kofka_message(topic: topicPtr, partition: partition, offset: r.offset, timestamp_ms: r.timestampMs,

@@ -209,4 +209,27 @@ struct ReadAheadTests {
             #expect(v.hex16 == String(repeating: "0", count: 16 - s.count) + s)
         }
     }
+
+    /// The consumer's positions hold the last partition written aside: every read sees every
+    /// write, whatever the order of partitions written, read and removed.
+    @Test
+    func positionsReadEveryWriteWhateverThePartitionOrder() {
+        var rng = SystemRandomNumberGenerator()
+        var map: PositionMap = [:]
+        var model: [TopicPartition: Int64] = [:]
+        let tps = (0..<4).map { TopicPartition(["a", "a-topic-with-a-long-name"][$0 % 2], Int32($0 / 2)) }
+        for step in 0..<5_000 {
+            let tp = tps[Int.random(in: 0..<tps.count, using: &rng)]
+            if Int.random(in: 0..<5, using: &rng) == 0 {
+                map[tp] = nil
+                model[tp] = nil
+            } else {
+                map[tp] = Int64(step)
+                model[tp] = Int64(step)
+            }
+            for t in tps { #expect(map[t] == model[t]) }
+        }
+        #expect(PositionMap(model)[tps[0]] == model[tps[0]])
+    }
 }
+
