@@ -706,14 +706,17 @@ kofka_err kofka_commit_transaction(kofka_producer *p, int timeout_ms);
  *         KOFKA_ERR_PRODUCER_FENCED -> fatal: close the producer;
  *         KOFKA_ERR_BUSY -> retry the abort; KOFKA_ERR_STORAGE -> retry, or close (a
  *         transaction left open is aborted after transaction.timeout.ms);
- *         KOFKA_ERR_CLOSED -> stop.
+ *         KOFKA_ERR_CLOSED -> stop. After a failed abort the queued records are
+ *         already purged: the transaction is abort-only (kofka_txn_requires_abort()
+ *         is 1, kofka_commit_transaction fails with KOFKA_ERR_INVALID_STATE).
  */
 kofka_err kofka_abort_transaction(kofka_producer *p, int timeout_ms);
 
 /**
  * Whether the open transaction can only be aborted (librdkafka's txn_requires_abort): a send,
  * kofka_send_offsets_to_transaction or kofka_commit_transaction failed in a way that leaves the
- * transaction unable to commit (KOFKA_ERR_TXN_TIMED_OUT, an outcome that stayed unknown).
+ * transaction unable to commit (KOFKA_ERR_TXN_TIMED_OUT, an outcome that stayed unknown), or a
+ * kofka_abort_transaction failed after purging the queued records.
  * -> call kofka_abort_transaction, then begin a new transaction and redo its work.
  * @return 1 or 0; 0 for a NULL, closed or invalid handle (kofka_last_error() then says which,
  *         and is "" after a valid handle).

@@ -7,7 +7,8 @@
 ///   that error, `transactionRequiresAbort` is true, and only `abortTransaction` goes on.
 /// * An abort purges records still queued by `produce` (their reports fail with `.purged`;
 ///   they are never written) and starts a new epoch, so sequence numbers restart and a batch of
-///   the aborted transaction can never acknowledge a new one.
+///   the aborted transaction can never acknowledge a new one. An abort that fails after purging
+///   (`.busy`) leaves the transaction abort-only: commit fails, call abort again.
 /// * `.producerFenced` is fatal: a newer producer holds the transactional.id.
 /// * Transaction calls do not overlap: a second one while one runs gets `.invalidState`.
 extension Producer {
@@ -174,7 +175,15 @@ extension Producer {
         try txnCall("abort_transaction") { tid in
             let id = try state.withLock { s -> ProducerIdentity in
                 switch s.txn {
-                case .open(let t), .abortable(let t, _):
+                case .open(let t):
+                    // From here the queued records are purged: should the abort itself fail
+                    // (a held lock), the transaction must not commit without them, so it is
+                    // abort-only until an abort succeeds (librdkafka: commit in state
+                    // AbortingTransaction fails with _STATE).
+                    s.txn = .abortable(t, KofkaError(.invalidState, "transaction \(t) of '\(tid)' is being aborted and its queued records were purged: only abort_transaction can end it"))
+                    s.txnEnding = true
+                    return ProducerIdentity(pid: s.pid, epoch: s.epoch, txn: t)
+                case .abortable(let t, _):
                     s.txnEnding = true
                     return ProducerIdentity(pid: s.pid, epoch: s.epoch, txn: t)
                 case .fenced(let e): throw e

@@ -20,6 +20,27 @@ struct GuaranteesUnderFaultsTests {
         }
     }
 
+    /// Another process's handle takes the SQLite write lock at `path` and holds it until the
+    /// returned function is called.
+    static func holdWriteLock(_ path: String) throws -> () -> Void {
+        let holder = try SQLiteStorage(path: path)
+        let entered = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0), done = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            _ = try? holder.write { w in
+                try w.put("held", [1])
+                entered.signal()
+                release.wait()
+            }
+            done.signal()
+        }
+        entered.wait()
+        return {
+            release.signal()
+            done.wait()
+            holder.close()
+        }
+    }
+
     static func committedValues(_ b: Broker, _ topic: String) throws -> [String] {
         try readAll(b, topic, isolation: .readCommitted).map { string($0.value) }
     }
@@ -245,24 +266,48 @@ struct GuaranteesUnderFaultsTests {
         let c = try f.broker.consumer(try ccfg([("group.id", "g"), ("delivery.mode", "at-most-once")]))
         try c.assign("t", partitions: [0])
         // Another process holds the write lock past the busy timeout.
-        let holder = try SQLiteStorage(path: f.path)
-        defer { holder.close() }
-        let entered = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0), done = DispatchSemaphore(value: 0)
-        DispatchQueue.global().async {
-            _ = try? holder.write { w in
-                try w.put("held", [1])
-                entered.signal()
-                release.wait()
-            }
-            done.signal()
-        }
-        entered.wait()
+        let release = try Self.holdWriteLock(f.path)
         #expect(errorCode { _ = try c.pollBatch(max: 10, timeout: .zero) } == .busy)
         #expect(try c.position("t", 0) == 0, "no position moved past a record that was not returned")
-        release.signal()
-        done.wait()
+        release()
         #expect(try c.pollBatch(max: 10, timeout: .seconds(1)).map { string($0.value) } == (0..<5).map { "v\($0)" })
         #expect(try c.committed("t", 0) == 5)
+    }
+
+    // MARK: 6b. An abort that meets a held lock after purging
+
+    @Test func anAbortThatFailsAfterPurgingLeavesTheTransactionAbortOnlySoItsOffsetsNeverCommit() throws {
+        let f = try BrokerFixture("sqlite", config: [("sqlite.busy.timeout.ms", "50")])
+        try f.broker.createTopic("in", partitions: 1)
+        try f.broker.createTopic("out", partitions: 1)
+        let plain = try f.broker.producer()
+        for i in 0..<2 { _ = try plain.send("in", Record(value: bytes("v\(i)"))) }
+        let c = try f.broker.consumer(try ccfg([("group.id", "g"), ("delivery.mode", "exactly-once")]))
+        try c.assign("in", partitions: [0])
+        let p = try Self.txProducer(f.broker, "tx", [("linger.ms", "60000")])
+        try p.initTransactions()
+        try p.beginTransaction()
+        let polled = try c.pollBatch(max: 10, timeout: .seconds(1))
+        #expect(polled.count == 2)
+        for r in polled { try p.produce("out", Record(value: r.value)) }
+        try p.sendOffsetsToTransaction(c)
+        // Another process holds the write lock past the busy timeout: the abort purges the
+        // queued outputs, then cannot write its abort.
+        let release = try Self.holdWriteLock(f.path)
+        var reports: [ErrorCode?] = []
+        #expect(errorCode { try p.abortTransaction { r in
+            if case .failure(let e) = r.result { reports.append(e.code) } else { reports.append(nil) }
+        } } == .busy)
+        #expect(reports == [.purged, .purged], "the queued outputs were purged, never written")
+        #expect(p.transactionRequiresAbort)
+        #expect(errorCode { try p.commitTransaction() } == .invalidState,
+                "a transaction whose outputs were purged must not commit its input offsets")
+        release()
+        #expect(errorCode { try p.commitTransaction() } == .invalidState)
+        try p.abortTransaction()
+        #expect(!p.transactionRequiresAbort)
+        #expect(try c.committed("in", 0) != 2, "the aborted transaction's offsets were discarded")
+        #expect(try Self.committedValues(f.broker, "out") == [])
     }
 
     // MARK: 7. read_committed + latest
