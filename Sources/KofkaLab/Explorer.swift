@@ -75,7 +75,15 @@ public struct LabRunResult: Sendable {
     public var seconds: Double
     /// Op-by-op trace (when asked for).
     public var trace: [String]
+    /// Why the history could not run at all (its store or clients could not be set up); nil
+    /// when it ran. Such a history checked nothing.
+    public var setupError: String? = nil
     public var first: LabViolation? { violations.first }
+
+    /// A history that could not be set up.
+    static func notSetUp(_ error: any Error) -> LabRunResult {
+        LabRunResult(violations: [], opsRun: 0, seconds: 0, trace: ["cannot set up: \(error)"], setupError: "\(error)")
+    }
 }
 
 /// A plain producer P<i>.

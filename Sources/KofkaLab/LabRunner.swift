@@ -106,12 +106,32 @@ public struct LabExploreStats: Sendable {
     public var ops = 0
     public var seconds = 0.0
     public var failing = 0
+    /// Histories that could not be set up (they checked nothing), and the first one's reason.
     public var errors = 0
+    public var firstSetupError: String?
     public var findings: [LabFinding] = []
     /// How many histories failed first with each kind, and the first few seeds of each.
     public var census: [LabViolationKind: (count: Int, seeds: [UInt64])] = [:]
     public var historiesPerSecond: Double { Double(histories) / max(seconds, 1e-9) }
     public var opsPerSecond: Double { Double(ops) / max(seconds, 1e-9) }
+
+    /// Counts one run of the history with `seed`: its operations, whether it could be set up,
+    /// and the kind of its first violation (in the census). Returns that violation.
+    mutating func count(_ r: LabRunResult, seed: UInt64) -> LabViolation? {
+        histories += 1
+        ops += r.opsRun
+        if let e = r.setupError {
+            errors += 1
+            if firstSetupError == nil { firstSetupError = e }
+        }
+        guard let v = r.first else { return nil }
+        failing += 1
+        var c = census[v.kind] ?? (0, [])
+        c.count += 1
+        if c.seeds.count < 8 { c.seeds.append(seed) }
+        census[v.kind] = c
+        return v
+    }
 }
 
 /// Entry points: run one history, replay, explore.
@@ -125,7 +145,7 @@ public enum LabRunner {
             defer { w.close() }
             return w.run()
         } catch {
-            return LabRunResult(violations: [], opsRun: 0, seconds: 0, trace: ["cannot set up: \(error)"])
+            return .notSetUp(error)
         }
     }
 
@@ -153,15 +173,7 @@ public enum LabRunner {
             let h = LabGenerator.history(seed: s, avoiding: avoiding)
             s &+= 1
             let r = run(h, storage: storage)
-            stats.histories += 1
-            stats.ops += r.opsRun
-            if r.opsRun == 0 { stats.errors += 1 }
-            if let v = r.first {
-                stats.failing += 1
-                var c = stats.census[v.kind] ?? (0, [])
-                c.count += 1
-                if c.seeds.count < 8 { c.seeds.append(h.seed) }
-                stats.census[v.kind] = c
+            if let v = stats.count(r, seed: h.seed) {
                 if !kinds.contains(v.kind) {
                     kinds.insert(v.kind)
                     let when = elapsed()

@@ -44,15 +44,8 @@ public enum LabProcesses {
             s &+= 1
             let path = prefix + "-\(getpid())-\(stats.histories).db"
             let r = try runOne(h, path: path, workers: workers, executable: executable, avoiding: avoiding, spawn: spawn, print: print)
-            stats.histories += 1
-            stats.ops += r.opsRun
             print("  seed \(h.seed): \(r.opsRun) operations in \(format2(r.seconds)) s, \(r.violations.isEmpty ? "clean" : "\(r.violations.count) violation(s)")")
-            guard let v = r.first else { continue }
-            stats.failing += 1
-            var c = stats.census[v.kind] ?? (0, [])
-            c.count += 1
-            if c.seeds.count < 8 { c.seeds.append(h.seed) }
-            stats.census[v.kind] = c
+            guard let v = stats.count(r, seed: h.seed) else { continue }
             guard !kinds.contains(v.kind) else { continue }
             kinds.insert(v.kind)
             let when = Double(monoNs() - t0) / 1e9

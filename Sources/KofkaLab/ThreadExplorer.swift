@@ -43,7 +43,7 @@ public enum LabThreads {
         defer { cleanup() }
         let world: LabWorld
         do { world = try LabWorld(history, storage: s, concurrent: true) } catch {
-            return LabRunResult(violations: [], opsRun: 0, seconds: 0, trace: ["cannot set up: \(error)"])
+            return .notSetUp(error)
         }
         defer { world.close() }
         let t0 = monoNs()
@@ -84,14 +84,7 @@ public enum LabThreads {
             let h = LabGenerator.history(seed: s, avoiding: avoiding)
             s &+= 1
             let r = run(h, storage: storage)
-            stats.histories += 1
-            stats.ops += r.opsRun
-            guard let v = r.first else { continue }
-            stats.failing += 1
-            var c = stats.census[v.kind] ?? (0, [])
-            c.count += 1
-            if c.seeds.count < 8 { c.seeds.append(h.seed) }
-            stats.census[v.kind] = c
+            guard let v = stats.count(r, seed: h.seed) else { continue }
             guard !kinds.contains(v.kind) else { continue }
             kinds.insert(v.kind)
             let when = Double(monoNs() - t0) / 1e9

@@ -87,6 +87,9 @@ struct LabExplore: ParsableCommand {
             }
         }
         if !stats.findings.isEmpty { throw CLIError("\(stats.findings.count) kind(s) of violation found") }
+        if let e = stats.firstSetupError {
+            throw CLIError("\(stats.errors) of \(stats.histories) histories could not be set up, so they checked nothing: \(e)")
+        }
     }
 }
 
@@ -104,6 +107,7 @@ struct LabReplay: ParsableCommand {
         print("seed \(h.seed), \(h.ops.count) operations; setup: \(h.setup)")
         let r = LabRunner.run(h, storage: st, trace: !quiet)
         if !quiet { for line in r.trace { print(line) } }
+        if let e = r.setupError { throw CLIError("the history could not be set up, so it checked nothing: \(e)") }
         print("ran \(r.opsRun) operations in \(fmt(r.seconds * 1000, 1)) ms")
         if r.violations.isEmpty {
             print("no violation")

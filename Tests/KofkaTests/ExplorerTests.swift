@@ -21,6 +21,18 @@ import Glibc
         try LabStorage("sqlite:/tmp/kofka-explorer-\(name)-\(getpid())")
     }
 
+    @Test func historiesWhoseStoreCannotBeSetUpAreCountedAsUncheckedNotAsClean() throws {
+        // a directory that does not exist: no history's store can be opened
+        let st = try LabStorage("sqlite:/nonexistent-kofka-dir-\(getpid())/h")
+        let stats = LabRunner.explore(storage: st, seconds: 10, seed: 1, maxHistories: 3, found: { _ in })
+        #expect(stats.histories == 3)
+        #expect(stats.errors == 3)
+        #expect(stats.ops == 0)
+        #expect(stats.firstSetupError?.contains("nonexistent-kofka-dir") == true, "the reason names the store: \(stats.firstSetupError ?? "nil")")
+        let r = LabRunner.run(LabGenerator.history(seed: 1), storage: st)
+        #expect(r.setupError != nil && r.violations.isEmpty)
+    }
+
     /// Runs seeds; returns one line per failing seed with its first violation and the replay command.
     static func failures(_ seeds: ClosedRange<UInt64>, _ storage: LabStorage) -> [String] {
         seeds.compactMap { seed in
