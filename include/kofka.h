@@ -668,8 +668,12 @@ kofka_err kofka_begin_transaction(kofka_producer *p);
  *         KOFKA_ERR_INVALID_STATE no open transaction, or the consumer has no group.id
  *                                 -> fix the order of calls / the consumer config;
  *         KOFKA_ERR_REBALANCED    the consumer's generation is stale or it no longer
- *                                 owns a partition -> abort the transaction, poll the
- *                                 consumer (it follows the new assignment), redo the work;
+ *                                 owns a partition it returned records from whose
+ *                                 offsets no committed transaction (or commit) holds —
+ *                                 offsets sent to a transaction that aborted do not
+ *                                 count -> abort the transaction, kofka_seek_to_committed,
+ *                                 poll the consumer (it follows the new assignment), redo
+ *                                 the work;
  *         KOFKA_ERR_TXN_TIMED_OUT -> abort; KOFKA_ERR_PRODUCER_FENCED -> fatal;
  *         KOFKA_ERR_BUSY -> retry; KOFKA_ERR_STORAGE -> abort.
  */

@@ -851,8 +851,19 @@ public final class Consumer: Sendable {
             }
             let member: String? = if case .group = s.subscription { s.memberId } else { nil }
             let offs = s.assignment.compactMap { tp in s.positions[tp].map { (tp, $0) } }
+            // The records stay returned-and-uncommitted (`returned`) until the transaction
+            // commits (`transactionCommitted`): an abort or a failed commit must leave a
+            // partition lost in a rebalance fenced (KIP-447), or a later transaction would
+            // commit those records' outputs again without their offsets.
             try body(group, member, s.generation, offs)
-            for (tp, _) in offs { s.returned.remove(tp) }
+        }
+    }
+
+    /// The transaction that took `offsets` from `handOverOffsets` committed: a partition whose
+    /// position is still the offset handed over has returned nothing since that is not committed.
+    func transactionCommitted(_ offsets: [(TopicPartition, Int64)]) {
+        try? whileOpen { s in
+            for (tp, off) in offsets where s.positions[tp] == off { s.returned.remove(tp) }
         }
     }
 

@@ -104,6 +104,7 @@ extension Producer {
                         s.txn = .open(txn)
                         s.offsetsUnsent = false
                         s.offsetsSent = [:]
+                        s.offsetsFrom = []
                     }
                 }
             } catch let e as KofkaError where e.code == .producerFenced {
@@ -117,14 +118,19 @@ extension Producer {
     /// committed offsets if and only if the transaction commits. Fails with `.rebalanced` — and
     /// makes the transaction abort-only — when the consumer is no longer the owner in its
     /// group's generation, or lost a partition it had returned records from since its last
-    /// commit (those records' outputs must not commit without their offsets).
+    /// commit (those records' outputs must not commit without their offsets). Offsets sent to
+    /// a transaction that then aborts or fails were not committed: the records stay
+    /// uncommitted until a transaction holding their offsets commits.
     public func sendOffsetsToTransaction(_ consumer: Consumer) throws {
         try txnCall("send_offsets_to_transaction") { _ in
             let id = try openIdentity("send_offsets_to_transaction")
             do {
                 try consumer.handOverOffsets { group, memberId, generation, offsets in
                     try broker.addOffsetsToTransaction(id, group: group, memberId: memberId, generation: generation, offsets: offsets)
-                    state.withLock { s in for (tp, off) in offsets { s.offsetsSent[group, default: [:]][tp] = off } }
+                    state.withLock { s in
+                        for (tp, off) in offsets { s.offsetsSent[group, default: [:]][tp] = off }
+                        s.offsetsFrom.append((consumer, offsets))
+                    }
                 }
                 state.withLock { $0.offsetsUnsent = false }
             } catch let e as KofkaError {
@@ -154,11 +160,12 @@ extension Producer {
             defer { state.withLock { $0.txnEnding = false } }
             do {
                 try broker.commitTransaction(id)
-                let sent = state.withLock { s -> [String: [TopicPartition: Int64]] in
+                let (sent, from) = state.withLock { s in
                     if s.pid == id.pid && s.epoch == id.epoch, case .open(id.txn) = s.txn { s.txn = .ready }
-                    defer { s.offsetsSent = [:] }
-                    return s.offsetsSent
+                    defer { s.offsetsSent = [:]; s.offsetsFrom = [] }
+                    return (s.offsetsSent, s.offsetsFrom)
                 }
+                for f in from { f.consumer.transactionCommitted(f.offsets) }
                 for (group, offsets) in sent.sorted(by: { $0.key < $1.key }) { interceptors.commit(group: group, offsets, error: nil) }
             } catch let e as KofkaError {
                 if e.code != .storage { txnFailed(e, id) }

@@ -65,6 +65,10 @@ public final class Producer: Sendable {
         var offsetsUnsent = false
         /// Offsets handed to the open transaction, by group (for the interceptors' `onCommit`).
         var offsetsSent: [String: [TopicPartition: Int64]] = [:]
+        /// The consumers whose offsets went into the open transaction, and those offsets: told
+        /// when it commits (`Consumer.transactionCommitted`), so their returned records count
+        /// as committed then and not before.
+        var offsetsFrom: [(consumer: Consumer, offsets: [(TopicPartition, Int64)])] = []
     }
 
     let state: Locked<State>

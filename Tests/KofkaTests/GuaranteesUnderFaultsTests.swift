@@ -195,6 +195,64 @@ struct GuaranteesUnderFaultsTests {
         #expect(t.lost == 0 && t.duplicated == 0 && t.unexpected == 0)
     }
 
+    /// Two polls from a consumer in group "g" (client a, alone): records of both partitions,
+    /// their outputs sent in `p`'s open transaction. Then member b joins and a third poll of a
+    /// releases partition 1.
+    static func processBothPartitionsThenLoseOne(_ f: BrokerFixture, _ p: Producer, inTransaction: (Consumer) throws -> Void) throws -> Consumer {
+        try f.broker.createTopic("in", partitions: 2)
+        try f.broker.createTopic("out", partitions: 1)
+        let plain = try f.broker.producer()
+        for i in 0..<20 { _ = try plain.send("in", Record(partition: Int32(i % 2), value: bytes("v\(i)"))) }
+        let cfg: [(String, String)] = [("group.id", "g"), ("delivery.mode", "exactly-once"), ("max.poll.records", "2"),
+                                       ("queued.min.messages", "1")]
+        let c1 = try f.broker.consumer(try ccfg(cfg + [("client.id", "a")]))
+        try c1.subscribe(["in"])
+        try p.initTransactions()
+        try p.beginTransaction()
+        var outputs: [[UInt8]?] = []
+        for _ in 0..<2 { outputs += try c1.pollBatch(max: 2, timeout: .seconds(1)).map(\.value) }
+        for v in outputs { _ = try p.send("out", Record(value: v)) }
+        try inTransaction(c1)
+        let c2 = try f.broker.consumer(try ccfg(cfg + [("client.id", "b")]))
+        try c2.subscribe(["in"])
+        _ = try c1.pollBatch(max: 2, timeout: .zero)
+        #expect(c1.assigned == [TopicPartition("in", 0)])
+        return c1
+    }
+
+    @Test(arguments: backends)
+    func offsetsSentToATransactionThatAbortedStillFenceAPartitionLostBeforeTheRedoCommits(kind: String) throws {
+        let f = try BrokerFixture(kind)
+        let p = try Self.txProducer(f.broker, "tx")
+        // The offsets go into the transaction, which then aborts; the application redoes its
+        // outputs in a new transaction without rewinding (librdkafka's "retry the transaction").
+        let c1 = try Self.processBothPartitionsThenLoseOne(f, p) { c in
+            try p.sendOffsetsToTransaction(c)
+            try p.abortTransaction()
+            try p.beginTransaction()
+            _ = try p.send("out", Record(value: bytes("redo")))
+        }
+        #expect(errorCode { try p.sendOffsetsToTransaction(c1) } == .rebalanced,
+                "the records of partition 1 were never committed: the redo must not commit their outputs")
+        #expect(errorCode { try p.commitTransaction() } == .rebalanced)
+        try p.abortTransaction()
+        #expect(try Self.committedValues(f.broker, "out") == [])
+    }
+
+    @Test(arguments: backends)
+    func aPartitionLostAfterItsTransactionCommittedDoesNotFenceTheNextTransaction(kind: String) throws {
+        let f = try BrokerFixture(kind)
+        let p = try Self.txProducer(f.broker, "tx")
+        let c1 = try Self.processBothPartitionsThenLoseOne(f, p) { c in
+            try p.sendOffsetsToTransaction(c)
+            try p.commitTransaction()
+        }
+        try p.beginTransaction()
+        try p.sendOffsetsToTransaction(c1)
+        try p.commitTransaction()
+        #expect(try Self.committedValues(f.broker, "out").count == 4)
+    }
+
     // MARK: 4. A dead instance's pending offsets
 
     @Test(arguments: backends)
