@@ -148,9 +148,12 @@ struct GuaranteesUnderFaultsTests {
         }
     }
 
-    @Test(arguments: backends)
-    func aPartitionLostInsideATransactionMakesItAbortOnlyAndNothingIsDuplicated(kind: String) throws {
-        let f = try BrokerFixture(kind)
+    /// A consumer in group "g" (client a, alone) polls twice — records of both partitions —
+    /// and `p` sends their outputs in its open transaction; `inTransaction` runs; then member b
+    /// joins and a third poll of a, inside the transaction, releases partition 1 to it (range
+    /// assignment: "a-…" < "b-…"). Returns a and b.
+    static func processBothPartitionsThenLoseOne(_ f: BrokerFixture, _ p: Producer,
+                                                 inTransaction: (Consumer) throws -> Void = { _ in }) throws -> (Consumer, Consumer) {
         try f.broker.createTopic("in", partitions: 2)
         try f.broker.createTopic("out", partitions: 1)
         let plain = try f.broker.producer()
@@ -161,22 +164,29 @@ struct GuaranteesUnderFaultsTests {
                                        ("queued.min.messages", "1")]
         let c1 = try f.broker.consumer(try ccfg(cfg + [("client.id", "a")]))
         try c1.subscribe(["in"])
-        let p1 = try Self.txProducer(f.broker, "tx1")
-        try p1.initTransactions()
-        try p1.beginTransaction()
+        try p.initTransactions()
+        try p.beginTransaction()
         var fromPartitions = Set<Int32>()
-        for _ in 0..<2 {   // two polls: records from both partitions
+        for _ in 0..<2 {
             for m in try c1.pollBatch(max: 2, timeout: .seconds(1)) {
                 fromPartitions.insert(m.partition)
-                _ = try p1.send("out", Record(value: m.value))
+                _ = try p.send("out", Record(value: m.value))
             }
         }
         #expect(fromPartitions == [0, 1])
-        // A second member joins: the range assignment gives it partition 1 ("a-…" < "b-…").
+        try inTransaction(c1)
         let c2 = try f.broker.consumer(try ccfg(cfg + [("client.id", "b")]))
         try c2.subscribe(["in"])
-        _ = try c1.pollBatch(max: 2, timeout: .zero)   // a third poll inside the transaction releases partition 1
+        _ = try c1.pollBatch(max: 2, timeout: .zero)
         #expect(c1.assigned == [TopicPartition("in", 0)])
+        return (c1, c2)
+    }
+
+    @Test(arguments: backends)
+    func aPartitionLostInsideATransactionMakesItAbortOnlyAndNothingIsDuplicated(kind: String) throws {
+        let f = try BrokerFixture(kind)
+        let p1 = try Self.txProducer(f.broker, "tx1")
+        let (c1, c2) = try Self.processBothPartitionsThenLoseOne(f, p1)
         #expect(errorCode { try p1.sendOffsetsToTransaction(c1) } == .rebalanced)
         #expect(p1.transactionRequiresAbort)
         #expect(errorCode { try p1.commitTransaction() } == .rebalanced, "after send_offsets failed, commit must fail")
@@ -195,38 +205,13 @@ struct GuaranteesUnderFaultsTests {
         #expect(t.lost == 0 && t.duplicated == 0 && t.unexpected == 0)
     }
 
-    /// Two polls from a consumer in group "g" (client a, alone): records of both partitions,
-    /// their outputs sent in `p`'s open transaction. Then member b joins and a third poll of a
-    /// releases partition 1.
-    static func processBothPartitionsThenLoseOne(_ f: BrokerFixture, _ p: Producer, inTransaction: (Consumer) throws -> Void) throws -> Consumer {
-        try f.broker.createTopic("in", partitions: 2)
-        try f.broker.createTopic("out", partitions: 1)
-        let plain = try f.broker.producer()
-        for i in 0..<20 { _ = try plain.send("in", Record(partition: Int32(i % 2), value: bytes("v\(i)"))) }
-        let cfg: [(String, String)] = [("group.id", "g"), ("delivery.mode", "exactly-once"), ("max.poll.records", "2"),
-                                       ("queued.min.messages", "1")]
-        let c1 = try f.broker.consumer(try ccfg(cfg + [("client.id", "a")]))
-        try c1.subscribe(["in"])
-        try p.initTransactions()
-        try p.beginTransaction()
-        var outputs: [[UInt8]?] = []
-        for _ in 0..<2 { outputs += try c1.pollBatch(max: 2, timeout: .seconds(1)).map(\.value) }
-        for v in outputs { _ = try p.send("out", Record(value: v)) }
-        try inTransaction(c1)
-        let c2 = try f.broker.consumer(try ccfg(cfg + [("client.id", "b")]))
-        try c2.subscribe(["in"])
-        _ = try c1.pollBatch(max: 2, timeout: .zero)
-        #expect(c1.assigned == [TopicPartition("in", 0)])
-        return c1
-    }
-
     @Test(arguments: backends)
     func offsetsSentToATransactionThatAbortedStillFenceAPartitionLostBeforeTheRedoCommits(kind: String) throws {
         let f = try BrokerFixture(kind)
         let p = try Self.txProducer(f.broker, "tx")
         // The offsets go into the transaction, which then aborts; the application redoes its
         // outputs in a new transaction without rewinding (librdkafka's "retry the transaction").
-        let c1 = try Self.processBothPartitionsThenLoseOne(f, p) { c in
+        let (c1, _) = try Self.processBothPartitionsThenLoseOne(f, p) { c in
             try p.sendOffsetsToTransaction(c)
             try p.abortTransaction()
             try p.beginTransaction()
@@ -243,7 +228,7 @@ struct GuaranteesUnderFaultsTests {
     func aPartitionLostAfterItsTransactionCommittedDoesNotFenceTheNextTransaction(kind: String) throws {
         let f = try BrokerFixture(kind)
         let p = try Self.txProducer(f.broker, "tx")
-        let c1 = try Self.processBothPartitionsThenLoseOne(f, p) { c in
+        let (c1, _) = try Self.processBothPartitionsThenLoseOne(f, p) { c in
             try p.sendOffsetsToTransaction(c)
             try p.commitTransaction()
         }
