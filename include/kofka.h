@@ -693,8 +693,11 @@ kofka_err kofka_send_offsets_to_transaction(kofka_producer *p, kofka_consumer *c
  *                                 (kofka_txn_requires_abort() is 1) -> abort, redo;
  *         KOFKA_ERR_PRODUCER_FENCED a newer producer took the id; the transaction was
  *                                 aborted -> fatal: close the producer;
- *         KOFKA_ERR_BUSY -> retry the commit; KOFKA_ERR_STORAGE -> abort (outcome of the
- *         commit unknown: read back before redoing); KOFKA_ERR_CLOSED -> stop.
+ *         KOFKA_ERR_BUSY -> retry the commit; KOFKA_ERR_STORAGE -> the outcome of the
+ *         commit is unknown: retry the commit (one that took effect answers KOFKA_OK
+ *         again) or abort (an abort of one that took effect fails with
+ *         KOFKA_ERR_INVALID_STATE and the transaction stands committed: do not redo
+ *         it); KOFKA_ERR_CLOSED -> stop.
  */
 kofka_err kofka_commit_transaction(kofka_producer *p, int timeout_ms);
 
@@ -706,7 +709,10 @@ kofka_err kofka_commit_transaction(kofka_producer *p, int timeout_ms);
  * this thread inside this call (delivery callbacks run here). Consumers are
  * not rewound (see kofka_seek_to_committed).
  * @return KOFKA_OK (kofka_txn_requires_abort() is 0 afterwards);
- *         KOFKA_ERR_INVALID_STATE no open or failed transaction -> nothing to abort;
+ *         KOFKA_ERR_INVALID_STATE no open or failed transaction -> nothing to abort; or
+ *                                 the transaction had committed (a commit that failed
+ *                                 with KOFKA_ERR_STORAGE took effect) -> it stands
+ *                                 committed, offsets included: do not redo its work;
  *         KOFKA_ERR_PRODUCER_FENCED -> fatal: close the producer;
  *         KOFKA_ERR_BUSY -> retry the abort; KOFKA_ERR_STORAGE -> retry, or close (a
  *         transaction left open is aborted after transaction.timeout.ms);

@@ -205,6 +205,16 @@ extension Producer {
             } catch let e as KofkaError {
                 if e.code == .producerFenced { state.withLock { $0.txn = .fenced(e) } }
                 throw e
+            } catch let c as Broker.TransactionCommitted {
+                // An earlier commit whose outcome was unknown took effect: the transaction
+                // stands committed, offsets included.
+                let from = state.withLock { s in
+                    if s.pid == id.pid && s.epoch == id.epoch { s.txn = .ready }
+                    defer { s.offsetsSent = [:]; s.offsetsFrom = [] }
+                    return s.offsetsFrom
+                }
+                for f in from { f.consumer.transactionCommitted(f.offsets) }
+                throw KofkaError(.invalidState, "transaction \(c.txn) of '\(c.transactionalId)' had committed (a commit reported an unknown outcome and took effect): it cannot be aborted; its records and offsets stand")
             }
         }
     }

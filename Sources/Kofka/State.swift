@@ -97,6 +97,10 @@ struct ProducerState: Sendable {
     /// When the transactional.id was last used (ms since the epoch; 0 = not known yet, in a
     /// blob written before this field existed). `transactional.id.expiration.ms` counts from it.
     var lastUsedMs: Int64 = 0
+    /// The last transaction that committed (0 = none known; blobs written before this field
+    /// have none). A commit retried after an unknown outcome, or an abort that comes after a
+    /// commit that did take effect, is told from it.
+    var lastCommittedTxn: Int64 = 0
 
     struct PendingOffset: Sendable, Hashable {
         var group: String
@@ -112,6 +116,7 @@ struct ProducerState: Sendable {
         for o in txnOffsets { w.string(o.group); w.string(o.tp.topic); w.i32(o.tp.partition); w.i64(o.offset) }
         w.i64(lastForcedAbortTxn); w.i32(lastForcedAbortReason)
         w.i64(lastUsedMs)
+        w.i64(lastCommittedTxn)
         return w.bytes
     }
 
@@ -127,6 +132,7 @@ struct ProducerState: Sendable {
         }
         s.lastForcedAbortTxn = try r.i64(); s.lastForcedAbortReason = try r.i32()
         if !r.atEnd { s.lastUsedMs = try r.i64() }
+        if !r.atEnd { s.lastCommittedTxn = try r.i64() }
         return s
     }
 }

@@ -67,6 +67,7 @@ enum Transactions {
             ps.lastForcedAbortTxn = txn
             ps.lastForcedAbortReason = forced.rawValue
         }
+        if commit { ps.lastCommittedTxn = txn }
         ps.openTxn = 0
         ps.txnPartitions = []
         ps.txnOffsets = []
@@ -171,6 +172,10 @@ extension Broker {
     func commitTransaction(_ id: ProducerIdentity) throws {
         try checkOpen()
         try storage.write { w in
+            // A commit retried after an unknown outcome (the storage failed as it committed)
+            // finds it committed: the same result again, as Kafka answers a retried EndTxn.
+            if let b = try w.get(Keys.producer(id.pid)), case let ps = try ProducerState.decode(b),
+               ps.epoch == id.epoch, ps.openTxn != id.txn, ps.lastCommittedTxn == id.txn { return }
             try Transactions.checkWritable(w, id)
             guard let b = try w.get(Keys.producer(id.pid)) else { return }
             var ps = try ProducerState.decode(b)
@@ -181,14 +186,23 @@ extension Broker {
 
     /// Aborts transaction `txn` of (pid, epoch) — or nothing, if the broker already aborted it
     /// (timeout) — and starts a new epoch, in one storage transaction. Returns the identity to
-    /// use from now on. Throws `.producerFenced` if a newer producer holds the id.
+    /// use from now on. Throws `.producerFenced` if a newer producer holds the id, and
+    /// `TransactionCommitted` if the transaction committed (a commit whose outcome its producer
+    /// did not learn): it stays committed.
     func abortTransaction(_ id: ProducerIdentity) throws -> (pid: Int64, epoch: Int32) {
         try checkOpen()
         return try storage.write { w in
             var ps = try Transactions.checkEpoch(try w.get(Keys.producer(id.pid)).map(ProducerState.decode), pid: id.pid, epoch: id.epoch)
+            if ps.openTxn != id.txn && ps.lastCommittedTxn == id.txn { throw TransactionCommitted(txn: id.txn, transactionalId: ps.transactionalId) }
             if ps.openTxn != 0 { try Transactions.endOpen(w, pid: id.pid, &ps, commit: false, now: clock.wallMs()) }
             return try Transactions.bumpEpoch(w, pid: id.pid, &ps)
         }
+    }
+
+    /// What `abortTransaction` throws for a transaction that had committed.
+    struct TransactionCommitted: Error {
+        var txn: Int64
+        var transactionalId: String
     }
 
     /// Adds a consumer's positions to the open transaction, fenced by the group generation

@@ -132,8 +132,9 @@ extension LabWorld {
     /// Aborts the open transaction and sends the same ids again in a new one, as an application
     /// that must not lose them would (twice at most, then it gives up on them).
     func txAbortAndRedo(_ t: LabTxClient, attempts: Int = 2) {
-        let ids = t.work
+        let ids = t.work, ended = t.label
         guard txAbortOnly(t, timeout: nil) else { return }
+        if let ended, model.txn(ended)?.end == .committed { return }   // it had committed: nothing to redo
         guard attempts > 0, !ids.isEmpty, txBeginNew(t), let p = t.producer, let label = t.label else { return }
         note("   T redoes ids \(ids.map(String.init).joined(separator: ",")) in \(label)")
         t.work = ids
@@ -163,6 +164,11 @@ extension LabWorld {
     func abortTransaction(_ producer: Producer, _ label: String, topic: String, who: String, timeout: Duration?) -> KofkaError? {
         do {
             try busy { try producer.abortTransaction(timeout: timeout) { self.report($0, plain: false) } }
+        } catch let e as KofkaError where e.code == .invalidState && e.message.contains("had committed") {
+            // a commit that reported a storage failure had taken effect: it stands
+            model.ended(label, .committed, hw: hw(topic))
+            note("   \(who) \(label) had committed")
+            return nil
         } catch {
             note("   \(who) abort: \(errText(error))")
             return error as? KofkaError ?? KofkaError(.storage, "\(error)")
@@ -445,7 +451,10 @@ extension LabWorld {
     /// Aborts the open transaction, then either sends the processed records again in a new
     /// transaction (the slot's `redo` setting) or rewinds the consumer to its committed offsets.
     func eoAbortAndRecover(_ p: LabPipe, rewind forceRewind: Bool = false, attempts: Int = 2) {
+        let ended = p.label
         guard eoAbortOnly(p, timeout: nil) else { return }
+        // it had committed (offsets included): go on from the committed offsets, redo nothing
+        if let ended, model.txn(ended)?.end == .committed { eoRewind(p); return }
         // a redo only while the consumer still holds every partition it read from (else the
         // partitions' new owners process them: rewind)
         let held = Set(p.consumer?.assigned ?? [])

@@ -353,6 +353,72 @@ struct GuaranteesUnderFaultsTests {
         #expect(try Self.committedValues(f.broker, "out") == [])
     }
 
+    // MARK: 6c. A commit that took effect and reported a storage failure
+
+    /// A memory backend whose next write, once armed, commits and then reports a storage
+    /// failure: the caller cannot know the write happened (a connection lost at COMMIT).
+    final class LosesTheNextWriteAcknowledgement: StorageBackend, @unchecked Sendable {
+        let inner = MemoryStorage()
+        let armed = Locked(false)
+        func loseNext() { armed.withLock { $0 = true } }
+        func write<T>(_ body: (any StorageWriter) throws -> T) throws -> T {
+            let result = try inner.write(body)
+            if armed.withLock({ a in defer { a = false }; return a }) {
+                throw KofkaError(.storage, "injected: the write committed, its acknowledgement was lost")
+            }
+            return result
+        }
+        func read<T>(_ body: (any StorageReader) throws -> T) throws -> T { try inner.read(body) }
+        func changeToken() -> UInt64 { inner.changeToken() }
+        func waitForChange(since token: UInt64, timeoutNs: UInt64) { inner.waitForChange(since: token, timeoutNs: timeoutNs) }
+        func wakeAll() { inner.wakeAll() }
+        func close() { inner.close() }
+    }
+
+    /// A transaction that consumed "v0" from `in` and wrote it to `out`, whose commit took
+    /// effect but failed with `.storage`.
+    static func commitWithALostAcknowledgement() throws -> (Broker, Producer, Consumer) {
+        let storage = LosesTheNextWriteAcknowledgement()
+        let b = Broker(storage: storage)
+        try b.createTopic("in", partitions: 1)
+        try b.createTopic("out", partitions: 1)
+        _ = try b.producer().send("in", Record(value: bytes("v0")))
+        let c = try b.consumer(try ccfg([("group.id", "g"), ("delivery.mode", "exactly-once")]))
+        try c.subscribe(["in"])
+        let p = try txProducer(b, "tx")
+        try p.initTransactions()
+        try p.beginTransaction()
+        for m in try c.pollBatch(max: 10, timeout: .seconds(1)) { _ = try p.send("out", Record(value: m.value)) }
+        try p.sendOffsetsToTransaction(c)
+        storage.loseNext()
+        #expect(errorCode { try p.commitTransaction() } == .storage)
+        return (b, p, c)
+    }
+
+    @Test func aCommitRetriedAfterAnUnknownOutcomeThatTookEffectSucceedsOnce() throws {
+        let (b, p, c) = try Self.commitWithALostAcknowledgement()
+        defer { b.close() }
+        try p.commitTransaction()
+        #expect(try Self.committedValues(b, "out") == ["v0"])
+        #expect(try c.committed("in", 0) == 1)
+        #expect(errorCode { try p.commitTransaction() } == .invalidState, "nothing is open any more")
+    }
+
+    @Test func anAbortAfterACommitThatTookEffectFailsAndTheTransactionStandsCommitted() throws {
+        let (b, p, c) = try Self.commitWithALostAcknowledgement()
+        defer { b.close() }
+        #expect(errorCode { try p.abortTransaction() } == .invalidState,
+                "an abort must not report success for a transaction that committed: the application would redo it")
+        #expect(!p.transactionRequiresAbort)
+        #expect(try Self.committedValues(b, "out") == ["v0"])
+        #expect(try c.committed("in", 0) == 1)
+        // the producer goes on with its next transaction
+        try p.beginTransaction()
+        _ = try p.send("out", Record(value: bytes("v1")))
+        try p.commitTransaction()
+        #expect(try Self.committedValues(b, "out") == ["v0", "v1"])
+    }
+
     // MARK: 7. read_committed + latest
 
     @Test(arguments: backends)
