@@ -64,16 +64,20 @@ extension StorageConformance {
             let clock = ContinuousClock()
             let start = clock.now
             let group = DispatchGroup()
+            let committedAt = Locked<ContinuousClock.Instant?>(nil)   // timed from the commit: a loaded run may start the writer late
             DispatchQueue.global().async(group: group) {
                 usleep(30_000)
                 _ = try? a.write { try $0.put("x", [1]) }
+                committedAt.withLock { $0 = clock.now }
             }
             while b.changeToken() == t, clock.now - start < .seconds(5) {
                 b.waitForChange(since: t, timeoutNs: 5_000_000_000)
             }
+            let sawAt = clock.now
             group.wait()
             c.expect(b.changeToken() != t, "b never saw a's commit")
-            c.expect(clock.now - start < .seconds(1), "b saw a's commit after \(clock.now - start)")
+            let lag = committedAt.withLock { $0 }.map { sawAt - $0 } ?? (sawAt - start)
+            c.expect(lag < .seconds(1), "b saw a's commit \(lag) after it")
         },
 
         Check("concurrentWritersThroughTwoHandlesGetDenseOffsets",
