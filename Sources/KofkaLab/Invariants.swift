@@ -44,6 +44,9 @@ public enum LabViolationKind: String, Sendable, CaseIterable {
     case amoSkipped
     /// A read_committed group with auto.offset.reset=latest never got a record that was not yet stable when it started.
     case lateMissed
+    /// Processes mode: worker journals end one transaction label in two ways. Two transactions
+    /// shared a label, so the lab cannot judge either one (a fault in the lab, not in Kofka).
+    case labelReused
 }
 
 /// One broken rule.
@@ -210,10 +213,15 @@ final class LabModel: @unchecked Sendable {
 
     /// Processes mode: a transaction end read from a worker's journal.
     func learned(_ label: String, topic: String, _ how: LabTxnEnd) {
-        lock.with {
+        let earlier = lock.with { () -> LabTxnEnd? in
             var t = txns[label] ?? LabTxn(topic: topic, beganSkewMs: 0, timeoutMs: Int64.max / 2)
+            let earlier = t.end
             t.end = how
             txns[label] = t
+            return earlier
+        }
+        if let earlier, earlier != how {
+            violation(.labelReused, "the workers' journals end transaction \(label) both as \(earlier.rawValue) and as \(how.rawValue)")
         }
     }
 

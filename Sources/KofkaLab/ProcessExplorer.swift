@@ -30,8 +30,10 @@ public enum LabProcesses {
         return Array(all.prefix(max(1, n)))
     }
 
-    /// Runs seeded histories with worker processes for `seconds`.
+    /// Runs seeded histories with worker processes for `seconds`; the files of a failing history
+    /// (database, worker journal and findings) are moved into the folder `keep` when one is given.
     public static func explore(storage: String, seconds: Double, seed: UInt64, workers: Int, executable: String, avoiding: Set<Int> = [],
+                               keep: String? = nil,
                                spawn: ([String]) throws -> Int32, print: (String) -> Void) throws -> LabExploreStats {
         guard storage.hasPrefix("sqlite:") else { throw KofkaError(.invalidArg, "the processes mode needs sqlite:PATH") }
         let prefix = String(storage.dropFirst("sqlite:".count))
@@ -43,7 +45,7 @@ public enum LabProcesses {
             let h = LabGenerator.history(seed: s, avoiding: avoiding)
             s &+= 1
             let path = prefix + "-\(getpid())-\(stats.histories).db"
-            let r = try runOne(h, path: path, workers: workers, executable: executable, avoiding: avoiding, spawn: spawn, print: print)
+            let r = try runOne(h, path: path, workers: workers, executable: executable, avoiding: avoiding, keep: keep, spawn: spawn, print: print)
             print("  seed \(h.seed): \(r.opsRun) operations in \(format2(r.seconds)) s, \(r.violations.isEmpty ? "clean" : "\(r.violations.count) violation(s)")")
             guard let v = stats.count(r, seed: h.seed) else { continue }
             guard !kinds.contains(v.kind) else { continue }
@@ -65,12 +67,18 @@ public enum LabProcesses {
     }
 
     /// One history with worker processes on the SQLite file `path` (removed afterwards).
-    static func runOne(_ h: LabHistory, path: String, workers: Int, executable: String, avoiding: Set<Int>,
+    static func runOne(_ h: LabHistory, path: String, workers: Int, executable: String, avoiding: Set<Int>, keep: String?,
                        spawn: ([String]) throws -> Int32, print: (String) -> Void) throws -> LabRunResult {
         let t0 = monoNs()
         let files = [path, path + "-wal", path + "-shm", path + "-bell", path + ".drain", path + ".journal", path + ".violations"]
         for f in files { unlink(f) }
-        defer { for f in files { unlink(f) } }
+        var keepAs: String? = nil
+        defer {
+            for f in files {
+                // a failing history's database, journals and workers' findings go to `keep`
+                if let keepAs { rename(f, keepAs + f.dropFirst(path.count)) } else { unlink(f) }
+            }
+        }
         let world = try LabWorld(h, storage: "sqlite:" + path, timing: timing, concurrent: true)
         defer { world.close() }
         let slots = workerSlots(h.setup, max: workers)
@@ -153,8 +161,8 @@ public enum LabProcesses {
         for line in (readLabFile(path + ".journal") ?? "").split(separator: "\n") {
             let w = line.split(separator: " ")
             if w.first == "#ops", w.count == 2, let n = Int(w[1]) { workerOps += n; continue }
-            guard w.count == 2 else { continue }
-            world.model.learned(String(w[0]), topic: PipeKind.eo.output, w[1] == "C" ? .committed : .aborted)
+            guard w.count == 2, let how = journalEnds[String(w[1])] else { continue }
+            world.model.learned(String(w[0]), topic: PipeKind.eo.output, how)
         }
         for line in (readLabFile(path + ".violations") ?? "").split(separator: "\n") {
             let w = line.split(separator: "\t", maxSplits: 1)
@@ -163,8 +171,16 @@ public enum LabProcesses {
         }
         world.observe()
         world.finalCheck()
+        if let keep, !world.model.violations.isEmpty {
+            keepAs = "\(keep)/processes-\(h.seed).db"
+            print("  kept the files of seed \(h.seed) as \(keepAs!)*")
+        }
         return LabRunResult(violations: world.model.violations, opsRun: ran + chaos + workerOps, seconds: Double(monoNs() - t0) / 1e9, trace: [])
     }
+
+    /// How a worker journals the end of a transaction it saw (one letter); an outcome the
+    /// application could not tell (a failed commit) is not journaled.
+    static let journalEnds: [String: LabTxnEnd] = ["C": .committed, "A": .aborted, "X": .closed, "F": .fenced]
 
     /// A worker process: runs random operations of one pipeline slot until killed; after the
     /// parent writes the drain file, only polls, writes and commits.
@@ -176,10 +192,14 @@ public enum LabProcesses {
         let journal = open(path + ".journal", O_WRONLY | O_APPEND | O_CREAT, 0o644)
         let violations = open(path + ".violations", O_WRONLY | O_APPEND | O_CREAT, 0o644)
         world.model.journal = { label, how in
-            let line = Array("\(label) \(how == .committed ? "C" : "A")\n".utf8)
-            if how != .commitUnknown { _ = line.withUnsafeBytes { write(journal, $0.baseAddress, $0.count) } }
+            guard let letter = journalEnds.first(where: { $0.value == how })?.key else { return }
+            let line = Array("\(label) \(letter)\n".utf8)
+            _ = line.withUnsafeBytes { write(journal, $0.baseAddress, $0.count) }
         }
-        p.incarnation = incarnation - 1
+        // A worker restarts its slot in-process (after a fence or a leave), which counts the
+        // slot's incarnation up; each process starts its count 1000 apart so that transaction
+        // labels ("e<slot>.<incarnation>.<n>") never repeat across processes.
+        p.incarnation = (incarnation - 1) * 1000
         var rng = SplitMix64(seed: seed ^ UInt64(slot) << 8 ^ UInt64(incarnation) << 20 ^ (kind == .eo ? 1 : 2))
         var reported = 0
         var n = 0

@@ -35,7 +35,7 @@ struct LabExplore: ParsableCommand {
     @Option(help: "Stop after this many histories (sequential mode).") var histories: Int?
     @Option(help: ArgumentHelp("Steer clear of the triggers of the review's bugs, e.g. 1,2,7 (see kofka lab bugs).", valueName: "bugs")) var avoid: String?
     @Option(help: "processes mode: worker processes.") var workers = 3
-    @Option(help: "Write each minimal history to DIR/<kind>-<seed>.history (replay it with --history).") var save: String?
+    @Option(help: "Write each minimal history to DIR/<kind>-<seed>.history (replay it with --history); processes mode: keep a failing history's database and worker journals in DIR.") var save: String?
 
     func validate() throws {
         guard ["sequential", "threads", "processes"].contains(mode) else {
@@ -56,7 +56,7 @@ struct LabExplore: ParsableCommand {
             stats = LabThreads.explore(storage: st, seconds: seconds, seed: first, stopOnFirst: stopOnFirst, avoiding: try parseBugs(avoid)) { print($0); fflush(stdout) }
         case "processes":
             stats = try LabProcesses.explore(storage: storage, seconds: seconds, seed: first, workers: workers, executable: selfExecutable(),
-                                             avoiding: try parseBugs(avoid), spawn: spawnProcess) { print($0); fflush(stdout) }
+                                             avoiding: try parseBugs(avoid), keep: save, spawn: spawnProcess) { print($0); fflush(stdout) }
         default:
             stats = LabRunner.explore(storage: st, seconds: seconds, seed: first, shrink: !noShrink, shrinkSeconds: shrinkSeconds,
                                       stopOnFirst: stopOnFirst, maxHistories: histories ?? .max, avoiding: try parseBugs(avoid), found: { f in
