@@ -80,6 +80,26 @@ extension StorageSQLiteTests {
         #expect(try waiter.read { try $0.get("other") } == nil)
     }
 
+    /// Another process opening the file must not wait for its writers: a worker restarted while
+    /// the others write would otherwise fail to open with BUSY (found by the processes explorer).
+    @Test func openingAnExistingFileWaitsForNoWriterAndReadsAtOnce() throws {
+        let path = tempPath(); defer { removeDatabase(path) }
+        try SQLiteStorage(path: path).close()
+        let releaseLock = try GuaranteesUnderFaultsTests.holdWriteLock(path)
+        defer { releaseLock() }
+        let t0 = monoNs()
+        let opened = try SQLiteStorage(path: path, busyTimeoutMs: 300)
+        defer { opened.close() }
+        #expect(monoNs() - t0 < 250_000_000, "the open waited for the writer")
+        #expect(try opened.read { try $0.get("held") } == nil)
+        // and so does a broker on it
+        let t1 = monoNs()
+        let broker = try Broker("sqlite:" + path, config: try BrokerConfig([("sqlite.busy.timeout.ms", "300")]))
+        defer { broker.close() }
+        #expect(monoNs() - t1 < 250_000_000, "the broker's open waited for the writer")
+        #expect(try broker.topics().isEmpty)
+    }
+
     @Test func aNonDatabaseFileFailsWithStorageNamingThePath() throws {
         let path = tempPath(); defer { removeDatabase(path) }
         writeFile(path, Array(String(repeating: "this is a text file, not a database\n", count: 200).utf8))

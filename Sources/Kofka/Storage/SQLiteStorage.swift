@@ -259,12 +259,17 @@ public final class SQLiteStorage: StorageBackend, @unchecked Sendable {
     /// wins and the others then see whole.
     private static func prepareSchema(_ conn: SQLiteConnection, busyTimeoutMs: Int) throws {
         // Check before changing anything (the first read also detects a non-database file).
-        try retryWhileBusy(conn, timeoutMs: busyTimeoutMs) { try inTransaction(conn, SQL.begin) { _ = try checkOwner(conn) } }
+        var found: Int64 = 0
+        try retryWhileBusy(conn, timeoutMs: busyTimeoutMs) { try inTransaction(conn, SQL.begin) { found = try checkOwner(conn) } }
         // A new file gives freed pages back through `incremental_vacuum` (maintenance). The mode
-        // is fixed when the file's first page is written, so it is set before the switch to WAL;
-        // on an existing file it changes nothing.
-        try conn.execOnce("PRAGMA auto_vacuum=INCREMENTAL")
+        // is fixed when the file's first page is written, so it is set before the switch to WAL.
+        // Only on a new file: on an existing one, even setting the value it has writes the
+        // header, so every open waited for the writers of other processes (and failed with BUSY
+        // behind a long one).
+        if found == 0 { try retryWhileBusy(conn, timeoutMs: busyTimeoutMs) { try conn.execOnce("PRAGMA auto_vacuum=INCREMENTAL") } }
         try retryWhileBusy(conn, timeoutMs: busyTimeoutMs) { try conn.execOnce("PRAGMA journal_mode=WAL") }
+        // A file of this version has its schema: nothing to write, no writer to wait for.
+        if found == schemaVersion { return }
         try inTransaction(conn, SQL.beginImmediate) {
             let version = try checkOwner(conn)
             if version == schemaVersion { return }
