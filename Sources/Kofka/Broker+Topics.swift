@@ -89,7 +89,13 @@ extension Broker {
         return meta
     }
 
-    private func cache(_ meta: TopicMeta) { state.withLock { $0.topicCache[meta.name] = meta } }
+    private func cache(_ meta: TopicMeta) {
+        state.withLock { s in
+            guard s.topicCache[meta.name] != meta else { return }
+            s.topicCache[meta.name] = meta
+            topicsVersion.add(1, ordering: .releasing)
+        }
+    }
 
     /// The topic's metadata; creates it (with `num.partitions`) when `autoCreate` and
     /// `auto.create.topics.enable` allow, else throws `.unknownTopic`.
@@ -184,7 +190,10 @@ extension Broker {
             }
             return meta
         }
-        _ = state.withLock { $0.topicCache.removeValue(forKey: name) }
+        state.withLock { s in
+            s.topicCache.removeValue(forKey: name)
+            topicsVersion.add(1, ordering: .releasing)
+        }
         let m = Maintainer(self)
         for p in 0..<Int64(meta.partitions) {
             let pnum = meta.firstPnum + p

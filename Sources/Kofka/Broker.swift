@@ -153,6 +153,10 @@ public final class Broker: Sendable {
     /// unset may still find the storage closing — as one that read it just before would.
     private let closedFlag = Atomic<Bool>(false)
 
+    /// Counts changes of the topic cache: a producer's memo of a topic (`Producer.TopicMemo`)
+    /// holds while this has not moved.
+    let topicsVersion = Atomic<UInt64>(0)
+
     func checkOpen() throws {
         if closed { throw KofkaError(.closed, "the broker on '\(Self.redacted(storageString))' is closed") }
     }

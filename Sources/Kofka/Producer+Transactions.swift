@@ -145,9 +145,14 @@ extension Producer {
     /// their reports to `handler` on this thread). A flush that times out leaves the transaction
     /// open (call again); a failed queued record makes it abort-only.
     public func commitTransaction(timeout: Duration? = nil, _ handler: (DeliveryReport) -> Void = { _ in }) throws {
+        try commitTransactionViews(timeout: timeout) { handler($0.report) }
+    }
+
+    /// `commitTransaction` with each delivery report as views valid during the call.
+    package func commitTransactionViews(timeout: Duration? = nil, _ handler: (DeliveryView) -> Void) throws {
         try txnCall("commit_transaction") { _ in
             _ = try openIdentity("commit_transaction")
-            try flush(timeout: timeout, handler)
+            try flushViews(timeout: timeout, handler)
             // A transaction past its transaction.timeout.ms must not commit: abort expired ones first.
             broker.sweepExpiredTransactions(intervalMs: 0)
             let id = try openIdentity("commit_transaction")
@@ -179,6 +184,11 @@ extension Producer {
     /// records are skipped by read_committed readers forever; its offsets are discarded. A new
     /// epoch starts. Consumers are not rewound (see `Consumer.seekToCommitted`).
     public func abortTransaction(timeout: Duration? = nil, _ handler: (DeliveryReport) -> Void = { _ in }) throws {
+        try abortTransactionViews(timeout: timeout) { handler($0.report) }
+    }
+
+    /// `abortTransaction` with each delivery report as views valid during the call.
+    package func abortTransactionViews(timeout: Duration? = nil, _ handler: (DeliveryView) -> Void) throws {
         try txnCall("abort_transaction") { tid in
             let id = try state.withLock { s -> ProducerIdentity in
                 switch s.txn {

@@ -69,6 +69,24 @@ public final class Producer: Sendable {
         /// when it commits (`Consumer.transactionCommitted`), so their returned records count
         /// as committed then and not before.
         var offsetsFrom: [(consumer: Consumer, offsets: [(TopicPartition, Int64)])] = []
+        /// The topic `produce` used last.
+        var topicMemo: TopicMemo?
+    }
+
+    /// A topic as `produce` last looked it up: valid while the broker's topic cache has not
+    /// changed since (`Broker.topicsVersion`), so a record to the same topic as the one before
+    /// needs no lookup.
+    final class TopicMemo: Sendable {
+        let name: String
+        let meta: TopicMeta
+        let maxBytes: Int
+        let version: UInt64
+        init(name: String, meta: TopicMeta, maxBytes: Int, version: UInt64) {
+            self.name = name
+            self.meta = meta
+            self.maxBytes = maxBytes
+            self.version = version
+        }
     }
 
     let state: Locked<State>
@@ -209,11 +227,11 @@ public final class Producer: Sendable {
     }
 
     /// `handler` preceded by the interceptors' `onAcknowledgement` (delivery reports of `produce`).
-    func reporting(_ handler: @escaping (DeliveryReport) -> Void) -> (DeliveryReport) -> Void {
+    func reporting(_ handler: @escaping (DeliveryView) -> Void) -> (DeliveryView) -> Void {
         guard interceptors.has(.acknowledgement) else { return handler }
-        return { [interceptors] report in
-            report.record.withOutgoing { interceptors.acknowledge(topic: report.topic, $0, report.result) }
-            handler(report)
+        return { [interceptors] view in
+            interceptors.acknowledge(topic: view.topic, view.record, view.result)
+            handler(view)
         }
     }
 
@@ -293,11 +311,16 @@ public final class Producer: Sendable {
 
     /// The partition for `record`: its explicit partition, murmur2 of its key, or `sticky`.
     func choosePartition(_ meta: TopicMeta, _ record: Record, sticky: Int32) throws -> Int32 {
-        if let p = record.partition {
+        try record.key.withBytesOrNil { try choosePartition(meta, record.partition, key: $0, sticky: sticky) }
+    }
+
+    /// The partition for a record asked for `partition` with `key`.
+    func choosePartition(_ meta: TopicMeta, _ partition: Int32?, key: UnsafeRawBufferPointer?, sticky: Int32) throws -> Int32 {
+        if let p = partition {
             _ = try broker.pnum(meta, p)
             return p
         }
-        if let k = record.key { return Partitioner.partition(forKey: k, partitions: meta.partitions) }
+        if let key { return Partitioner.partition(forKey: key, partitions: meta.partitions) }
         return sticky
     }
 
@@ -325,11 +348,15 @@ public final class Producer: Sendable {
     /// The checks a record must pass to be written: its size against the topic's largest
     /// record (`maxBytes`, from `broker.maxMessageBytes`), and its timestamp.
     func check(_ r: Record, _ meta: TopicMeta, maxBytes: Int) throws {
-        let size = r.size
+        try check(size: r.size, timestampMs: r.timestampMs, meta, maxBytes: maxBytes)
+    }
+
+    /// `check` of a record of `size` bytes (`Record.size`) with timestamp `timestampMs`.
+    func check(size: Int, timestampMs: Int64, _ meta: TopicMeta, maxBytes: Int) throws {
         if size > maxBytes {
             throw KofkaError(.msgTooLarge, "record of \(size) bytes exceeds the largest record topic '\(meta.name)' takes (\(maxBytes) bytes: max.message.bytes / message.max.bytes)")
         }
-        if r.timestampMs < 0 { throw KofkaError(.invalidArg, "invalid timestamp \(r.timestampMs): expected milliseconds since the epoch, or 0 for now") }
+        if timestampMs < 0 { throw KofkaError(.invalidArg, "invalid timestamp \(timestampMs): expected milliseconds since the epoch, or 0 for now") }
     }
 
     /// Delivers one batch to one partition as the mode says; returns its first offset (-1 for
@@ -471,9 +498,11 @@ public final class Producer: Sendable {
     /// is aborted before the record is written, its report fails with `.purged`.
     /// Throws `.queueFull` when `queue.buffering.max.messages` reports are outstanding.
     public func produce(_ topic: String, _ record: Record, opaque: UInt = 0) throws {
-        try checkOpen()
         var record = record
-        if interceptors.has(.send), let r = record.withOutgoing({ interceptors.send(topic: topic, $0) }) { record = r }
+        if interceptors.has(.send) {
+            try checkOpen()   // a closed producer shows the interceptors nothing
+            if let r = record.withOutgoing({ interceptors.send(topic: topic, $0) }) { record = r }
+        }
         do {
             try enqueue(topic, record, opaque: opaque)
         } catch let e as KofkaError {
@@ -486,13 +515,78 @@ public final class Producer: Sendable {
     }
 
     private func enqueue(_ topic: String, _ record: Record, opaque: UInt) throws {
-        let txn = try produceTxn()
-        let meta = try broker.topicMeta(topic, autoCreate: true)
-        let p = try choosePartition(meta, record, sticky: nextSpread(meta.partitions))
-        try check(record, meta, maxBytes: broker.maxMessageBytes(meta))
-        try queue.enqueue(.init(topic: meta, partition: p, record: record, opaque: opaque,
-                                enqueuedNs: broker.clock.monotonicNs(), txn: txn),
+        let headers = HeaderCodec.encode(record.headers)
+        try record.key.withBytesOrNil { k in
+            try record.value.withBytesOrNil { v in
+                try headers.withBytesOrNil { h in
+                    try enqueue(topic, partition: record.partition, key: k, value: v, encodedHeaders: h, size: record.size,
+                                timestampMs: record.timestampMs, opaque: opaque)
+                }
+            }
+        }
+    }
+
+    /// What a record produced now needs of the producer's state, under one lock: the producer
+    /// is open, the transaction that takes it (0 = none), the spread counter's next value
+    /// (`nextSpread`), and the topic when the memo holds it.
+    private func admit(_ topic: String) throws -> (txn: Int64, spread: UInt32, memo: TopicMemo?) {
+        let version = broker.topicsVersion.load(ordering: .acquiring)
+        let tid = config.transactionalId
+        return try state.withLock { s -> (Int64, UInt32, TopicMemo?) in
+            if s.closed { throw KofkaError(.closed, "the producer is closed") }
+            try broker.checkOpen()
+            var txn: Int64 = 0
+            if let tid {
+                if s.txnEnding { throw KofkaError(.invalidState, "produce while the transaction of '\(tid)' is being committed or aborted") }
+                switch s.txn {
+                case .open(let t): txn = t
+                case .abortable(_, let e), .fenced(let e): throw e
+                case .uninitialized, .ready:
+                    throw KofkaError(.invalidState, "produce on a transactional producer needs an open transaction")
+                }
+            }
+            s.spread &+= 1
+            guard let memo = s.topicMemo, memo.version == version, memo.name == topic else { return (txn, s.spread, nil) }
+            return (txn, s.spread, memo)
+        }
+    }
+
+    /// Queues one record given as views (copied here): the checks and partitioning of `produce`.
+    private func enqueue(_ topic: String, partition: Int32?, key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer?,
+                         encodedHeaders: UnsafeRawBufferPointer?, size: Int, timestampMs: Int64, opaque: UInt) throws {
+        let (txn, spread, known) = try admit(topic)
+        let memo: TopicMemo
+        if let known {
+            memo = known
+        } else {
+            let version = broker.topicsVersion.load(ordering: .acquiring)
+            let meta = try broker.topicMeta(topic, autoCreate: true)
+            memo = TopicMemo(name: topic, meta: meta, maxBytes: broker.maxMessageBytes(meta), version: version)
+            state.withLock { $0.topicMemo = memo }
+        }
+        let p = try choosePartition(memo.meta, partition, key: key, sticky: Int32(spread % UInt32(memo.meta.partitions)))
+        try check(size: size, timestampMs: timestampMs, memo.meta, maxBytes: memo.maxBytes)
+        try queue.enqueue(memo.meta, partition: p, explicit: partition != nil, timestampMs: timestampMs,
+                          key: key, value: value, headers: encodedHeaders, size: size, opaque: opaque, txn: txn,
                           lingerMs: config.lingerMs, batch: config.batchNumMessages)
+    }
+
+    /// `produce` of a record given as views (copied before this returns): what the C face
+    /// calls, without building a `Record`. With send interceptors installed the record goes
+    /// through `produce(_:_:opaque:)` (they see and may change it).
+    package func produce(_ topic: String, partition: Int32?, key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer?,
+                         headers: [Header], timestampMs: Int64, opaque: UInt) throws {
+        if interceptors.has(.send) || interceptors.has(.acknowledgement) {
+            try produce(topic, Record(partition: partition, key: key.map { Array($0) }, value: value.map { Array($0) },
+                                      headers: headers, timestampMs: timestampMs), opaque: opaque)
+            return
+        }
+        var size = (key?.count ?? 0) + (value?.count ?? 0)
+        for h in headers { size += h.name.utf8.count + (h.value?.count ?? 0) }
+        try HeaderCodec.encode(headers).withBytesOrNil { h in
+            try enqueue(topic, partition: partition, key: key, value: value, encodedHeaders: h, size: size,
+                        timestampMs: timestampMs, opaque: opaque)
+        }
     }
 
     /// The transaction a record produced now belongs to (0 = not transactional), or the error
@@ -566,45 +660,97 @@ public final class Producer: Sendable {
     /// Throws `.invalidArg` when `opaques` does not match `records` (nothing queued), `.closed`
     /// once `close` stopped the queue, and `.queueFull` if records beyond `credits` find no slot.
     public func produce(_ topic: String, leased records: [Record], opaques: [UInt], credits: Int, txn leaseTxn: Int64 = 0) throws {
-        let linger = config.lingerMs, batch = config.batchNumMessages
         guard opaques.count == records.count else {
             releaseLease(credits)
             throw KofkaError(.invalidArg, "\(records.count) records but \(opaques.count) opaques")
         }
+        try produce(topic, leased: records.count, credits: credits, txn: leaseTxn) { sink in
+            for (i, r) in records.enumerated() {
+                let headers = HeaderCodec.encode(r.headers)
+                r.key.withBytesOrNil { k in
+                    r.value.withBytesOrNil { v in
+                        headers.withBytesOrNil { h in
+                            sink(LeasedRecord(partition: r.partition, key: k, value: v, encodedHeaders: h, size: r.size,
+                                              timestampMs: r.timestampMs, opaque: opaques[i]))
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One record handed over in a lease, as views (copied before the sink returns).
+    package struct LeasedRecord {
+        package var partition: Int32?
+        package var key: UnsafeRawBufferPointer?
+        package var value: UnsafeRawBufferPointer?
+        package var encodedHeaders: UnsafeRawBufferPointer?
+        /// `Record.size`: key + value + header names and values.
+        package var size: Int
+        package var timestampMs: Int64
+        package var opaque: UInt
+
+        package init(partition: Int32?, key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer?,
+                     encodedHeaders: UnsafeRawBufferPointer? = nil, size: Int, timestampMs: Int64 = 0, opaque: UInt) {
+            self.partition = partition
+            self.key = key
+            self.value = value
+            self.encodedHeaders = encodedHeaders
+            self.size = size
+            self.timestampMs = timestampMs
+            self.opaque = opaque
+        }
+    }
+
+    /// `produce(_:leased:opaques:credits:txn:)` of `count` records that `records` passes to
+    /// its sink one by one, as views: they are packed straight into the queue's buffer, with no
+    /// `Record` built (the C face's `kofka_produce_packed`). Passing other than `count` records
+    /// queues none (`.invalidArg`).
+    package func produce(_ topic: String, leased count: Int, credits: Int, txn leaseTxn: Int64,
+                         _ records: ((LeasedRecord) -> Void) -> Void) throws {
         let now = broker.clock.monotonicNs()
-        var items: [ProduceQueue.Item] = []
-        items.reserveCapacity(records.count)
+        var run = PackedRecords()
+        run.items.reserveCapacity(count)
+        var meta = TopicMeta(name: topic, partitions: 0, firstPnum: -1)
+        var whole: KofkaError? = nil
+        var txn: Int64 = 0, maxBytes = 0, spread: UInt64 = 0
         do {
             try checkOpen()
-            let txn = try produceTxn()
+            txn = try produceTxn()
             if txn != leaseTxn {
                 throw KofkaError(.invalidState, "the transaction these records were produced in ended before they were handed over; they are not written")
             }
-            let meta = try broker.topicMeta(topic, autoCreate: true)
-            let maxBytes = broker.maxMessageBytes(meta)
-            let spread = UInt64(nextSpreads(meta.partitions, count: records.count))
-            for (i, r) in records.enumerated() {
-                var it = ProduceQueue.Item(topic: meta, partition: r.partition ?? -1, record: r, opaque: opaques[i],
-                                           enqueuedNs: now, txn: txn, quiet: opaques[i] == 0)
-                do {
-                    // the i-th record gets the spread the i-th call of `produce` would have
-                    it.partition = try choosePartition(meta, r, sticky: Int32((spread + UInt64(i)) % UInt64(meta.partitions)))
-                    try check(r, meta, maxBytes: maxBytes)
-                } catch {
-                    it.refused = Self.kofkaError(error)
-                }
-                items.append(it)
-            }
+            meta = try broker.topicMeta(topic, autoCreate: true)
+            maxBytes = broker.maxMessageBytes(meta)
+            spread = UInt64(nextSpreads(meta.partitions, count: count))
         } catch {
             // Refused as a whole: every record reports the error, in its place in the queue.
-            let e = Self.kofkaError(error)
-            let meta = TopicMeta(name: topic, partitions: 0, firstPnum: -1)
-            items = records.enumerated().map { i, r in
-                ProduceQueue.Item(topic: meta, partition: r.partition ?? -1, record: r, opaque: opaques[i],
-                                  enqueuedNs: now, txn: 0, quiet: opaques[i] == 0, refused: e)
-            }
+            whole = Self.kofkaError(error)
+            txn = 0
         }
-        try queue.enqueueReserved(items, credits: credits, lingerMs: linger, batch: batch)
+        var i = 0
+        records { r in
+            var partition = r.partition ?? -1
+            var refused = whole
+            if refused == nil {
+                do {
+                    // the i-th record gets the spread the i-th call of `produce` would have
+                    partition = try choosePartition(meta, r.partition, key: r.key, sticky: Int32((spread + UInt64(i)) % UInt64(meta.partitions)))
+                    try check(size: r.size, timestampMs: r.timestampMs, meta, maxBytes: maxBytes)
+                } catch {
+                    refused = Self.kofkaError(error)
+                }
+            }
+            run.append(topic: 0, partition: partition, explicit: r.partition != nil, timestampMs: r.timestampMs,
+                       key: r.key, value: r.value, headers: r.encodedHeaders, size: r.size, opaque: r.opaque,
+                       quiet: r.opaque == 0, enqueuedNs: now, txn: txn, refused: refused)
+            i += 1
+        }
+        guard i == count else {
+            releaseLease(credits)
+            throw KofkaError(.invalidArg, "\(i) records handed over where \(count) were announced")
+        }
+        try queue.enqueueReserved(run, meta: meta, credits: credits, lingerMs: config.lingerMs, batch: config.batchNumMessages)
     }
 
     private static func kofkaError(_ error: any Error) -> KofkaError {
@@ -622,11 +768,22 @@ public final class Producer: Sendable {
     /// (nil = until one arrives). Returns how many were served.
     @discardableResult
     public func poll(timeout: Duration? = .zero, _ handler: (DeliveryReport) -> Void) -> Int {
+        pollViews(timeout: timeout) { handler($0.report) }
+    }
+
+    /// `poll` with each report as views valid during the call (the C face's callback).
+    @discardableResult
+    package func pollViews(timeout: Duration? = .zero, _ handler: (DeliveryView) -> Void) -> Int {
         withoutActuallyEscaping(handler) { h in queue.serve(deadline: broker.clock.deadline(after: timeout), reporting(h)) }
     }
 
     /// Waits until every queued record is delivered or failed, serving reports to `handler`.
     public func flush(timeout: Duration? = nil, _ handler: (DeliveryReport) -> Void = { _ in }) throws {
+        try flushViews(timeout: timeout) { handler($0.report) }
+    }
+
+    /// `flush` with each report as views valid during the call.
+    package func flushViews(timeout: Duration? = nil, _ handler: (DeliveryView) -> Void) throws {
         if !withoutActuallyEscaping(handler, do: { h in queue.drain(deadline: broker.clock.deadline(after: timeout), reporting(h)) }) {
             throw KofkaError(.timedOut, "flush timed out with \(queue.outstanding) record(s) undelivered", retriable: true)
         }
@@ -637,6 +794,11 @@ public final class Producer: Sendable {
     /// read_committed readers back. Idempotent. Another thread inside a send, a retry backoff,
     /// `poll` or `flush` returns (`.closed` for a send that had not started).
     public func close(timeout: Duration? = nil, _ handler: (DeliveryReport) -> Void = { _ in }) throws {
+        try closeViews(timeout: timeout) { handler($0.report) }
+    }
+
+    /// `close` with each report as views valid during the call.
+    package func closeViews(timeout: Duration? = nil, _ handler: (DeliveryView) -> Void) throws {
         if state.withLock({ $0.closed }) { return }
         let flushed = broker.closed ? true : withoutActuallyEscaping(handler) { h in queue.drain(deadline: broker.clock.deadline(after: timeout), reporting(h)) }
         let first = state.withLock { s -> Bool in
@@ -665,29 +827,32 @@ public final class Producer: Sendable {
     }
 
     /// Called by the background writer for each batch of records produced in transaction `txn`
-    /// (0 = none): one result per record.
-    func deliverQueued(_ meta: TopicMeta, _ partition: Int32, _ records: [Record], txn: Int64) -> [Result<Int64, KofkaError>] {
-        let now = broker.clock.wallMs()
-        var batch = RecordBatch(reservingRecords: records.count, bytes: records.reduce(0) { $0 + $1.size })
+    /// (0 = none), `sizes` their `Record.size`: one result per record. A record the topic's
+    /// `max.message.bytes` no longer takes fails alone; timestamps of 0 become now.
+    func deliverQueued(_ meta: TopicMeta, _ partition: Int32, _ input: RecordBatch, sizes: [Int], txn: Int64) -> [Result<Int64, KofkaError>] {
+        var batch = input
+        batch.resolveTimestamps(now: broker.clock.wallMs())
         var bad: [Int: KofkaError] = [:]
         let maxBytes = broker.maxMessageBytes(meta)
-        for (i, r) in records.enumerated() {
-            do { batch.append(try recordData(r, meta, maxBytes: maxBytes, now: now)) } catch let e as KofkaError { bad[i] = e } catch {}
+        for (i, size) in sizes.enumerated() where size > maxBytes {
+            do { try check(size: size, timestampMs: 0, meta, maxBytes: maxBytes) } catch let e as KofkaError { bad[i] = e } catch {}
         }
+        if !bad.isEmpty { batch = batch.select(sizes.indices.filter { bad[$0] == nil }) }
         var results: [Result<Int64, KofkaError>] = []
+        results.reserveCapacity(sizes.count)
         do {
             try checkOpen()
             let base = batch.count == 0 ? -1 : try deliver(meta, partition, batch, queuedIn: config.transactionalId == nil ? nil : txn)
             var j: Int64 = 0
-            for i in records.indices {
+            for i in sizes.indices {
                 if let e = bad[i] { results.append(.failure(e)); continue }
                 results.append(.success(base < 0 ? -1 : base + j))
                 j += 1
             }
         } catch let e as KofkaError {
-            results = records.indices.map { .failure(bad[$0] ?? e) }
+            results = sizes.indices.map { .failure(bad[$0] ?? e) }
         } catch {
-            results = records.indices.map { _ in .failure(KofkaError(.storage, "\(error)")) }
+            results = sizes.indices.map { _ in .failure(KofkaError(.storage, "\(error)")) }
         }
         return results
     }

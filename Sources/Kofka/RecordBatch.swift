@@ -39,6 +39,26 @@ public struct RecordBatch: Sendable {
         buffer.reserveCapacity(bytes)
     }
 
+    /// The batch whose records `entries` describe in `buffer` (nothing copied).
+    init(buffer: [UInt8], entries: [Entry]) {
+        self.buffer = buffer
+        self.entries = entries
+    }
+
+    /// Gives the buffer back the room it has beyond its bytes (a copy) when that is more than an
+    /// eighth of them: for a batch kept for long, as the memory backend keeps its log.
+    mutating func shrinkToFit() {
+        if buffer.capacity - buffer.count > buffer.count / 8 + 256 { buffer = buffer.withUnsafeBufferPointer { Array($0) } }
+        if entries.capacity - entries.count > entries.count / 8 + 16 { entries = entries.withUnsafeBufferPointer { Array($0) } }
+    }
+
+    /// Appends the record `e` describes in `buf` (its bytes copied, its timestamp as it is).
+    mutating func append(verbatim e: Entry, from buf: UnsafeRawBufferPointer) {
+        let start = buffer.count
+        if e.size > 0 { buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: buf[e.start ..< e.start + e.size])) }
+        entries.append(Entry(timestampMs: e.timestampMs, start: start, keyLen: e.keyLen, valueLen: e.valueLen, headersLen: e.headersLen))
+    }
+
     /// A batch of `records`, copied.
     public init(_ records: [RecordData]) {
         self.init(reservingRecords: records.count, bytes: records.reduce(0) { $0 + ($1.key?.count ?? 0) + ($1.value?.count ?? 0) + ($1.headers?.count ?? 0) })

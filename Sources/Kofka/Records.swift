@@ -107,3 +107,12 @@ public struct TopicPartition: Sendable, Hashable, Comparable, CustomStringConver
 
     public var description: String { "\(topic)[\(partition)]" }
 }
+
+extension Optional where Wrapped == [UInt8] {
+    /// The bytes as a view during `body`, nil for nil (an empty array gives an empty view).
+    @inline(__always)
+    func withBytesOrNil<T>(_ body: (UnsafeRawBufferPointer?) throws -> T) rethrows -> T {
+        guard let a = self else { return try body(nil) }
+        return try a.withUnsafeBytes { try body($0) }
+    }
+}

@@ -94,30 +94,31 @@ public func kofka_produce_packed(_ p: OpaquePointer?, _ topic: UnsafePointer<CCh
         let producer = box.producer
         let lease = try need(lease, "lease", "kofka_produce_packed").pointee
         let credits = Int(clamping: unsigned(lease.credits))
-        var records: [Record] = []
-        var ids: [UInt] = []
         let t: String
+        let packed: PackedBuffers
         do {
             t = try string(topic, "topic", "kofka_produce_packed")
             guard unsigned(count) <= UInt(credits) else {
                 throw invalidArg("kofka_produce_packed: count \(unsigned(count)) exceeds the lease's credits \(credits)")
             }
-            let packed = try PackedBuffers("kofka_produce_packed", keys: keys, keyLens: key_lens,
-                                           values: values, valueLens: value_lens, count: count)
-            records.reserveCapacity(count)
-            ids.reserveCapacity(count)
-            try packed.forEach { i, k, v in
-                let part = partitions?[i] ?? -1
-                guard part >= -1 else {
-                    throw invalidArg("kofka_produce_packed: partitions[\(i)] is \(part); expected a partition or KOFKA_PARTITION_ANY (-1)")
+            packed = try PackedBuffers("kofka_produce_packed", keys: keys, keyLens: key_lens,
+                                       values: values, valueLens: value_lens, count: count)
+            if let partitions {
+                for i in 0..<count where partitions[i] < -1 {
+                    throw invalidArg("kofka_produce_packed: partitions[\(i)] is \(partitions[i]); expected a partition or KOFKA_PARTITION_ANY (-1)")
                 }
-                records.append(Record(partition: part == -1 ? nil : part, key: k.map { Array($0) }, value: v.map { Array($0) }))
-                ids.append(UInt(bitPattern: opaques?[i]))
             }
         } catch {
             producer.releaseLease(credits)   // nothing is queued: the lease's slots go back all the same
             throw error
         }
-        try producer.produce(t, leased: records, opaques: ids, credits: credits, txn: lease.txn)
+        // Every length and partition is checked: the records go straight into the queue's buffer.
+        try producer.produce(t, leased: count, credits: credits, txn: lease.txn) { sink in
+            packed.forEach { i, k, v in
+                let part = partitions?[i] ?? -1
+                sink(Producer.LeasedRecord(partition: part == -1 ? nil : part, key: k, value: v,
+                                           size: (k?.count ?? 0) + (v?.count ?? 0), opaque: UInt(bitPattern: opaques?[i])))
+            }
+        }
     }
 }

@@ -83,36 +83,27 @@ public func kofka_producer_new(_ b: OpaquePointer?, _ config: UnsafePointer<Unsa
 
 /// Hands delivery reports to the C callback, with a temporary kofka_record. The callback is read
 /// once, here, for the whole batch of reports the caller serves.
-private func deliver(_ handle: OpaquePointer, _ box: ProducerBox) -> (DeliveryReport) -> Void {
+private func deliver(_ handle: OpaquePointer, _ box: ProducerBox) -> (DeliveryView) -> Void {
     let callback = box.callback.withLock { $0 }
     guard let cb = callback.cb else { return { _ in } }
     let cbOpaque = callback.opaque
     return { report in
-        let key = report.record.key, value = report.record.value
-        key.withUnsafeBytesOrNil { kp in
-            value.withUnsafeBytesOrNil { vp in
-                var r = kofka_record()
-                r.key = kp; r.key_len = key?.count ?? 0
-                r.value = vp; r.value_len = value?.count ?? 0
-                r.timestamp_ms = report.record.timestampMs
-                switch report.result {
-                case .success(let md): r.partition = md.partition; r.offset = md.offset; r.err = KOFKA_OK
-                case .failure(let e): r.partition = report.record.partition ?? -1; r.offset = -1; r.err = code(e)
-                }
-                report.topic.withCString { t in
-                    withUnsafePointer(to: &r) { cb(handle, t, $0, UnsafeMutableRawPointer(bitPattern: report.opaque), cbOpaque) }
-                }
-            }
+        // The key and value point into the producer's queue buffer, valid during the call.
+        var r = kofka_record()
+        r.key = report.record.key.map { $0.baseAddress ?? UnsafeRawPointer(bitPattern: 1)! }
+        r.key_len = report.record.key?.count ?? 0
+        r.value = report.record.value.map { $0.baseAddress ?? UnsafeRawPointer(bitPattern: 1)! }
+        r.value_len = report.record.value?.count ?? 0
+        r.timestamp_ms = report.record.timestampMs
+        r.partition = report.partition
+        r.offset = report.offset
+        r.err = report.error.map(code) ?? KOFKA_OK
+        report.topic.withCString { t in
+            withUnsafePointer(to: &r) { cb(handle, t, $0, UnsafeMutableRawPointer(bitPattern: report.opaque), cbOpaque) }
         }
     }
 }
 
-extension Optional where Wrapped == [UInt8] {
-    func withUnsafeBytesOrNil<T>(_ body: (UnsafeRawPointer?) -> T) -> T {
-        guard let a = self else { return body(nil) }
-        return a.withUnsafeBytes { body($0.baseAddress ?? UnsafeRawPointer(bitPattern: 1)) }
-    }
-}
 
 @c @implementation
 public func kofka_producer_close(_ p: OpaquePointer?, _ timeout_ms: Int32) -> kofka_err {
@@ -121,7 +112,7 @@ public func kofka_producer_close(_ p: OpaquePointer?, _ timeout_ms: Int32) -> ko
         // The handle leaves the registry first: from here on every call with it, including a
         // second close, is KOFKA_ERR_CLOSED; calls already running keep their reference.
         guard case .producer(let box) = try handles.remove(p, .producer, "kofka_producer_close") else { return }
-        try box.producer.close(timeout: duration(timeout_ms), deliver(p, box))
+        try box.producer.closeViews(timeout: duration(timeout_ms), deliver(p, box))
     }
 }
 
@@ -231,10 +222,35 @@ public func kofka_produce(_ p: OpaquePointer?, _ topic: UnsafePointer<CChar>?, _
                           _ msg_opaque: UnsafeMutableRawPointer?) -> kofka_err {
     run {
         let box = try producerHandle(p, "kofka_produce")
-        let t = try string(topic, "topic", "kofka_produce")
-        let r = try convertRecord(try need(record, "record", "kofka_produce").pointee, maxBytes: box.producer.broker.config.messageMaxBytes)
-        try box.producer.produce(t, r, opaque: UInt(bitPattern: msg_opaque))
+        let t = try topicName(box, topic)
+        let r = try need(record, "record", "kofka_produce").pointee
+        let maxBytes = box.messageMaxBytes
+        // Headers are rare: they are converted (and checked) through the general path.
+        let headers = r.header_count == 0 ? [] : try convertRecord(r, maxBytes: maxBytes).headers
+        try checkPartition(r.partition)
+        let (keyLen, valueLen) = try keyValueLengths(r, maxBytes: maxBytes)
+        let key = try view(r.key, keyLen, "key"), value = try view(r.value, valueLen, "value")
+        // `box` holds the producer for the call: no retain of it per record (its weak
+        // reference from the queue makes every retain take the slow path).
+        try Unmanaged.passUnretained(box.producer)._withUnsafeGuaranteedRef { producer in
+            try producer.produce(t, partition: r.partition == -1 ? nil : r.partition, key: key, value: value,
+                                 headers: headers, timestampMs: r.timestamp_ms, opaque: UInt(bitPattern: msg_opaque))
+        }
     }
+}
+
+/// `topic` as a String; the one of the last call when the bytes are the same (no conversion).
+private func topicName(_ box: ProducerBox, _ topic: UnsafePointer<CChar>?) throws -> String {
+    let t = try need(topic, "topic", "kofka_produce")
+    let len = strlen(t)
+    if let name = box.lastTopic.withLock({ last -> String? in
+        len > 0 && last.bytes.count == len && last.bytes.withUnsafeBufferPointer { memcmp(UnsafeRawPointer($0.baseAddress!), t, len) == 0 } ? last.name : nil
+    }) {
+        return name
+    }
+    let name = String(cString: t)
+    if len <= 255 { box.lastTopic.withLock { $0 = (Array(UnsafeBufferPointer(start: t, count: len)), name) } }
+    return name
 }
 
 @c @implementation
@@ -258,7 +274,7 @@ public func kofka_producer_poll(_ p: OpaquePointer?, _ timeout_ms: Int32) -> Int
         return -1
     }
     LastError.clear()
-    return Int32(clamping: box.producer.poll(timeout: duration(timeout_ms), deliver(p!, box)))
+    return Int32(clamping: box.producer.pollViews(timeout: duration(timeout_ms), deliver(p!, box)))
 }
 
 @c @implementation
@@ -266,7 +282,7 @@ public func kofka_flush(_ p: OpaquePointer?, _ timeout_ms: Int32) -> kofka_err {
     run {
         let box = try producerHandle(p, "kofka_flush")
         try box.producer.checkOpenPublic()
-        try box.producer.flush(timeout: duration(timeout_ms), deliver(p!, box))
+        try box.producer.flushViews(timeout: duration(timeout_ms), deliver(p!, box))
     }
 }
 
@@ -292,7 +308,7 @@ public func kofka_send_offsets_to_transaction(_ p: OpaquePointer?, _ c: OpaquePo
 public func kofka_commit_transaction(_ p: OpaquePointer?, _ timeout_ms: Int32) -> kofka_err {
     run {
         let box = try producerHandle(p, "kofka_commit_transaction")
-        try box.producer.commitTransaction(timeout: duration(timeout_ms), deliver(p!, box))
+        try box.producer.commitTransactionViews(timeout: duration(timeout_ms), deliver(p!, box))
     }
 }
 
@@ -300,7 +316,7 @@ public func kofka_commit_transaction(_ p: OpaquePointer?, _ timeout_ms: Int32) -
 public func kofka_abort_transaction(_ p: OpaquePointer?, _ timeout_ms: Int32) -> kofka_err {
     run {
         let box = try producerHandle(p, "kofka_abort_transaction")
-        try box.producer.abortTransaction(timeout: duration(timeout_ms), deliver(p!, box))
+        try box.producer.abortTransactionViews(timeout: duration(timeout_ms), deliver(p!, box))
     }
 }
 

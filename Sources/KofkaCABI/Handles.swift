@@ -65,7 +65,16 @@ final class ProducerBox: Sendable {
     }
     let producer: Producer
     let callback = Locked(Callback())
-    init(_ p: Producer) { producer = p }
+    /// The broker's `message.max.bytes`, the bound of every record's lengths (read here once:
+    /// not through the broker on every `kofka_produce`).
+    let messageMaxBytes: Int
+    /// The topic name of the last `kofka_produce`, as the caller's bytes and as a String, so
+    /// that a run of records to one topic converts its name once.
+    let lastTopic = Locked<(bytes: [CChar], name: String)>(([], ""))
+    init(_ p: Producer) {
+        producer = p
+        messageMaxBytes = p.broker.config.messageMaxBytes
+    }
 }
 
 final class HandleRegistry: Sendable {

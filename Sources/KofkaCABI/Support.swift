@@ -113,6 +113,17 @@ func bytes(_ p: UnsafeRawPointer?, _ len: Int, _ name: String) throws -> [UInt8]
     return Array(UnsafeRawBufferPointer(start: p, count: len))
 }
 
+/// `bytes` without the copy: a view of the caller's bytes, valid while they are.
+@inline(__always)
+func view(_ p: UnsafeRawPointer?, _ len: Int, _ name: String) throws -> UnsafeRawBufferPointer? {
+    guard len >= 0 else { throw invalidArg("\(name)_len \(unsigned(len)) is too large") }
+    guard let p else {
+        if len != 0 { throw invalidArg("\(name) is NULL but \(name)_len is \(len)") }
+        return nil
+    }
+    return UnsafeRawBufferPointer(start: p, count: len)
+}
+
 /// A record's partition: a partition number or KOFKA_PARTITION_ANY.
 @inline(__always)
 func checkPartition(_ p: Int32) throws {

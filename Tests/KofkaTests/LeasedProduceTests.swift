@@ -127,9 +127,3 @@ struct LeasedProduceTests {
     }
 }
 
-private extension Result where Failure == KofkaError {
-    var failureCode: ErrorCode? {
-        if case .failure(let e) = self { return e.code }
-        return nil
-    }
-}

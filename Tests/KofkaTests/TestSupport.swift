@@ -147,3 +147,11 @@ final class Collector<T>: @unchecked Sendable {
 
 /// Monotonic milliseconds.
 func nowMonoMs() -> Int { Int(monoNs() / 1_000_000) }
+
+extension Result where Failure == KofkaError {
+    /// The error's code, nil for a success.
+    var failureCode: ErrorCode? {
+        if case .failure(let e) = self { return e.code }
+        return nil
+    }
+}

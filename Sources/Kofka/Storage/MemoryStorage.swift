@@ -347,6 +347,8 @@ struct BatchLog {
     }
 
     mutating func append(_ batch: RecordBatch, txn: Int64) {
+        var batch = batch
+        batch.shrinkToFit()   // the log keeps it: not the room a producer's buffer grew
         let n = Int64(batch.count)
         slots.append(Stored(batch: batch, txn: txn, base: next, listed: nil, first: next, last: next + n - 1))
         next += n
