@@ -3,7 +3,8 @@
 #
 # Builds the package and its tests with --sanitize=thread into .build-tsan (its own scratch
 # path: the debug build in .build is untouched), then runs only the tests that use threads:
-# ConcurrencyTests, and the DeliveryModeTests that share a producer between 8 threads, use two
+# ConcurrencyTests, GuaranteesUnderFaultsTests, PackedProduceTests (the produce queue's writer
+# thread and reports), and the DeliveryModeTests that share a producer between 8 threads, use two
 # broker handles on one SQLite file, or serve async produce reports against the background
 # writer. Then the multi-threaded C tests (Tests/c: handles closed while other threads use
 # them, the delivery callback swapped while reports are served, async produce, last_error per
@@ -12,7 +13,7 @@
 # "WARNING: ThreadSanitizer" line in the output). Prints the build and run times.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-filter=${KOFKA_TSAN_FILTER:-'ConcurrencyTests|GuaranteesUnderFaultsTests|DeliveryModeTests/(eightThreads|twoBrokerHandles|asyncProduce)'}
+filter=${KOFKA_TSAN_FILTER:-'ConcurrencyTests|GuaranteesUnderFaultsTests|PackedProduceTests|DeliveryModeTests/(eightThreads|twoBrokerHandles|asyncProduce)'}
 log=$(mktemp /tmp/kofka-tsan.XXXXXX)
 trap 'rm -f "$log"' EXIT
 export PATH=/opt/swift/usr/bin:$PATH
