@@ -153,14 +153,8 @@ struct PackedRecords {
     /// The records at `indices` as a batch to write (one copy of their bytes), or the whole
     /// buffer as it is when `indices` are all the items.
     func batch(_ indices: [Int]) -> RecordBatch {
-        if indices.count == items.count {
-            return RecordBatch(buffer: bytes, entries: items.map(\.entry))
-        }
-        var out = RecordBatch(reservingRecords: indices.count, bytes: indices.reduce(0) { $0 + items[$1].entry.size })
-        bytes.withUnsafeBytes { b in
-            for i in indices { out.append(verbatim: items[i].entry, from: b) }
-        }
-        return out
+        let all = RecordBatch(buffer: bytes, entries: items.map(\.entry))
+        return indices.count == items.count ? all : all.select(indices)
     }
 
     /// Item `i` as a report (views into `buf`, this run's bytes).

@@ -531,20 +531,10 @@ public final class Producer: Sendable {
     /// (`nextSpread`), and the topic when the memo holds it.
     private func admit(_ topic: String) throws -> (txn: Int64, spread: UInt32, memo: TopicMemo?) {
         let version = broker.topicsVersion.load(ordering: .acquiring)
-        let tid = config.transactionalId
         return try state.withLock { s -> (Int64, UInt32, TopicMemo?) in
             if s.closed { throw KofkaError(.closed, "the producer is closed") }
             try broker.checkOpen()
-            var txn: Int64 = 0
-            if let tid {
-                if s.txnEnding { throw KofkaError(.invalidState, "produce while the transaction of '\(tid)' is being committed or aborted") }
-                switch s.txn {
-                case .open(let t): txn = t
-                case .abortable(_, let e), .fenced(let e): throw e
-                case .uninitialized, .ready:
-                    throw KofkaError(.invalidState, "produce on a transactional producer needs an open transaction")
-                }
-            }
+            let txn = try produceTxn(s)
             s.spread &+= 1
             guard let memo = s.topicMemo, memo.version == version, memo.name == topic else { return (txn, s.spread, nil) }
             return (txn, s.spread, memo)
@@ -592,15 +582,18 @@ public final class Producer: Sendable {
     /// The transaction a record produced now belongs to (0 = not transactional), or the error
     /// `produce` gives when none can take it.
     private func produceTxn() throws -> Int64 {
+        try state.withLock { try produceTxn($0) }
+    }
+
+    /// `produceTxn` with the state lock held.
+    private func produceTxn(_ s: State) throws -> Int64 {
         guard let tid = config.transactionalId else { return 0 }
-        return try state.withLock { s in
-            if s.txnEnding { throw KofkaError(.invalidState, "produce while the transaction of '\(tid)' is being committed or aborted") }
-            switch s.txn {
-            case .open(let t): return t
-            case .abortable(_, let e), .fenced(let e): throw e
-            case .uninitialized, .ready:
-                throw KofkaError(.invalidState, "produce on a transactional producer needs an open transaction")
-            }
+        if s.txnEnding { throw KofkaError(.invalidState, "produce while the transaction of '\(tid)' is being committed or aborted") }
+        switch s.txn {
+        case .open(let t): return t
+        case .abortable(_, let e), .fenced(let e): throw e
+        case .uninitialized, .ready:
+            throw KofkaError(.invalidState, "produce on a transactional producer needs an open transaction")
         }
     }
 

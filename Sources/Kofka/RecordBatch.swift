@@ -110,16 +110,7 @@ public struct RecordBatch: Sendable {
 
     /// Appends a copy of record `i` of `other`.
     mutating func append(copyOf i: Int, from other: RecordBatch) {
-        let e = other.entries[i]
-        let start = buffer.count
-        if e.size > 0 {
-            other.buffer.withUnsafeBytes { b in
-                if let base = b.baseAddress {
-                    buffer.append(contentsOf: UnsafeBufferPointer(start: (base + e.start).assumingMemoryBound(to: UInt8.self), count: e.size))
-                }
-            }
-        }
-        entries.append(Entry(timestampMs: e.timestampMs, start: start, keyLen: e.keyLen, valueLen: e.valueLen, headersLen: e.headersLen))
+        other.buffer.withUnsafeBytes { append(verbatim: other.entries[i], from: $0) }
     }
 
     /// Record `i` as an interceptor sees it (`buf` is this batch's buffer, valid during the call).
@@ -136,14 +127,7 @@ public struct RecordBatch: Sendable {
     func select(_ indices: [Int]) -> RecordBatch {
         var out = RecordBatch(reservingRecords: indices.count, bytes: indices.reduce(0) { $0 + entries[$1].size })
         buffer.withUnsafeBytes { b in
-            for i in indices {
-                let e = entries[i]
-                let start = out.buffer.count
-                if e.size > 0, let base = b.baseAddress {
-                    out.buffer.append(contentsOf: UnsafeBufferPointer(start: (base + e.start).assumingMemoryBound(to: UInt8.self), count: e.size))
-                }
-                out.entries.append(Entry(timestampMs: e.timestampMs, start: start, keyLen: e.keyLen, valueLen: e.valueLen, headersLen: e.headersLen))
-            }
+            for i in indices { out.append(verbatim: entries[i], from: b) }
         }
         return out
     }
