@@ -88,6 +88,28 @@ def test_keyless_records_spread_over_partitions_as_the_per_record_path_does(brok
         assert all((b - a) % 4 == 1 for a, b in zip(seq, seq[1:]))
 
 
+def test_values_alone_keyed_null_and_callback_records_mixed_in_one_lease_arrive_exactly_as_produced(broker):
+    # Values alone are held without a tuple; a lease that also holds other kinds of records
+    # must hand every one over as produced: in order, with its key, value and partition.
+    broker.create_topic("mx", partitions=1)
+    produced, reports = [], []
+    with broker.producer(linger_ms=1000) as p:
+        for i in range(3000):
+            kind = i % 5
+            k = b"k%d" % i if kind == 1 else None
+            v = None if kind == 2 else b"v%d" % i
+            part = 0 if kind == 3 else None
+            cb = (lambda e, md, i=i: reports.append((i, e, md.offset))) if kind == 4 else None
+            p.produce("mx", v, key=k, partition=part, on_delivery=cb)
+            produced.append((k, v))
+        p.flush(timeout=30)
+    assert [(i, e) for i, e, _ in reports if e is not None] == []
+    assert [(i, off) for i, _, off in reports] == [(i, i) for i in range(4, 3000, 5)]
+    msgs = _read_all(broker, "mx", 1)
+    assert [(m.key, m.value) for m in msgs] == produced
+    assert [m.offset for m in msgs] == list(range(3000))
+
+
 def test_explicit_partitions_are_kept_and_an_out_of_range_one_raises_at_once(broker):
     broker.create_topic("ep", partitions=3)
     reports = []
