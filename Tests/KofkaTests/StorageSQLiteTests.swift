@@ -100,6 +100,53 @@ extension StorageSQLiteTests {
         #expect(try broker.topics().isEmpty)
     }
 
+    /// The page size of a file, read with SQLite's own API.
+    static func pageSize(_ path: String) -> Int64 {
+        var db: OpaquePointer?
+        defer { sqlite3_close(db) }
+        guard sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, nil) == SQLITE_OK else { return -1 }
+        var stmt: OpaquePointer?
+        defer { sqlite3_finalize(stmt) }
+        guard sqlite3_prepare_v2(db, "PRAGMA page_size", -1, &stmt, nil) == SQLITE_OK, sqlite3_step(stmt) == SQLITE_ROW else { return -1 }
+        return sqlite3_column_int64(stmt, 0)
+    }
+
+    /// New files get 16 KiB pages; a file whose page size was fixed before (4 KiB, as every file
+    /// of an earlier Kofka) keeps it, and its log and keys work as on a new one.
+    @Test func aNewFileHas16KiBPagesAndAFileOf4KiBPagesKeepsThemAndWorks() throws {
+        let fresh = tempPath(); defer { removeDatabase(fresh) }
+        try SQLiteStorage(path: fresh).close()
+        #expect(Self.pageSize(fresh) == 16384)
+
+        let old = tempPath(); defer { removeDatabase(old) }
+        do {   // a file whose first page is written with 4 KiB pages, holding nothing of Kofka's
+            var db: OpaquePointer?
+            #expect(sqlite3_open(old, &db) == SQLITE_OK)
+            #expect(sqlite3_exec(db, "PRAGMA page_size=4096; CREATE TABLE t(x); DROP TABLE t", nil, nil, nil) == SQLITE_OK)
+            sqlite3_close(db)
+        }
+        let values = (0..<3000).map { i in RecordData(timestampMs: Int64(i), key: nil, value: Array(repeating: UInt8(i % 251), count: 100 + i % 50), headers: nil) }
+        do {
+            let s = try SQLiteStorage(path: old)
+            defer { s.close() }
+            for part in stride(from: 0, to: values.count, by: 1000) {
+                _ = try s.write { w in try w.append(7, Array(values[part ..< part + 1000]), txn: 0) }
+            }
+            try s.write { w in try w.put("k", [1, 2, 3]) }
+        }
+        #expect(Self.pageSize(old) == 4096)
+        let s = try SQLiteStorage(path: old)
+        defer { s.close() }
+        try s.read { r in
+            #expect(try r.highWatermark(7) == 3000)
+            #expect(try r.get("k") == [1, 2, 3])
+            let back = try r.readRecords(7, from: 0, below: 3000, maxCount: 3000)
+            #expect(back.map(\.offset) == (0..<3000).map(Int64.init))
+            #expect(back.map(\.data.value) == values.map(\.value))
+        }
+        #expect(Self.pageSize(old) == 4096)
+    }
+
     @Test func aNonDatabaseFileFailsWithStorageNamingThePath() throws {
         let path = tempPath(); defer { removeDatabase(path) }
         writeFile(path, Array(String(repeating: "this is a text file, not a database\n", count: 200).utf8))

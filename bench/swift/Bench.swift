@@ -678,6 +678,7 @@ final class RawSQLite {
             throw CLIError("bench: cannot open \(path)")
         }
         sqlite3_busy_timeout(db, 5000)
+        try exec("PRAGMA page_size=\(SQLiteStorage.pageSizeForNewFiles)")   // as Kofka's new files
         try exec("PRAGMA journal_mode=WAL")
         try exec("PRAGMA synchronous=\(synchronous.uppercased())")
         try exec("PRAGMA secure_delete=FAST")   // as Kofka's connections
