@@ -5,7 +5,7 @@ struct PrefetchQueue: Sendable {
     /// The records of one fetch: copied once into a buffer of the chunk's own, or, where the
     /// backend shows the buffer a record lies in (the memory backend's log), kept as a slice of it.
     struct Chunk: Sendable {
-        var records = MessageBatch()
+        var records = RecordSet()
         /// The next record to hand out.
         var next = 0
 
@@ -90,7 +90,7 @@ struct PrefetchQueue: Sendable {
 
     /// Visits up to `limit` records from the front without removing them: `body` gets the
     /// chunk's records and the range of them (none when nothing is held).
-    func peekRuns(_ limit: Int, _ body: (MessageBatch, Range<Int>) throws -> Void) rethrows {
+    func peekRuns(_ limit: Int, _ body: (RecordSet, Range<Int>) throws -> Void) rethrows {
         let n = Swift.min(limit, count)
         guard n > 0 else { return }
         try body(chunk.records, chunk.next..<chunk.next + n)
