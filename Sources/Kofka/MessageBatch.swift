@@ -266,13 +266,20 @@ struct RecordSet: Sendable {
 
     /// Calls `body` once per run of consecutive records of one partition among records `range`.
     func forEachRun(_ range: Range<Int>, _ body: (TopicPartition, Range<Int>) -> Void) {
-        var i = range.lowerBound
-        while i < range.upperBound {
-            let o = entries[i].partition
-            var j = i + 1
-            while j < range.upperBound && entries[j].partition == o { j += 1 }
-            body(partitions[Int(o)], i..<j)
-            i = j
+        forEachRunIndex(range) { body(partitions[Int($0)], $1) }
+    }
+
+    /// `forEachRun` giving the partition's index in `partitions`.
+    func forEachRunIndex(_ range: Range<Int>, _ body: (Int32, Range<Int>) -> Void) {
+        entries.withUnsafeBufferPointer { all in
+            var i = range.lowerBound
+            while i < range.upperBound {
+                let o = all[i].partition
+                var j = i + 1
+                while j < range.upperBound && all[j].partition == o { j += 1 }
+                body(o, i..<j)
+                i = j
+            }
         }
     }
 
