@@ -277,7 +277,7 @@ public final class Consumer: Sendable {
 
     /// Results made a run of read-ahead records at a time (records `range` of one chunk), instead
     /// of one `make` per record: a result that shares the chunk's buffers (`pollMessages`).
-    typealias Bulk<T> = (MessageBatch, Range<Int>) -> [T]
+    typealias Bulk<T> = (RecordSet, Range<Int>) -> [T]
 
     func poll<T>(max: Int, timeout: Duration?, discard: ([T]) -> Void, bulk: Bulk<T>?,
                  make: (String, Int32, RecordView) throws -> T) throws -> [T] {

@@ -3,6 +3,11 @@
 /// copy and no allocation per record. Each element's key and value are slices of a shared
 /// buffer; `message` copies one out for those who keep it.
 ///
+/// An element is a reference to the batch's storage and a position in it (two words): reading
+/// one costs one reference count, whatever it holds, and its topic, partition, offset and
+/// timestamp are looked up in that storage when asked for. An element kept after the batch is
+/// let go keeps the storage (and so its bytes) alive.
+///
 /// ```swift
 /// for m in try consumer.pollMessages(max: 500, timeout: .seconds(1)) {
 ///     handle(m.key, m.value)            // ArraySlice<UInt8>?, no copy
@@ -10,52 +15,45 @@
 /// }
 /// ```
 public struct MessageBatch: RandomAccessCollection, Sendable {
-    /// One record of the batch.
+    /// One record of the batch: a view of it in the batch's storage, which it keeps alive.
     public struct Element: Sendable {
-        /// The topic it was read from.
-        public let topic: String
-        /// The partition it was read from.
-        public let partition: Int32
-        /// Its offset in the partition.
-        public let offset: Int64
-        /// Its timestamp, milliseconds since the epoch.
-        public let timestampMs: Int64
-        /// The buffer the record's bytes are in, and where: key, value and headers back to back
-        /// from `start`. An element holds this one reference, and the accessors are inlinable, so
-        /// reading what one needs of it costs no reference counting of what one does not.
-        @usableFromInline let buffer: [UInt8]
-        @usableFromInline let start: Int
-        @usableFromInline let keyLen: Int32
-        @usableFromInline let valueLen: Int32
-        @usableFromInline let headersLen: Int32
+        /// The storage of the batch it came from.
+        @usableFromInline let storage: Storage
+        /// Its entry in `storage.entries`.
+        @usableFromInline let index: Int
 
         @inlinable
-        init(topic: String, partition: Int32, offset: Int64, timestampMs: Int64, buffer: [UInt8], start: Int,
-             keyLen: Int32, valueLen: Int32, headersLen: Int32) {
-            self.topic = topic
-            self.partition = partition
-            self.offset = offset
-            self.timestampMs = timestampMs
-            self.buffer = buffer
-            self.start = start
-            self.keyLen = keyLen
-            self.valueLen = valueLen
-            self.headersLen = headersLen
+        init(_ storage: Storage, _ index: Int) {
+            self.storage = storage
+            self.index = index
         }
 
-        @inlinable var valueStart: Int { start + Int(Swift.max(0, keyLen)) }
+        @inlinable var entry: RecordSet.Entry { storage.entries[index] }
+
+        /// The topic it was read from.
+        public var topic: String { storage.partitions[Int(entry.partition)].topic }
+        /// The partition it was read from.
+        public var partition: Int32 { storage.partitions[Int(entry.partition)].partition }
+        /// Its offset in the partition.
+        @inlinable public var offset: Int64 { entry.offset }
+        /// Its timestamp, milliseconds since the epoch.
+        @inlinable public var timestampMs: Int64 { entry.timestampMs }
 
         /// The key, or nil: a slice of a shared buffer.
         @inlinable public var key: ArraySlice<UInt8>? {
-            keyLen < 0 ? nil : buffer[start ..< start + Int(keyLen)]
+            let e = entry
+            return e.keyLen < 0 ? nil : storage.segments[Int(e.segment)][e.start ..< e.start + Int(e.keyLen)]
         }
         /// The value, or nil: a slice of a shared buffer.
         @inlinable public var value: ArraySlice<UInt8>? {
-            valueLen < 0 ? nil : buffer[valueStart ..< valueStart + Int(valueLen)]
+            let e = entry
+            let from = e.valueStart
+            return e.valueLen < 0 ? nil : storage.segments[Int(e.segment)][from ..< from + Int(e.valueLen)]
         }
         var encodedHeaders: ArraySlice<UInt8>? {
-            let from = valueStart + Int(Swift.max(0, valueLen))
-            return headersLen < 0 ? nil : buffer[from ..< from + Int(headersLen)]
+            let e = entry
+            let from = e.valueStart + Int(Swift.max(0, e.valueLen))
+            return e.headersLen < 0 ? nil : storage.segments[Int(e.segment)][from ..< from + Int(e.headersLen)]
         }
 
         /// The headers, decoded.
@@ -63,11 +61,77 @@ public struct MessageBatch: RandomAccessCollection, Sendable {
 
         /// A copy that owns its bytes.
         public var message: Message {
-            Message(topic: topic, partition: partition, offset: offset, timestampMs: timestampMs,
-                    key: key.map { Array($0) }, value: value.map { Array($0) }, headers: headers)
+            let tp = storage.partitions[Int(entry.partition)]
+            return Message(topic: tp.topic, partition: tp.partition, offset: offset, timestampMs: timestampMs,
+                           key: key.map { Array($0) }, value: value.map { Array($0) }, headers: headers)
         }
     }
 
+    /// What a batch and its elements share, never changed once made: the records' entries and
+    /// the buffers and partitions they refer to (arrays shared with the read-ahead that filled
+    /// them, not copied). Its fields are constants, so an element reads them without exclusivity
+    /// checks and an iteration needs no reference count beyond the element's own.
+    @usableFromInline
+    final class Storage: Sendable {
+        @usableFromInline let entries: [RecordSet.Entry]
+        @usableFromInline let segments: [[UInt8]]
+        @usableFromInline let partitions: [TopicPartition]
+
+        init(_ records: RecordSet) {
+            entries = records.entries
+            segments = records.segments
+            partitions = records.partitions
+        }
+
+        static let empty = Storage(RecordSet())
+    }
+
+    /// The storage the records are in: records `lower..<upper` of its entries are this batch.
+    @usableFromInline let storage: Storage
+    @usableFromInline let lower: Int
+    @usableFromInline let upper: Int
+
+    /// An empty batch.
+    public init() {
+        storage = .empty
+        lower = 0
+        upper = 0
+    }
+
+    /// Records `range` of `records`, sharing its arrays.
+    init(_ records: RecordSet, _ range: Range<Int>) {
+        storage = Storage(records)
+        lower = range.lowerBound
+        upper = range.upperBound
+    }
+
+    @inlinable public var startIndex: Int { 0 }
+    @inlinable public var endIndex: Int { upper &- lower }
+
+    @inlinable
+    public subscript(i: Int) -> Element {
+        precondition(i >= 0 && i < upper &- lower, "MessageBatch index out of range")
+        return Element(storage, lower &+ i)
+    }
+
+    /// Every record copied out.
+    public var messages: [Message] { map(\.message) }
+
+    /// This batch followed by records `range` of `records` (a poll that gathered records twice).
+    func appending(_ records: RecordSet, _ range: Range<Int>) -> MessageBatch {
+        if isEmpty { return MessageBatch(records, range) }
+        var both = RecordSet()
+        both.append(contentsOf: RecordSet(storage), lower..<upper)
+        both.append(contentsOf: records, range)
+        return MessageBatch(both, 0..<both.count)
+    }
+}
+
+/// Records a consumer holds: the entries of each, with the buffers their bytes are in and the
+/// partitions they came from. The read-ahead's chunks are record sets; a poll hands a range of
+/// one out as a `MessageBatch`, sharing its arrays.
+@usableFromInline
+struct RecordSet: Sendable {
     @usableFromInline
     struct Entry: Sendable {
         @usableFromInline var partition: Int32       // index into `partitions`
@@ -79,6 +143,7 @@ public struct MessageBatch: RandomAccessCollection, Sendable {
         @usableFromInline var valueLen: Int32
         @usableFromInline var headersLen: Int32
 
+        @inlinable var valueStart: Int { start &+ Int(Swift.max(0, keyLen)) }
         var size: Int { Int(Swift.max(0, keyLen)) + Int(Swift.max(0, valueLen)) + Int(Swift.max(0, headersLen)) }
     }
 
@@ -99,22 +164,18 @@ public struct MessageBatch: RandomAccessCollection, Sendable {
     /// Key, value and header bytes of the records (what `queued.max.messages.kbytes` counts).
     private(set) var byteCount = 0
 
-    public init() {}
+    init() {}
 
-    @inlinable public var startIndex: Int { 0 }
-    @inlinable public var endIndex: Int { entries.count }
-
-    @inlinable
-    public subscript(i: Int) -> Element {
-        let e = entries[i]
-        let tp = partitions[Int(e.partition)]
-        return Element(topic: tp.topic, partition: tp.partition, offset: e.offset, timestampMs: e.timestampMs,
-                       buffer: segments[Int(e.segment)], start: e.start, keyLen: e.keyLen, valueLen: e.valueLen,
-                       headersLen: e.headersLen)
+    /// The records of a batch's storage, sharing its arrays.
+    init(_ storage: MessageBatch.Storage) {
+        entries = storage.entries
+        segments = storage.segments
+        partitions = storage.partitions
+        byteCount = entries.reduce(0) { $0 &+ $1.size }
     }
 
-    /// Every record copied out.
-    public var messages: [Message] { map(\.message) }
+    var count: Int { entries.count }
+    var isEmpty: Bool { entries.isEmpty }
 
     /// The records appended next may lie in `buffer` (whose bytes are at `bytes`): they are
     /// kept as slices of it, without a copy. `buffer` must not change while it is shared (an
@@ -128,7 +189,7 @@ public struct MessageBatch: RandomAccessCollection, Sendable {
     }
 
     /// Adds records `range` of `other`, sharing its buffers (no copy of their bytes).
-    mutating func append(contentsOf other: MessageBatch, _ range: Range<Int>) {
+    mutating func append(contentsOf other: RecordSet, _ range: Range<Int>) {
         guard !range.isEmpty else { return }
         withUnsafeTemporaryAllocation(of: Int32.self, capacity: other.segments.count) { segmentMap in
             withUnsafeTemporaryAllocation(of: Int32.self, capacity: other.partitions.count) { partitionMap in
@@ -205,13 +266,20 @@ public struct MessageBatch: RandomAccessCollection, Sendable {
 
     /// Calls `body` once per run of consecutive records of one partition among records `range`.
     func forEachRun(_ range: Range<Int>, _ body: (TopicPartition, Range<Int>) -> Void) {
-        var i = range.lowerBound
-        while i < range.upperBound {
-            let o = entries[i].partition
-            var j = i + 1
-            while j < range.upperBound && entries[j].partition == o { j += 1 }
-            body(partitions[Int(o)], i..<j)
-            i = j
+        forEachRunIndex(range) { body(partitions[Int($0)], $1) }
+    }
+
+    /// `forEachRun` giving the partition's index in `partitions`.
+    func forEachRunIndex(_ range: Range<Int>, _ body: (Int32, Range<Int>) -> Void) {
+        entries.withUnsafeBufferPointer { all in
+            var i = range.lowerBound
+            while i < range.upperBound {
+                let o = all[i].partition
+                var j = i + 1
+                while j < range.upperBound && all[j].partition == o { j += 1 }
+                body(o, i..<j)
+                i = j
+            }
         }
     }
 
@@ -329,10 +397,6 @@ public struct MessageBatch: RandomAccessCollection, Sendable {
         lastIsOwn = false
         byteCount = 0
     }
-
-    mutating func reserve(records: Int) {
-        entries.reserveCapacity(records)
-    }
 }
 
 extension Consumer {
@@ -343,14 +407,15 @@ extension Consumer {
     /// it shares until it is let go (a fetch reuses a buffer no batch holds any more).
     public func pollMessages(max: Int, timeout: Duration?) throws -> MessageBatch {
         var out = MessageBatch()
-        let cap = Swift.min(max, config.maxPollRecords)
         _ = try poll(max: max, timeout: timeout, discard: { (_: [Void]) in out = MessageBatch() },
                      bulk: { records, range in
-                         if out.isEmpty { out.reserve(records: cap) }
-                         out.append(contentsOf: records, range)
+                         out = out.appending(records, range)
                          return [Void](repeating: (), count: range.count)
                      }) { topic, partition, r in
-            out.append(TopicPartition(topic, partition), r)
+            // Not taken: with `bulk` given, every record comes from the read-ahead in runs.
+            var one = RecordSet()
+            one.append(TopicPartition(topic, partition), r)
+            out = out.appending(one, 0..<1)
         }
         return out
     }

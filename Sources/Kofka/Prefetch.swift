@@ -5,7 +5,7 @@ struct PrefetchQueue: Sendable {
     /// The records of one fetch: copied once into a buffer of the chunk's own, or, where the
     /// backend shows the buffer a record lies in (the memory backend's log), kept as a slice of it.
     struct Chunk: Sendable {
-        var records = MessageBatch()
+        var records = RecordSet()
         /// The next record to hand out.
         var next = 0
 
@@ -51,8 +51,9 @@ struct PrefetchQueue: Sendable {
 
     /// Counts the records held per partition afresh (after the chunk changed as a whole).
     private mutating func recount() {
-        held = [Int](repeating: 0, count: chunk.records.partitions.count)
-        for e in chunk.records.entries[chunk.next...] { held[Int(e.partition)] += 1 }
+        var counts = [Int](repeating: 0, count: chunk.records.partitions.count)
+        chunk.records.forEachRunIndex(chunk.next..<chunk.records.count) { counts[Int($0)] += $1.count }
+        held = counts
         partitionCount = held.reduce(0) { $0 + ($1 > 0 ? 1 : 0) }
     }
 
@@ -90,7 +91,7 @@ struct PrefetchQueue: Sendable {
 
     /// Visits up to `limit` records from the front without removing them: `body` gets the
     /// chunk's records and the range of them (none when nothing is held).
-    func peekRuns(_ limit: Int, _ body: (MessageBatch, Range<Int>) throws -> Void) rethrows {
+    func peekRuns(_ limit: Int, _ body: (RecordSet, Range<Int>) throws -> Void) rethrows {
         let n = Swift.min(limit, count)
         guard n > 0 else { return }
         try body(chunk.records, chunk.next..<chunk.next + n)
@@ -104,14 +105,13 @@ struct PrefetchQueue: Sendable {
         guard take > 0 else { return [] }
         var emptied: [TopicPartition] = []
         let first = chunk.next
-        chunk.records.entries.withUnsafeBufferPointer { entries in
-            for e in entries[first..<first + take] {
-                let i = Int(e.partition)
-                held[i] -= 1
-                if held[i] == 0 {
-                    emptied.append(chunk.records.partitions[i])
-                    partitionCount -= 1
-                }
+        // A run of one partition at a time (a read-ahead holds long runs).
+        chunk.records.forEachRunIndex(first..<first + take) { p, run in
+            let i = Int(p)
+            held[i] -= run.count
+            if held[i] == 0 {
+                emptied.append(chunk.records.partitions[i])
+                partitionCount -= 1
             }
         }
         chunk.next += take

@@ -135,6 +135,54 @@ struct ReadAheadTests {
         #expect(kept.map { $0.value.map { String(decoding: $0, as: UTF8.self) } } == (0..<50).map { "v\($0)" })
     }
 
+    /// An element of a `pollMessages` batch is a view of the batch's storage that keeps it
+    /// alive: kept after its batch is let go, after later polls reuse the read-ahead, after the
+    /// log is deleted and the consumer closed, it still reads its own topic, partition, offset,
+    /// timestamp, key, value and headers.
+    @Test(arguments: backends)
+    func elementsKeptAfterTheirBatchIsLetGoStillHoldTheirRecords(kind: String) throws {
+        let f = try BrokerFixture(kind)
+        try f.broker.createTopic("a", partitions: 2)
+        try f.broker.createTopic("b", partitions: 1)
+        let p = try f.broker.producer()
+        for i in 0..<30 {
+            let topic = i % 3 == 0 ? "b" : "a"
+            _ = try p.send(topic, Record(partition: topic == "b" ? 0 : Int32(i % 2), key: i % 4 == 0 ? nil : bytes("k\(i)"),
+                                        value: i % 5 == 0 ? nil : bytes("v\(i)"), headers: i % 2 == 0 ? [Header("h", bytes("\(i)"))] : []))
+        }
+        func order(_ m: Message) -> String { "\(m.topic)/\(m.partition)/\(m.offset)" }
+        let c1 = try f.broker.consumer(try ccfg([("queued.min.messages", "1000")]))
+        try c1.assign("a", partitions: [0, 1])
+        try c1.assign("b", partitions: [0])
+        var expected: [Message] = []
+        while true {
+            let b = try c1.pollBatch(max: 500, timeout: .zero)
+            if b.isEmpty { break }
+            expected += b
+        }
+        #expect(expected.count == 30)
+        let c2 = try f.broker.consumer(try ccfg([("queued.min.messages", "1000"), ("max.poll.records", "4")]))
+        try c2.assign("a", partitions: [0, 1])
+        try c2.assign("b", partitions: [0])
+        var kept: [MessageBatch.Element] = []
+        while true {
+            let b = try c2.pollMessages(max: 4, timeout: .zero)
+            if b.isEmpty { break }
+            #expect(b.count <= 4)
+            kept.append(contentsOf: b)
+        }
+        _ = try f.broker.deleteRecords("a", 0, before: try f.broker.watermarks("a", 0).high)
+        _ = try f.broker.deleteRecords("b", 0, before: try f.broker.watermarks("b", 0).high)
+        try c2.close()
+        let got = kept.map { m in
+            Message(topic: m.topic, partition: m.partition, offset: m.offset, timestampMs: m.timestampMs,
+                    key: m.key.map { Array($0) }, value: m.value.map { Array($0) }, headers: m.headers)
+        }
+        #expect(got.sorted { order($0) < order($1) } == expected.sorted { order($0) < order($1) })
+        #expect(kept.map(\.message) == got)
+        #expect(MessageBatch().isEmpty && MessageBatch().messages.isEmpty)
+    }
+
     /// `pollMessages` under read_committed skips aborted transactions' records, batch by batch
     /// as the memory backend stores them, exactly as `pollBatch` does.
     @Test(arguments: backends)
