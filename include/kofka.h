@@ -617,6 +617,22 @@ typedef void (*kofka_delivery_cb)(kofka_producer *p, const char *topic, const ko
 kofka_err kofka_producer_set_delivery_cb(kofka_producer *p, kofka_delivery_cb cb, void *cb_opaque);
 
 /**
+ * Registers a word the library keeps at 1 while delivery reports wait to be served and at 0
+ * once a poll, flush or close has served them all, so that a caller for whom every call into
+ * the library is costly (a binding) can skip a kofka_producer_poll(p, 0) that would serve
+ * nothing. The word is written with release stores under the producer's lock; read it with an
+ * acquire (or plain aligned) load. It is a hint, never a promise: a report that becomes ready
+ * just after the caller read 0 is served by the next poll, flush or close as always.
+ * @param[in] flag  caller-owned; set at once to its current meaning. NULL unregisters. It must
+ *                  stay valid until this function is called again (with another flag or NULL)
+ *                  or kofka_producer_close returns: after that the library never writes it.
+ * @return KOFKA_OK; KOFKA_ERR_INVALID_ARG (not a producer) -> fix the call;
+ *         KOFKA_ERR_CLOSED -> stop (the flag is not registered).
+ * Threads: any thread.
+ */
+kofka_err kofka_producer_set_ready_flag(kofka_producer *p, int32_t *flag);
+
+/**
  * Serves delivery reports on the calling thread, waiting up to timeout_ms
  * (0 = do not wait, -1 = until at least one report) for the first one. Returns
  * at once when no record is in flight (no report can come).

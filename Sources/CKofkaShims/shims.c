@@ -13,6 +13,8 @@ uint32_t kofka_doorbell_ring(uint32_t *word) { return __atomic_add_fetch(word, 1
 
 uint32_t kofka_doorbell_read(const uint32_t *word) { return __atomic_load_n(word, __ATOMIC_ACQUIRE); }
 
+void kofka_store_release_i32(int32_t *word, int32_t v) { __atomic_store_n(word, v, __ATOMIC_RELEASE); }
+
 void kofka_doorbell_wake(uint32_t *word) {
 #ifdef __linux__
     /* not FUTEX_PRIVATE_FLAG: the word lives in a MAP_SHARED file mapping seen by other processes */

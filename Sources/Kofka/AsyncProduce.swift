@@ -1,3 +1,5 @@
+import CKofkaShims
+
 /// The outcome of one record given to `Producer.produce`, served by `Producer.poll` / `flush`
 /// on the caller's thread (never on a library thread).
 public struct DeliveryReport: Sendable {
@@ -210,7 +212,11 @@ final class ProduceQueue: @unchecked Sendable {
     /// True while the writer sleeps with nothing to do (so only then does a producer wake it).
     @exclusivity(unchecked) private var writerIdle = false
     /// Written (or failed) runs whose reports have not been served.
-    @exclusivity(unchecked) private var reports: [PackedRecords] = []
+    @exclusivity(unchecked) private var reports: [PackedRecords] = [] {
+        didSet { if let readyFlag { kofka_store_release_i32(readyFlag, reports.isEmpty ? 0 : 1) } }
+    }
+    /// A word kept at 1 while `reports` holds runs to serve, 0 otherwise (`setReadyFlag`).
+    @exclusivity(unchecked) private var readyFlag: UnsafeMutablePointer<Int32>?
     /// Records produced whose report has not been served yet.
     @exclusivity(unchecked) private var outstandingCount = 0
     /// Slots promised by `reserve` and not yet filled or released; they count against
@@ -232,6 +238,16 @@ final class ProduceQueue: @unchecked Sendable {
 
     func start(_ p: Producer) {
         m.locked { producer = p }
+    }
+
+    /// Keeps `flag` at 1 while reports wait to be served and at 0 once none do (stores with
+    /// release ordering, under the queue's lock), from now until it is replaced; nil stops that.
+    /// Once this returns, the previous flag is never written again.
+    func setReadyFlag(_ flag: UnsafeMutablePointer<Int32>?) {
+        m.locked {
+            readyFlag = flag
+            if let flag { kofka_store_release_i32(flag, reports.isEmpty ? 0 : 1) }
+        }
     }
 
     /// Queues a batch to be written without an acknowledgement (`acks=0`): the caller does not

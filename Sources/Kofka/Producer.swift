@@ -766,6 +766,13 @@ public final class Producer: Sendable {
 
     /// `poll` with each report as views valid during the call (the C face's callback).
     @discardableResult
+    /// Keeps `flag` at 1 while delivery reports wait to be served and at 0 once none do (see
+    /// `kofka_producer_set_ready_flag`); nil stops that. Once this returns, an earlier flag is
+    /// never written again.
+    package func setReadyFlag(_ flag: UnsafeMutablePointer<Int32>?) {
+        queue.setReadyFlag(flag)
+    }
+
     package func pollViews(timeout: Duration? = .zero, _ handler: (DeliveryView) -> Void) -> Int {
         withoutActuallyEscaping(handler) { h in queue.serve(deadline: broker.clock.deadline(after: timeout), reporting(h)) }
     }

@@ -8,6 +8,8 @@
 __attribute__((visibility("hidden"))) uint32_t kofka_doorbell_ring(uint32_t *word);
 /* The current value of *word (an acquire load). */
 __attribute__((visibility("hidden"))) uint32_t kofka_doorbell_read(const uint32_t *word);
+/* Stores v in *word with release ordering (a word a binding reads without calling in). */
+__attribute__((visibility("hidden"))) void kofka_store_release_i32(int32_t *word, int32_t v);
 /* Wakes every process and thread waiting on word (FUTEX_WAKE on a shared mapping). */
 __attribute__((visibility("hidden"))) void kofka_doorbell_wake(uint32_t *word);
 /* Waits until *word differs from seen, a wake, or timeout_ns; returns 0, or -1 where futexes

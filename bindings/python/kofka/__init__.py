@@ -896,8 +896,13 @@ class Producer(_Closing):
         self._handle = out
         # Kept alive as long as the producer: the library calls it from poll/flush/close.
         self._trampoline = _make_delivery_trampoline(weakref.ref(self))
+        # 1 while delivery reports wait to be served (kofka_producer_set_ready_flag): poll(0)
+        # reads it instead of calling into the library for nothing. Kept as long as the
+        # producer: the library writes it until kofka_producer_close returns.
+        self._ready = ctypes.c_int32(0)
         try:
             _call(_lib.kofka_producer_set_delivery_cb, out, self._trampoline, None)
+            _call(_lib.kofka_producer_set_ready_flag, out, ctypes.byref(self._ready))
         except BaseException:
             self._handle = None
             _raw(_lib.kofka_producer_close, out, 0)
@@ -1239,8 +1244,12 @@ class Producer(_Closing):
         record can be ready, and ``produce(); poll(0)`` per record — the
         confluent-kafka idiom — would otherwise end every lease after one
         record): they go over when the lease is full, at the next other call,
-        or ``linger.ms`` after the first was held.
+        or ``linger.ms`` after the first was held. ``poll(0)`` with no report
+        ready returns 0 without calling into the library (it reads a flag the
+        library keeps), as cheaply as confluent-kafka's.
         """
+        if timeout == 0 and not self._ready.value and self._callback_error is None and self._handle is not None:
+            return 0
         if timeout is None or timeout > 0:
             self._settle()
         h = self._h()

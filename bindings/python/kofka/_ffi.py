@@ -307,6 +307,7 @@ SIGNATURES = {
     "kofka_produce_packed": (kofka_err, [ProducerP, c_char_p, POINTER(kofka_lease), c_char_p, c_void_p, c_char_p, c_void_p,
                                          c_void_p, c_void_p, c_size_t]),
     "kofka_producer_set_delivery_cb": (kofka_err, [ProducerP, kofka_delivery_cb, c_void_p]),
+    "kofka_producer_set_ready_flag": (kofka_err, [ProducerP, POINTER(c_int32)]),
     "kofka_producer_poll": (c_int, [ProducerP, c_int]),
     "kofka_flush": (kofka_err, [ProducerP, c_int]),
     "kofka_init_transactions": (kofka_err, [ProducerP, c_int]),

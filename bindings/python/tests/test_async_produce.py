@@ -147,3 +147,21 @@ def test_produce_outside_a_transaction_raises_at_the_call_not_in_a_report(broker
         p.flush()
     assert reports == []
     assert broker.watermarks("txstate", 0) == (0, 0)
+
+
+@pytest.mark.parametrize("headers", [None, [("h", b"")]], ids=["held", "alone"])
+def test_poll_0_in_a_loop_serves_each_report_once_as_soon_as_it_is_ready(broker, headers):
+    # poll(0) skips the library while its ready flag reads 0: a report that becomes ready
+    # while the program only calls poll(0) must still be served, once, by one of those calls.
+    broker.create_topic("rf", partitions=1)
+    got = []
+    with broker.producer(linger_ms=0) as p:
+        for i in range(3):
+            p.produce("rf", b"v%d" % i, headers=headers, on_delivery=lambda e, md: got.append((e, md.offset)))
+            deadline = time.monotonic() + 10
+            served = 0
+            while len(got) == i and time.monotonic() < deadline:
+                served += p.poll(0)
+            assert served == 1 and len(got) == i + 1
+            assert p.poll(0) == 0
+    assert got == [(None, 0), (None, 1), (None, 2)]
