@@ -217,6 +217,8 @@ final class ProduceQueue: @unchecked Sendable {
     }
     /// A word kept at 1 while `reports` holds runs to serve, 0 otherwise (`setReadyFlag`).
     @exclusivity(unchecked) private var readyFlag: UnsafeMutablePointer<Int32>?
+    /// Set by `retireReadyFlag`: no flag is registered any more.
+    @exclusivity(unchecked) private var readyFlagRetired = false
     /// Records produced whose report has not been served yet.
     @exclusivity(unchecked) private var outstandingCount = 0
     /// Slots promised by `reserve` and not yet filled or released; they count against
@@ -242,11 +244,22 @@ final class ProduceQueue: @unchecked Sendable {
 
     /// Keeps `flag` at 1 while reports wait to be served and at 0 once none do (stores with
     /// release ordering, under the queue's lock), from now until it is replaced; nil stops that.
-    /// Once this returns, the previous flag is never written again.
-    func setReadyFlag(_ flag: UnsafeMutablePointer<Int32>?) {
-        m.locked {
+    /// Once this returns, the previous flag is never written again. Throws `.closed` for a flag
+    /// after `retireReadyFlag` (a registration racing the producer's close).
+    func setReadyFlag(_ flag: UnsafeMutablePointer<Int32>?) throws {
+        try m.locked {
+            if readyFlagRetired && flag != nil { throw KofkaError(.closed, "the producer is closed") }
             readyFlag = flag
             if let flag { kofka_store_release_i32(flag, reports.isEmpty ? 0 : 1) }
+        }
+    }
+
+    /// Unregisters the flag for good (the producer's handle is closing): once this returns,
+    /// no flag is written again, whatever other threads still inside the producer do.
+    func retireReadyFlag() {
+        m.locked {
+            readyFlag = nil
+            readyFlagRetired = true
         }
     }
 

@@ -768,9 +768,15 @@ public final class Producer: Sendable {
     @discardableResult
     /// Keeps `flag` at 1 while delivery reports wait to be served and at 0 once none do (see
     /// `kofka_producer_set_ready_flag`); nil stops that. Once this returns, an earlier flag is
-    /// never written again.
-    package func setReadyFlag(_ flag: UnsafeMutablePointer<Int32>?) {
-        queue.setReadyFlag(flag)
+    /// never written again. Throws `.closed` once `retireReadyFlag` ran.
+    package func setReadyFlag(_ flag: UnsafeMutablePointer<Int32>?) throws {
+        try queue.setReadyFlag(flag)
+    }
+
+    /// Unregisters the ready flag for good (the handle is closing): no flag is written after
+    /// this returns, even by a registration that raced it.
+    package func retireReadyFlag() {
+        queue.retireReadyFlag()
     }
 
     package func pollViews(timeout: Duration? = .zero, _ handler: (DeliveryView) -> Void) -> Int {

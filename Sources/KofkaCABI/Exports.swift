@@ -112,7 +112,7 @@ public func kofka_producer_close(_ p: OpaquePointer?, _ timeout_ms: Int32) -> ko
         // The handle leaves the registry first: from here on every call with it, including a
         // second close, is KOFKA_ERR_CLOSED; calls already running keep their reference.
         guard case .producer(let box) = try handles.remove(p, .producer, "kofka_producer_close") else { return }
-        defer { box.producer.setReadyFlag(nil) }   // the caller may free the flag once this returns
+        defer { box.producer.retireReadyFlag() }   // the caller may free the flag once this returns
         try box.producer.closeViews(timeout: duration(timeout_ms), deliver(p, box))
     }
 }
@@ -265,6 +265,8 @@ public func kofka_producer_set_delivery_cb(_ p: OpaquePointer?, _ cb: kofka_deli
 @c @implementation
 public func kofka_producer_set_ready_flag(_ p: OpaquePointer?, _ flag: UnsafeMutablePointer<Int32>?) -> kofka_err {
     run { try producerHandle(p, "kofka_producer_set_ready_flag").producer.setReadyFlag(flag) }
+    // A registration that looked the handle up just before kofka_producer_close removed it
+    // finds the flag retired (`.closed`): no flag outlives the close.
 }
 
 @c @implementation
