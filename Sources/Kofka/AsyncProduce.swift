@@ -213,7 +213,7 @@ final class ProduceQueue: @unchecked Sendable {
     @exclusivity(unchecked) private var writerIdle = false
     /// Written (or failed) runs whose reports have not been served.
     @exclusivity(unchecked) private var reports: [PackedRecords] = [] {
-        didSet { if let readyFlag { kofka_store_release_i32(readyFlag, reports.isEmpty ? 0 : 1) } }
+        didSet { publishReady() }
     }
     /// A word kept at 1 while `reports` holds runs to serve, 0 otherwise (`setReadyFlag`).
     @exclusivity(unchecked) private var readyFlag: UnsafeMutablePointer<Int32>?
@@ -250,8 +250,13 @@ final class ProduceQueue: @unchecked Sendable {
         try m.locked {
             if readyFlagRetired && flag != nil { throw KofkaError(.closed, "the producer is closed") }
             readyFlag = flag
-            if let flag { kofka_store_release_i32(flag, reports.isEmpty ? 0 : 1) }
+            publishReady()
         }
+    }
+
+    /// Stores in the registered flag whether reports wait (with `m` held).
+    private func publishReady() {
+        if let readyFlag { kofka_store_release_i32(readyFlag, reports.isEmpty ? 0 : 1) }
     }
 
     /// Unregisters the flag for good (the producer's handle is closing): once this returns,

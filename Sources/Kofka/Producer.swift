@@ -764,8 +764,6 @@ public final class Producer: Sendable {
         pollViews(timeout: timeout) { handler($0.report) }
     }
 
-    /// `poll` with each report as views valid during the call (the C face's callback).
-    @discardableResult
     /// Keeps `flag` at 1 while delivery reports wait to be served and at 0 once none do (see
     /// `kofka_producer_set_ready_flag`); nil stops that. Once this returns, an earlier flag is
     /// never written again. Throws `.closed` once `retireReadyFlag` ran.
@@ -779,6 +777,8 @@ public final class Producer: Sendable {
         queue.retireReadyFlag()
     }
 
+    /// `poll` with each report as views valid during the call (the C face's callback).
+    @discardableResult
     package func pollViews(timeout: Duration? = .zero, _ handler: (DeliveryView) -> Void) -> Int {
         withoutActuallyEscaping(handler) { h in queue.serve(deadline: broker.clock.deadline(after: timeout), reporting(h)) }
     }

@@ -264,9 +264,9 @@ public func kofka_producer_set_delivery_cb(_ p: OpaquePointer?, _ cb: kofka_deli
 
 @c @implementation
 public func kofka_producer_set_ready_flag(_ p: OpaquePointer?, _ flag: UnsafeMutablePointer<Int32>?) -> kofka_err {
-    run { try producerHandle(p, "kofka_producer_set_ready_flag").producer.setReadyFlag(flag) }
     // A registration that looked the handle up just before kofka_producer_close removed it
     // finds the flag retired (`.closed`): no flag outlives the close.
+    run { try producerHandle(p, "kofka_producer_set_ready_flag").producer.setReadyFlag(flag) }
 }
 
 @c @implementation

@@ -1174,19 +1174,19 @@ class Producer(_Closing):
         n = len(held)
         kptr = klens = vlens = parts = ops = None
         vdata = b""
-        if n and not mixed:   # values alone (bytes): no key, partition or callback
-            vl = array.array("q", map(len, held))
-            vdata = b"".join(held)
-            vlens = vl.buffer_info()[0]
-        elif n:
-            ks, vs, ps, os_ = zip(*[(None, r, None, None) if type(r) is bytes else r for r in held])
-            if None in vs:
+        if n:
+            if mixed:
+                ks, vs, ps, os_ = zip(*[(None, r, None, None) if type(r) is bytes else r for r in held])
+            else:   # values alone (bytes): no key, null, partition or callback
+                vs = held
+            if mixed and None in vs:
                 vl = array.array("q", [-1 if v is None else len(v) for v in vs])
                 vdata = b"".join([v for v in vs if v is not None])
             else:
                 vl = array.array("q", map(len, vs))
                 vdata = b"".join(vs)
             vlens = vl.buffer_info()[0]
+        if n and mixed:
             if ks.count(None) != n:
                 kl = array.array("q", [-1 if k is None else len(k) for k in ks])
                 kptr = b"".join([k for k in ks if k is not None])
